@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// `channels-bench`: load generators that print figures; never part of the test suite.
+@main
+struct ChannelsBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "channels-bench",
+        abstract: "Measure swift-channels: the Redis client now, the nodes later.",
+        subcommands: [RedisPublishCommand.self]
+    )
+}

@@ -1,0 +1,96 @@
+import NIOCore
+
+/// One Redis command, encoded once as RESP2 when it is created.
+///
+/// Arguments are binary safe; build them from strings, bytes or integers:
+/// ```swift
+/// let command = RedisCommand("PUBLISH", "asgi__group__chat", .bytes(payload))
+/// ```
+/// Encoding happens in the caller's task, so the event loop only copies finished bytes.
+public struct RedisCommand: Sendable {
+    /// The command name, for error messages.
+    public let name: String
+    /// The RESP2 encoding of the whole command.
+    internal let encoded: ByteBuffer
+
+    /// Creates a command from its name and arguments.
+    public init(_ name: String, _ arguments: RedisArgument...) {
+        self.init(name, arguments: arguments)
+    }
+
+    /// Creates a command from its name and an array of arguments.
+    public init(_ name: String, arguments: [RedisArgument]) {
+        self.name = name
+        var size = 16 + name.utf8.count
+        for argument in arguments { size += argument.count + 16 }
+        var buffer = ByteBufferAllocator().buffer(capacity: size)
+        buffer.writeStaticString("*")
+        buffer.writeDecimal(arguments.count + 1)
+        buffer.writeStaticString("\r\n$")
+        buffer.writeDecimal(name.utf8.count)
+        buffer.writeStaticString("\r\n")
+        buffer.writeString(name)
+        buffer.writeStaticString("\r\n")
+        for argument in arguments {
+            buffer.writeStaticString("$")
+            buffer.writeDecimal(argument.count)
+            buffer.writeStaticString("\r\n")
+            argument.write(into: &buffer)
+            buffer.writeStaticString("\r\n")
+        }
+        self.encoded = buffer
+    }
+}
+
+/// A binary-safe command argument.
+public struct RedisArgument: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral {
+    private enum Storage: Sendable {
+        case string(String)
+        case bytes([UInt8])
+        case buffer(ByteBuffer)
+    }
+
+    private let storage: Storage
+
+    /// Text, sent as its UTF-8 bytes.
+    public static func string(_ value: String) -> RedisArgument { RedisArgument(storage: .string(value)) }
+    /// Raw bytes, sent as they are (NUL bytes included).
+    public static func bytes(_ value: [UInt8]) -> RedisArgument { RedisArgument(storage: .bytes(value)) }
+    /// Raw bytes from a buffer (its readable part).
+    public static func buffer(_ value: ByteBuffer) -> RedisArgument { RedisArgument(storage: .buffer(value)) }
+    /// An integer, sent as decimal text as Redis expects.
+    public static func integer(_ value: Int) -> RedisArgument { RedisArgument(storage: .string(String(value))) }
+
+    private init(storage: Storage) { self.storage = storage }
+
+    public init(stringLiteral value: String) { self.storage = .string(value) }
+    public init(integerLiteral value: Int) { self.storage = .string(String(value)) }
+
+    var count: Int {
+        switch storage {
+        case .string(let text): text.utf8.count
+        case .bytes(let bytes): bytes.count
+        case .buffer(let buffer): buffer.readableBytes
+        }
+    }
+
+    func write(into buffer: inout ByteBuffer) {
+        switch storage {
+        case .string(let text): buffer.writeString(text)
+        case .bytes(let bytes): buffer.writeBytes(bytes)
+        case .buffer(let source): buffer.writeImmutableBuffer(source)
+        }
+    }
+}
+
+extension ByteBuffer {
+    @inline(__always)
+    mutating func writeDecimal(_ value: Int) {
+        // Small non-negative values are by far the most common (argument counts, lengths).
+        if value >= 0 && value < 10 {
+            writeInteger(UInt8(ascii: "0") &+ UInt8(value))
+        } else {
+            writeString(String(value))
+        }
+    }
+}

@@ -1,0 +1,153 @@
+import ChannelsTestSupport
+import HiredisClient
+import Testing
+
+/// Every way connecting or sending can fail gives a typed error with a useful message, and nothing crashes.
+@Suite struct RedisFailureTests {
+    @Test func refusedConnection() async throws {
+        let port = try freePort()
+        await #expect {
+            _ = try await RedisConnection.connect(configuration: try RedisConfiguration(url: "redis://127.0.0.1:\(port)"))
+        } throws: { error in
+            guard let error = error as? RedisError else { return false }
+            return error.code == .connectionRefused && error.message.contains("127.0.0.1:\(port)")
+                && error.message.contains("is redis-server running")
+        }
+    }
+
+    @Test func missingUnixSocket() async throws {
+        await #expect {
+            _ = try await RedisConnection.connect(configuration: try RedisConfiguration(url: "unix:///nonexistent/redis.sock"))
+        } throws: { error in
+            guard let error = error as? RedisError else { return false }
+            return error.code == .connectionFailed && error.message.contains("/nonexistent/redis.sock")
+        }
+    }
+
+    @Test func wrongPassword() async throws {
+        let server = try await RedisServer.start(password: "right-password")
+        await #expect {
+            _ = try await RedisConnection.connect(configuration: try RedisConfiguration(url: "redis://:wrong@127.0.0.1:\(server.port)"))
+        } throws: { error in
+            guard let error = error as? RedisError else { return false }
+            return error.code == .authenticationFailed && error.serverMessage?.hasPrefix("WRONGPASS") == true
+                && !error.isRetryable
+        }
+    }
+
+    @Test func missingPassword() async throws {
+        let server = try await RedisServer.start(password: "right-password")
+        await #expect {
+            _ = try await RedisConnection.connect(configuration: try RedisConfiguration(url: "redis://127.0.0.1:\(server.port)"))
+        } throws: { error in
+            guard let error = error as? RedisError else { return false }
+            return error.code == .authenticationRequired && error.serverMessage?.hasPrefix("NOAUTH") == true
+        }
+        let good = try await RedisConnection.connect(configuration: server.configuration())
+        #expect(try await good.send("PING") == .status("PONG"))
+        await good.close()
+    }
+
+    @Test func aclUser() async throws {
+        let server = try await RedisServer.start()
+        let admin = try await RedisConnection.connect(configuration: server.configuration())
+        try await admin.send("ACL", "SETUSER", "node", "on", ">node-secret", "~*", "&*", "+@all")
+        await admin.close()
+
+        let node = try await RedisConnection.connect(
+            configuration: try RedisConfiguration(url: "redis://node:node-secret@127.0.0.1:\(server.port)")
+        )
+        #expect(try await node.send("ACL", "WHOAMI") == .bulkString(Array("node".utf8)))
+        await node.close()
+
+        await #expect {
+            _ = try await RedisConnection.connect(
+                configuration: try RedisConfiguration(url: "redis://node:not-it@127.0.0.1:\(server.port)")
+            )
+        } throws: { error in
+            (error as? RedisError)?.code == .authenticationFailed
+        }
+    }
+
+    @Test func commandTimeoutKeepsLaterRepliesMatched() async throws {
+        let server = try await RedisServer.start()
+        let connection = try await RedisConnection.connect(configuration: server.configuration(commandTimeout: .milliseconds(300)))
+        defer { Task { await connection.close() } }
+
+        let started = ContinuousClock.now
+        await #expect {
+            try await connection.send("BLPOP", "nothing-here", 1)
+        } throws: { error in
+            guard let error = error as? RedisError else { return false }
+            return error.code == .timeout && error.message.contains("did not answer within")
+        }
+        #expect(ContinuousClock.now - started < .seconds(1))
+        // Let BLPOP's late nil reply arrive; it must be dropped, not handed to the next caller.
+        try await Task.sleep(for: .milliseconds(900))
+        #expect(try await connection.send("ECHO", "after") == .bulkString(Array("after".utf8)))
+    }
+
+    @Test func connectTimeoutWhenTheServerDoesNotAnswer() async throws {
+        let server = try await RedisServer.start()
+        server.pause()
+        defer { server.resume() }
+        await #expect {
+            _ = try await RedisConnection.connect(configuration: server.configuration(connectTimeout: .milliseconds(300)))
+        } throws: { error in
+            guard let error = error as? RedisError else { return false }
+            return error.code == .timeout && error.message.contains("did not answer")
+        }
+    }
+
+    @Test func inFlightCommandsFailWhenTheServerDies() async throws {
+        let server = try await RedisServer.start()
+        let connection = try await RedisConnection.connect(configuration: server.configuration())
+        let blocked = Task { try await connection.send("BLPOP", "never", 5) }
+        try await Task.sleep(for: .milliseconds(200))
+        server.kill()
+        await #expect {
+            try await blocked.value
+        } throws: { error in
+            (error as? RedisError)?.code == .connectionClosed
+        }
+        #expect(connection.isClosed)
+        await #expect {
+            try await connection.send("PING")
+        } throws: { error in
+            (error as? RedisError)?.code == .connectionClosed
+        }
+    }
+
+    @Test func clientReconnectsAfterARestartWithoutAStorm() async throws {
+        let server = try await RedisServer.start()
+        let client = RedisClient(
+            configuration: server.configuration(),
+            reconnectPolicy: RedisReconnectPolicy(initialDelay: .milliseconds(200), maximumDelay: .milliseconds(200), jitter: 0)
+        )
+        #expect(try await client.send("PING") == .status("PONG"))
+        server.kill()
+        // In-flight or next: the loss is reported, then the refused reconnect.
+        await #expect(throws: RedisError.self) { try await client.send("PING") }
+        await #expect(throws: RedisError.self) { try await client.send("PING") }
+        // Within the backoff window calls fail fast with the last error instead of connecting again.
+        let fastStart = ContinuousClock.now
+        await #expect {
+            try await client.send("PING")
+        } throws: { error in
+            (error as? RedisError)?.code == .connectionRefused
+        }
+        #expect(ContinuousClock.now - fastStart < .milliseconds(150))
+
+        try await server.restart()
+        let recovered = await eventually {
+            (try? await client.send("PING")) == .status("PONG")
+        }
+        #expect(recovered)
+        await client.close()
+        await #expect {
+            try await client.send("PING")
+        } throws: { error in
+            (error as? RedisError)?.code == .clientClosed
+        }
+    }
+}
