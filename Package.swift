@@ -11,6 +11,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "HiredisClient", targets: ["HiredisClient"]),
+        .library(name: "ChannelsProtocol", targets: ["ChannelsProtocol"]),
         .executable(name: "channels-ctl", targets: ["ChannelsCtl"]),
         .executable(name: "channels-bench", targets: ["ChannelsBench"]),
     ],
@@ -36,6 +37,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // Messages, msgpack, names and the client frame format: shared by the layer, node, ctl and bench.
+        .target(
+            name: "ChannelsProtocol",
+            dependencies: [.product(name: "OrderedCollections", package: "swift-collections")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -64,6 +71,11 @@ let package = Package(
         .testTarget(
             name: "HiredisClientTests",
             dependencies: ["HiredisClient", "ChannelsTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ChannelsProtocolTests",
+            dependencies: ["ChannelsProtocol", .product(name: "OrderedCollections", package: "swift-collections")],
             swiftSettings: swiftSettings
         ),
     ],

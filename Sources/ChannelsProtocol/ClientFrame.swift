@@ -1,0 +1,57 @@
+import OrderedCollections
+
+/// The JSON text frames a node exchanges with browsers, defined once for the node, tests and tools.
+///
+/// - A client sends text frames that each hold one JSON object (UTF-8, at most ``Limits/maxBytes``).
+///   What the object means is the consumer's business: the chat consumer reads `{"message": "..."}`.
+/// - A node sends text frames that each hold one JSON object, e.g. `{"message": "hi"}`.
+/// - When a node refuses a frame but keeps the connection, it answers with an error frame:
+///   `{"type": "error", "error": "<code>", "detail": "<text>"}` (see ``ErrorCode``).
+public enum ClientFrame {
+    /// Why a frame was refused; the `error` field of an error frame.
+    public struct ErrorCode: RawRepresentable, Hashable, Sendable {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+
+        /// The text is not JSON.
+        public static let invalidJSON = ErrorCode(rawValue: "invalid_json")
+        /// The JSON is not an object, or lacks a field the consumer needs.
+        public static let invalidFrame = ErrorCode(rawValue: "invalid_frame")
+        /// The connection may not do that (join a group outside its token's list, for example).
+        public static let forbidden = ErrorCode(rawValue: "forbidden")
+        /// The frame was dropped because the connection sends too fast.
+        public static let rateLimited = ErrorCode(rawValue: "rate_limited")
+    }
+
+    /// Bounds for inbound frames.
+    public struct Limits: Sendable, Hashable {
+        public var maxBytes: Int
+        public var maxDepth: Int
+        public init(maxBytes: Int = 64 * 1024, maxDepth: Int = 32) {
+            self.maxBytes = maxBytes
+            self.maxDepth = maxDepth
+        }
+    }
+
+    /// Decodes an inbound text frame into its JSON object.
+    /// - Throws: ``ProtocolError/Code/invalidJSON`` for text that is not JSON or is too large or deep,
+    ///   ``ProtocolError/Code/invalidMessage`` when the JSON is not an object.
+    public static func decode(_ text: String, limits: Limits = Limits()) throws(ProtocolError) -> OrderedDictionary<String, MessageValue> {
+        let value = try JSON.parse(text, limits: JSON.Limits(maxSize: limits.maxBytes, maxDepth: limits.maxDepth))
+        guard case .map(let object) = value else {
+            throw ProtocolError(.invalidMessage, "a frame must be a JSON object, like {\"message\": \"hi\"}")
+        }
+        return object
+    }
+
+    /// Encodes an outbound frame.
+    public static func encode(_ object: OrderedDictionary<String, MessageValue>) throws(ProtocolError) -> String {
+        try JSON.serialize(.map(object))
+    }
+
+    /// An error frame.
+    public static func error(_ code: ErrorCode, detail: String) -> String {
+        // Only strings inside: serialisation cannot fail.
+        (try? JSON.serialize(["type": "error", "error": .string(code.rawValue), "detail": .string(detail)])) ?? "{}"
+    }
+}
