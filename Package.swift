@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "HiredisClient", targets: ["HiredisClient"]),
         .library(name: "ChannelsProtocol", targets: ["ChannelsProtocol"]),
+        .library(name: "ChannelLayers", targets: ["ChannelLayers"]),
         .executable(name: "channels-ctl", targets: ["ChannelsCtl"]),
         .executable(name: "channels-bench", targets: ["ChannelsBench"]),
     ],
@@ -43,6 +44,19 @@ let package = Package(
         .target(
             name: "ChannelsProtocol",
             dependencies: [.product(name: "OrderedCollections", package: "swift-collections")],
+            swiftSettings: swiftSettings
+        ),
+        // The channel layer API, the in-memory layer and the Redis pub/sub layer.
+        .target(
+            name: "ChannelLayers",
+            dependencies: [
+                "ChannelsProtocol",
+                "HiredisClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

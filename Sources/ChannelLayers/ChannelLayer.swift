@@ -1,0 +1,68 @@
+import ChannelsProtocol
+
+/// Django Channels' channel layer API: named channels with bounded queues, and groups of channels.
+///
+/// - ``send(_:to:)`` to a channel at capacity throws ``ChannelLayerError/Code/channelFull``.
+/// - ``groupSend(_:to:)`` never throws it: members at capacity miss the message and the drop is counted.
+/// - Invalid channel or group names throw ``ChannelLayerError/Code/invalidName`` with Django's text.
+public protocol ChannelLayer: Sendable {
+    /// A new channel name unique to this process, ready to receive (`{prefix}specific.<32 hex>` by default).
+    func newChannel(prefix: String) async throws(ChannelLayerError) -> String
+
+    /// Sends a message to a channel.
+    func send(_ message: Message, to channel: String) async throws(ChannelLayerError)
+
+    /// Waits for the next message on a channel of this process.
+    func receive(from channel: String) async throws(ChannelLayerError) -> Message
+
+    /// Adds a channel of this process to a group.
+    func groupAdd(_ group: String, channel: String) async throws(ChannelLayerError)
+
+    /// Removes a channel from a group; does nothing when it is not a member.
+    func groupDiscard(_ group: String, channel: String) async throws(ChannelLayerError)
+
+    /// Sends a message to every member of a group, wherever it is.
+    func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError)
+
+    /// Forgets a channel of this process: its queue, its waiters and its group memberships.
+    func deleteChannel(_ channel: String) async
+
+    /// Empties the layer: channels, groups, queues.
+    func flush() async throws(ChannelLayerError)
+
+    /// Counters since the layer was created.
+    var statistics: ChannelLayerStatistics { get }
+}
+
+extension ChannelLayer {
+    /// A new channel name with the default `specific.` prefix.
+    public func newChannel() async throws(ChannelLayerError) -> String {
+        try await newChannel(prefix: "specific.")
+    }
+}
+
+/// What a layer has done since it was created.
+public struct ChannelLayerStatistics: Sendable, Hashable {
+    /// Messages accepted by `send`.
+    public var messagesSent = 0
+    /// Group sends (one each, whatever the group size).
+    public var groupSends = 0
+    /// Messages put into a local channel's queue.
+    public var deliveries = 0
+    /// Messages a full queue could not take (from group sends, or from Redis for a direct channel).
+    public var dropped = 0
+    /// Messages that expired in a queue before anyone received them.
+    public var expired = 0
+    /// Payloads from Redis that could not be decoded.
+    public var undecodable = 0
+    /// Times the pub/sub connection to a Redis host was lost.
+    public var redisConnectionLosses = 0
+    /// Times all subscriptions were restored after such a loss.
+    public var redisResubscriptions = 0
+    /// Channels with a queue in this process.
+    public var localChannels = 0
+    /// Groups with at least one member in this process.
+    public var localGroups = 0
+
+    public init() {}
+}

@@ -1,0 +1,52 @@
+import ChannelsProtocol
+import HiredisClient
+
+/// Why a channel layer call failed.
+public struct ChannelLayerError: Error, Sendable, Hashable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+
+        /// `send` found the channel at capacity (Django's `ChannelFull`).
+        public static let channelFull = Code("channelFull")
+        /// A channel or group name breaks the rules; the message is Django's.
+        public static let invalidName = Code("invalidName")
+        /// The message has no `type` or cannot be encoded or decoded.
+        public static let invalidMessage = Code("invalidMessage")
+        /// Redis failed: unreachable, refused the credentials, timed out.
+        public static let redis = Code("redis")
+        /// `groupAdd` on a channel this process does not hold.
+        public static let notLocal = Code("notLocal")
+        /// The receiving task was cancelled.
+        public static let cancelled = Code("cancelled")
+        /// The layer was shut down.
+        public static let closed = Code("closed")
+
+        public var description: String { name }
+    }
+
+    public let code: Code
+    public let message: String
+    /// The Redis error behind a ``Code/redis`` failure.
+    public let redisError: RedisError?
+
+    public init(_ code: Code, _ message: String, redisError: RedisError? = nil) {
+        self.code = code
+        self.message = message
+        self.redisError = redisError
+    }
+
+    public var description: String { message }
+
+    static func channelFull(_ channel: String) -> ChannelLayerError {
+        ChannelLayerError(.channelFull, "ChannelFull: channel \(channel) holds its capacity of messages; the receiver is not keeping up")
+    }
+
+    init(_ error: ProtocolError) {
+        self.init(error.code == .invalidName ? .invalidName : .invalidMessage, error.message)
+    }
+
+    init(_ error: RedisError, doing what: String) {
+        self.init(.redis, "\(what) failed: \(error.message)", redisError: error)
+    }
+}

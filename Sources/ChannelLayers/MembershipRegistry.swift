@@ -1,0 +1,144 @@
+import HiredisClient
+import Logging
+import Synchronization
+
+/// Records this process's group memberships in Redis for operators, under keys `redis-cli` can read.
+///
+/// With prefix `asgi`:
+/// - `asgi:registry:nodes`: sorted set, member = node id, score = last heartbeat (Unix seconds).
+/// - `asgi:registry:node:<node>`: hash `node`, `started_at`, `heartbeat_at`, `connections`, `channels`,
+///   `groups`; expires 30 s after the last heartbeat.
+/// - `asgi:registry:group:<group>:<node>`: hash, field = member channel, value = join time (Unix seconds);
+///   expires 30 s after the last heartbeat, so the members of a node that died vanish on their own.
+///
+/// Writes never sit on a caller's path: joins, leaves and heartbeats go into one ordered queue that a
+/// single writer sends as pipelines. Each heartbeat rewrites the node's memberships, which also restores
+/// them after Redis lost its data.
+final class MembershipRegistry: Sendable {
+    enum Operation: Sendable {
+        case join(group: String, channel: String, at: Double)
+        case leave(group: String, channel: String)
+        case heartbeat(Snapshot)
+        case remove(groups: [String])
+    }
+
+    struct Snapshot: Sendable {
+        var members: [String: [(channel: String, joinedAt: Double)]]
+        var channels: Int
+        var connections: Int
+    }
+
+    let prefix: String
+    let nodeID: String
+    let ttl: Duration
+    let startedAt = WallClock.now()
+    private let client: RedisClient
+    private let logger: Logger
+    private let queue = Mutex<(operations: [Operation], waiter: CheckedContinuation<Void, Never>?)>(([], nil))
+    private let failures = Mutex(0)
+
+    init(client: RedisClient, prefix: String, nodeID: String, ttl: Duration, logger: Logger) {
+        self.client = client
+        self.prefix = prefix
+        self.nodeID = nodeID
+        self.ttl = ttl
+        self.logger = logger
+    }
+
+    var nodesKey: String { "\(prefix):registry:nodes" }
+    var nodeKey: String { "\(prefix):registry:node:\(nodeID)" }
+    func groupKey(_ group: String) -> String { "\(prefix):registry:group:\(group):\(nodeID)" }
+
+    /// Batches that failed to reach Redis (they are repaired by the next heartbeat).
+    var failedWrites: Int { failures.withLock { $0 } }
+
+    func enqueue(_ operation: Operation) {
+        let waiter = queue.withLock { queue in
+            queue.operations.append(operation)
+            defer { queue.waiter = nil }
+            return queue.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Sends queued operations until cancelled, then sends what is left.
+    func run() async {
+        while !Task.isCancelled {
+            let operations = await nextBatch()
+            await write(operations)
+        }
+        await write(queue.withLock { queue in
+            defer { queue.operations = [] }
+            return queue.operations
+        })
+    }
+
+    private func nextBatch() async -> [Operation] {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let ready = queue.withLock { queue -> Bool in
+                    if !queue.operations.isEmpty || Task.isCancelled { return true }
+                    queue.waiter = continuation
+                    return false
+                }
+                if ready { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = queue.withLock { queue in
+                defer { queue.waiter = nil }
+                return queue.waiter
+            }
+            waiter?.resume()
+        }
+        return queue.withLock { queue in
+            defer { queue.operations = [] }
+            return queue.operations
+        }
+    }
+
+    private func write(_ operations: [Operation]) async {
+        guard !operations.isEmpty else { return }
+        let seconds = Int(ttl.components.seconds)
+        var commands: [RedisCommand] = []
+        for operation in operations {
+            switch operation {
+            case .join(let group, let channel, let at):
+                commands.append(RedisCommand("HSET", .string(groupKey(group)), .string(channel), .string(String(at))))
+                commands.append(RedisCommand("EXPIRE", .string(groupKey(group)), .integer(seconds)))
+            case .leave(let group, let channel):
+                commands.append(RedisCommand("HDEL", .string(groupKey(group)), .string(channel)))
+            case .heartbeat(let snapshot):
+                let now = WallClock.now()
+                commands.append(
+                    RedisCommand(
+                        "HSET", .string(nodeKey), "node", .string(nodeID), "started_at", .string(String(startedAt)),
+                        "heartbeat_at", .string(String(now)), "connections", .integer(snapshot.connections),
+                        "channels", .integer(snapshot.channels), "groups", .integer(snapshot.members.count)
+                    )
+                )
+                commands.append(RedisCommand("EXPIRE", .string(nodeKey), .integer(seconds)))
+                commands.append(RedisCommand("ZADD", .string(nodesKey), .string(String(now)), .string(nodeID)))
+                // Nodes silent for an hour leave the listing; until then `channels-ctl nodes` shows them as stale.
+                commands.append(RedisCommand("ZREMRANGEBYSCORE", .string(nodesKey), "-inf", .string(String(now - 3600))))
+                for (group, members) in snapshot.members where !members.isEmpty {
+                    var arguments: [RedisArgument] = [.string(groupKey(group))]
+                    for member in members {
+                        arguments.append(.string(member.channel))
+                        arguments.append(.string(String(member.joinedAt)))
+                    }
+                    commands.append(RedisCommand("HSET", arguments: arguments))
+                    commands.append(RedisCommand("EXPIRE", .string(groupKey(group)), .integer(seconds)))
+                }
+            case .remove(let groups):
+                commands.append(RedisCommand("DEL", arguments: [.string(nodeKey)] + groups.map { .string(groupKey($0)) }))
+                commands.append(RedisCommand("ZREM", .string(nodesKey), .string(nodeID)))
+            }
+        }
+        do {
+            _ = try await client.pipeline(commands)
+        } catch {
+            failures.withLock { $0 += 1 }
+            logger.debug("registry write failed; the next heartbeat repairs it", metadata: ["error": "\(error.message)"])
+        }
+    }
+}

@@ -1,0 +1,418 @@
+import ChannelsProtocol
+import HiredisClient
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A channel layer over Redis pub/sub that speaks channels_redis' `RedisPubSubChannelLayer` wire format,
+/// so Swift nodes and Django processes on the same Redis share groups and channels.
+///
+/// - A group is the Redis channel `{prefix}__group__{group}`; `groupSend` is exactly one `PUBLISH` of the
+///   msgpack-encoded message, whatever the group size.
+/// - A process subscribes to a group's channel while it has local members and unsubscribes when the last
+///   one leaves. A message from Redis is decoded once and put on every local member's queue.
+/// - Direct channels are `{prefix}specific.{32 hex}`; `send` to one of this process's channels skips Redis.
+/// - Several Redis hosts are sharded by channel name with channels_redis' CRC-32 ring.
+/// - Each local queue holds at most `capacity` messages: a consumer that does not read costs bounded memory,
+///   and what it misses is counted in ``statistics``.
+/// - After a Redis restart every subscription is restored; losses and restorations are counted.
+/// - Group memberships are recorded for operators (see ``MembershipRegistry`` keys in the README).
+///
+/// Call ``run()`` in a task for as long as the layer is used; cancel it to shut down.
+public final class RedisPubSubChannelLayer: ChannelLayer {
+    /// Where Redis is and how the layer behaves.
+    public struct Configuration: Sendable {
+        /// The Redis hosts; names are sharded over them in this order, as channels_redis does.
+        public var hosts: [RedisConfiguration]
+        /// The prefix of every Redis channel and registry key (channels_redis' default is `asgi`).
+        public var prefix: String
+        /// Messages a local channel holds before more are dropped (`send` to a local channel throws).
+        public var capacity: Int
+        /// How long an unreceived message waits in a local queue.
+        public var expiry: Duration
+        /// This process's id in the registry: letters, digits, `-`, `_`, `.` (default: `node-` and 12 random hex digits).
+        public var nodeID: String
+        /// Whether to record memberships in Redis for operators.
+        public var registry: Bool
+        /// How often the registry's heartbeat is written.
+        public var heartbeatInterval: Duration
+        /// How long registry entries outlive the last heartbeat.
+        public var registryTTL: Duration
+        /// Backoff between reconnection attempts.
+        public var reconnectPolicy: RedisReconnectPolicy
+
+        public init(
+            hosts: [RedisConfiguration],
+            prefix: String = "asgi",
+            capacity: Int = 100,
+            expiry: Duration = .seconds(60),
+            nodeID: String? = nil,
+            registry: Bool = true,
+            heartbeatInterval: Duration = .seconds(10),
+            registryTTL: Duration = .seconds(30),
+            reconnectPolicy: RedisReconnectPolicy = RedisReconnectPolicy()
+        ) {
+            self.hosts = hosts
+            self.prefix = prefix
+            self.capacity = capacity
+            self.expiry = expiry
+            self.nodeID = nodeID ?? String(ChannelName.random(prefix: "node-").prefix(17))
+            self.registry = registry
+            self.heartbeatInterval = heartbeatInterval
+            self.registryTTL = registryTTL
+            self.reconnectPolicy = reconnectPolicy
+        }
+
+        /// A configuration from Redis URLs, one per shard.
+        public init(urls: [String]) throws(ChannelLayerError) {
+            var hosts: [RedisConfiguration] = []
+            for url in urls {
+                do { hosts.append(try RedisConfiguration(url: url)) } catch { throw ChannelLayerError(error, doing: "reading the Redis URL") }
+            }
+            self.init(hosts: hosts)
+        }
+    }
+
+    private struct Shard: Sendable {
+        let client: RedisClient
+        let subscriber: RedisSubscriber
+    }
+
+    private struct State {
+        /// group -> local member -> join time (Unix seconds).
+        var groups: [String: [String: Double]] = [:]
+        var groupsOfChannel: [String: Set<String>] = [:]
+        var messagesSent = 0
+        var groupSends = 0
+        var undecodable = 0
+        var connectionLosses = 0
+        var resubscriptions = 0
+    }
+
+    public let configuration: Configuration
+    private let shards: [Shard]
+    private let queues: ChannelQueues
+    private let reconciler: SubscriptionReconciler
+    private let registry: MembershipRegistry?
+    private let state = Mutex(State())
+    private let connectionCount: @Sendable () -> Int?
+    private let logger: Logger
+    private let groupPrefix: String
+
+    /// Creates the layer; nothing connects until ``run()``.
+    /// - Parameter connectionCount: what the registry reports as this node's connection count
+    ///   (by default, its number of local channels).
+    public init(
+        configuration: Configuration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "ChannelLayers.redis"),
+        connectionCount: @escaping @Sendable () -> Int? = { nil }
+    ) throws(ChannelLayerError) {
+        guard !configuration.hosts.isEmpty else {
+            throw ChannelLayerError(.redis, "the Redis layer needs at least one Redis URL")
+        }
+        guard ChannelNames.isValidGroup(configuration.nodeID) else {
+            throw ChannelLayerError(.invalidName, "node id '\(configuration.nodeID)' may only hold ASCII letters, digits, '-', '_' and '.'")
+        }
+        self.configuration = configuration
+        self.logger = logger
+        self.connectionCount = connectionCount
+        self.groupPrefix = "\(configuration.prefix)__group__"
+        let shards = configuration.hosts.map { host in
+            var host = host
+            if host.clientName == nil { host.clientName = "channels-\(configuration.nodeID)" }
+            return Shard(
+                client: RedisClient(configuration: host, reconnectPolicy: configuration.reconnectPolicy, eventLoopGroup: eventLoopGroup, logger: logger),
+                subscriber: RedisSubscriber(
+                    configuration: host, reconnectPolicy: configuration.reconnectPolicy, eventLoopGroup: eventLoopGroup, logger: logger
+                )
+            )
+        }
+        self.shards = shards
+        self.queues = ChannelQueues(capacity: configuration.capacity, expiry: configuration.expiry)
+        self.reconciler = SubscriptionReconciler(
+            subscribe: { name throws(RedisError) in
+                try await shards[ShardRing.index(of: name, hostCount: shards.count)].subscriber.subscribe([name])
+            },
+            unsubscribe: { name throws(RedisError) in
+                try await shards[ShardRing.index(of: name, hostCount: shards.count)].subscriber.unsubscribe([name])
+            }
+        )
+        self.registry =
+            configuration.registry
+            ? MembershipRegistry(
+                client: shards[0].client, prefix: configuration.prefix, nodeID: configuration.nodeID,
+                ttl: configuration.registryTTL, logger: logger
+            ) : nil
+    }
+
+    // MARK: - Running
+
+    /// Connects to every host and keeps subscriptions, deliveries and the registry going until cancelled.
+    ///
+    /// Returns normally when cancelled, after removing this node from the registry.
+    /// - Throws: ``ChannelLayerError/Code/redis`` when Redis refuses the credentials: retrying cannot help.
+    public func run() async throws(ChannelLayerError) {
+        do {
+            try await withThrowingDiscardingTaskGroup { group in
+                for shard in shards {
+                    group.addTask { try await shard.subscriber.run() }
+                    group.addTask { await self.deliver(from: shard.subscriber) }
+                    group.addTask { await self.watch(shard.subscriber) }
+                }
+                if let registry {
+                    group.addTask { await registry.run() }
+                    group.addTask { await self.heartbeat(registry) }
+                }
+            }
+        } catch let error as RedisError {
+            throw ChannelLayerError(error, doing: "connecting to Redis")
+        } catch {
+            throw ChannelLayerError(.redis, "the Redis layer stopped: \(error)")
+        }
+        if let registry {
+            let groups = state.withLock { Array($0.groups.keys) }
+            _ = try? await shards[0].client.pipeline([
+                RedisCommand("DEL", arguments: [.string(registry.nodeKey)] + groups.map { .string(registry.groupKey($0)) }),
+                RedisCommand("ZREM", .string(registry.nodesKey), .string(configuration.nodeID)),
+            ])
+        }
+        for shard in shards { await shard.client.close() }
+    }
+
+    /// Whether every host's pub/sub connection is up.
+    public var isConnected: Bool { shards.allSatisfy { $0.subscriber.isConnected } }
+
+    // MARK: - ChannelLayer
+
+    public func newChannel(prefix: String) async throws(ChannelLayerError) -> String {
+        let channel = ChannelName.random(prefix: configuration.prefix + prefix)
+        do { try ChannelNames.validateChannel(channel) } catch { throw ChannelLayerError(error) }
+        queues.register(channel)
+        do {
+            try await reconciler.want(channel)
+        } catch {
+            queues.remove(channel)
+            reconciler.unwant(channel)
+            throw error
+        }
+        return channel
+    }
+
+    public func send(_ message: Message, to channel: String) async throws(ChannelLayerError) {
+        do { try ChannelNames.validateChannel(channel) } catch { throw ChannelLayerError(error) }
+        try requireType(message)
+        if queues.isRegistered(channel) {
+            switch queues.put(message, on: channel, create: false) {
+            case .delivered:
+                state.withLock { $0.messagesSent += 1 }
+                return
+            case .full:
+                throw .channelFull(channel)
+            case .noSuchChannel:
+                break  // deleted meanwhile: fall through to Redis like any other name
+            }
+        }
+        try await publish(message, on: channel)
+        state.withLock { $0.messagesSent += 1 }
+    }
+
+    public func receive(from channel: String) async throws(ChannelLayerError) -> Message {
+        do { try ChannelNames.validateChannel(channel, receive: true) } catch { throw ChannelLayerError(error) }
+        if !queues.isRegistered(channel) {
+            queues.register(channel)
+            try await reconciler.want(channel)
+        }
+        return try await queues.receive(from: channel).get()
+    }
+
+    public func groupAdd(_ group: String, channel: String) async throws(ChannelLayerError) {
+        do {
+            try ChannelNames.validateGroup(group)
+            try ChannelNames.validateChannel(channel)
+        } catch {
+            throw ChannelLayerError(error)
+        }
+        guard queues.isRegistered(channel) else {
+            throw ChannelLayerError(
+                .notLocal,
+                "You can only call groupAdd() on channels that exist in-process; use the consumer's own channel name (got \(channel))"
+            )
+        }
+        let joinedAt = WallClock.now()
+        let isNew = state.withLock { state -> Bool in
+            state.groupsOfChannel[channel, default: []].insert(group)
+            if state.groups[group]?[channel] != nil { return false }
+            state.groups[group, default: [:]][channel] = joinedAt
+            return true
+        }
+        if isNew { registry?.enqueue(.join(group: group, channel: channel, at: joinedAt)) }
+        try await reconciler.want(groupPrefix + group)
+    }
+
+    public func groupDiscard(_ group: String, channel: String) async throws(ChannelLayerError) {
+        do {
+            try ChannelNames.validateGroup(group)
+            try ChannelNames.validateChannel(channel)
+        } catch {
+            throw ChannelLayerError(error)
+        }
+        discard(group, channel: channel)
+    }
+
+    public func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError) {
+        do { try ChannelNames.validateGroup(group) } catch { throw ChannelLayerError(error) }
+        try requireType(message)
+        try await publish(message, on: groupPrefix + group)
+        state.withLock { $0.groupSends += 1 }
+    }
+
+    public func deleteChannel(_ channel: String) async {
+        let groups = state.withLock { $0.groupsOfChannel[channel] ?? [] }
+        for group in groups { discard(group, channel: channel) }
+        queues.remove(channel)
+        reconciler.unwant(channel)
+    }
+
+    public func flush() async throws(ChannelLayerError) {
+        let groups = state.withLock { state in
+            defer {
+                state.groups = [:]
+                state.groupsOfChannel = [:]
+            }
+            return Array(state.groups.keys)
+        }
+        queues.removeAll()
+        reconciler.reset()
+        for shard in shards {
+            let channels = shard.subscriber.channels
+            if !channels.isEmpty {
+                do {
+                    try await shard.subscriber.unsubscribe(channels)
+                } catch {
+                    throw ChannelLayerError(error, doing: "unsubscribing while flushing")
+                }
+            }
+        }
+        if let registry, !groups.isEmpty { registry.enqueue(.remove(groups: groups)) }
+    }
+
+    public var statistics: ChannelLayerStatistics {
+        var statistics = ChannelLayerStatistics()
+        let counters = queues.counters
+        state.withLock { state in
+            statistics.messagesSent = state.messagesSent
+            statistics.groupSends = state.groupSends
+            statistics.undecodable = state.undecodable
+            statistics.redisConnectionLosses = state.connectionLosses
+            statistics.redisResubscriptions = state.resubscriptions
+            statistics.localGroups = state.groups.count
+        }
+        statistics.deliveries = counters.deliveries
+        statistics.dropped = counters.dropped
+        statistics.expired = counters.expired
+        statistics.localChannels = queues.registeredCount
+        return statistics
+    }
+
+    // MARK: - Internals
+
+    private func shard(for name: String) -> Shard {
+        shards[ShardRing.index(of: name, hostCount: shards.count)]
+    }
+
+    private func requireType(_ message: Message) throws(ChannelLayerError) {
+        guard message.type != nil else {
+            throw ChannelLayerError(.invalidMessage, "a message needs a string 'type' field, like [\"type\": \"chat.message\"]")
+        }
+    }
+
+    private func publish(_ message: Message, on name: String) async throws(ChannelLayerError) {
+        let payload = MessagePack.encode(message)
+        do {
+            try await shard(for: name).client.send(RedisCommand("PUBLISH", .string(name), .bytes(payload)))
+        } catch {
+            throw ChannelLayerError(error, doing: "publishing to \(name)")
+        }
+    }
+
+    private func discard(_ group: String, channel: String) {
+        let (wasMember, groupEmpty) = state.withLock { state -> (Bool, Bool) in
+            state.groupsOfChannel[channel]?.remove(group)
+            if state.groupsOfChannel[channel]?.isEmpty == true { state.groupsOfChannel[channel] = nil }
+            guard state.groups[group]?.removeValue(forKey: channel) != nil else { return (false, false) }
+            if state.groups[group]!.isEmpty {
+                state.groups[group] = nil
+                return (true, true)
+            }
+            return (true, false)
+        }
+        guard wasMember else { return }
+        registry?.enqueue(.leave(group: group, channel: channel))
+        if groupEmpty { reconciler.unwant(groupPrefix + group) }
+    }
+
+    /// Routes messages from one host to local queues, decoding each payload once.
+    private func deliver(from subscriber: RedisSubscriber) async {
+        for await message in subscriber.messages {
+            if message.channel.hasPrefix(groupPrefix) {
+                let group = String(message.channel.utf8.dropFirst(groupPrefix.utf8.count))!
+                let members = state.withLock { $0.groups[group].map { Array($0.keys) } } ?? []
+                guard !members.isEmpty, let decoded = decode(message) else { continue }
+                queues.putMany(decoded, on: members)
+            } else if queues.isRegistered(message.channel), let decoded = decode(message) {
+                _ = queues.put(decoded, on: message.channel, create: false)
+            }
+        }
+    }
+
+    private func decode(_ message: RedisPubSubMessage) -> Message? {
+        do {
+            return try MessagePack.decodeMessage(message.payload)
+        } catch {
+            state.withLock { $0.undecodable += 1 }
+            logger.warning(
+                "dropped a message that is not a msgpack channel layer message",
+                metadata: ["channel": "\(message.channel)", "error": "\(error.message)", "bytes": "\(message.payload.count)"]
+            )
+            return nil
+        }
+    }
+
+    private func watch(_ subscriber: RedisSubscriber) async {
+        for await event in subscriber.events {
+            switch event {
+            case .connectionLost(let error):
+                state.withLock { $0.connectionLosses += 1 }
+                logger.warning("lost the Redis pub/sub connection; messages sent until it is back are lost", metadata: ["error": "\(error.message)"])
+            case .resubscribed(let channels, let patterns):
+                state.withLock { $0.resubscriptions += 1 }
+                logger.info("Redis is back; subscriptions restored", metadata: ["channels": "\(channels)", "patterns": "\(patterns)"])
+                // Redis may have lost the registry with its data: write it again now, not at the next beat.
+                if let registry { registry.enqueue(.heartbeat(snapshot())) }
+            case .connectFailed(let error, let attempt, let retryIn):
+                if attempt == 1 || attempt % 10 == 0 {
+                    logger.warning("cannot reach Redis", metadata: ["error": "\(error.message)", "attempt": "\(attempt)", "retry_in": "\(retryIn)"])
+                }
+            case .connected, .stopped:
+                break
+            }
+        }
+    }
+
+    private func heartbeat(_ registry: MembershipRegistry) async {
+        while !Task.isCancelled {
+            registry.enqueue(.heartbeat(snapshot()))
+            try? await Task.sleep(for: configuration.heartbeatInterval)
+        }
+    }
+
+    private func snapshot() -> MembershipRegistry.Snapshot {
+        let members = state.withLock { state in
+            state.groups.mapValues { members in members.map { (channel: $0.key, joinedAt: $0.value) } }
+        }
+        let channels = queues.registeredCount
+        return MembershipRegistry.Snapshot(members: members, channels: channels, connections: connectionCount() ?? channels)
+    }
+}
