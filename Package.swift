@@ -88,6 +88,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "ChannelLayersTests",
+            dependencies: [
+                "ChannelLayers", "ChannelsProtocol", "HiredisClient", "ChannelsTestSupport",
+                .product(name: "OrderedCollections", package: "swift-collections"),
+            ],
+            exclude: ["Interop"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "ChannelsProtocolTests",
             dependencies: ["ChannelsProtocol", .product(name: "OrderedCollections", package: "swift-collections")],
             swiftSettings: swiftSettings

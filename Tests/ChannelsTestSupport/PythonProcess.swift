@@ -1,0 +1,102 @@
+import Foundation
+import Synchronization
+
+/// A Python process from the interop venv (`scripts/setup-interop`), with its output read line by line.
+///
+/// The venv's python is `$CHANNELS_INTEROP_PYTHON`, or `.build/interop-venv/bin/python` under the package.
+public final class PythonProcess: Sendable {
+    private let process: Mutex<Process>
+    private let lines: AsyncStream<String>
+    private let errors = TextBuffer()
+
+    /// The interpreter of the interop venv.
+    public static func interpreter(packageRoot: URL) throws -> String {
+        if let path = ProcessInfo.processInfo.environment["CHANNELS_INTEROP_PYTHON"] { return path }
+        let path = packageRoot.appendingPathComponent(".build/interop-venv/bin/python").path
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw TestSupportError("no interop venv at \(path): run scripts/setup-interop (scripts/test does)")
+        }
+        return path
+    }
+
+    /// Starts `python script arguments...`.
+    public init(python: String, script: String, arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [script] + arguments
+        let output = Pipe()
+        let errorOutput = Pipe()
+        process.standardOutput = output
+        process.standardError = errorOutput
+        let (lines, continuation) = AsyncStream.makeStream(of: String.self)
+        self.lines = lines
+        let buffer = Mutex(Data())
+        output.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            if data.isEmpty {
+                handle.readabilityHandler = nil
+                continuation.finish()
+                return
+            }
+            let complete: [String] = buffer.withLock { buffer in
+                buffer.append(data)
+                var result: [String] = []
+                while let newline = buffer.firstIndex(of: 0x0a) {
+                    result.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
+                    buffer.removeSubrange(buffer.startIndex...newline)
+                }
+                return result
+            }
+            for line in complete { continuation.yield(line) }
+        }
+        let errors = self.errors
+        errorOutput.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            if data.isEmpty {
+                handle.readabilityHandler = nil
+                return
+            }
+            errors.text.withLock { $0 += String(decoding: data, as: UTF8.self) }
+        }
+        try process.run()
+        self.process = Mutex(process)
+    }
+
+    /// The next line the process printed, or an error with its stderr when it ends first or `timeout` passes.
+    public func nextLine(timeout: Duration = .seconds(30)) async throws -> String {
+        let lines = self.lines
+        return try await withThrowingTaskGroup(of: String?.self) { group in
+            group.addTask {
+                var iterator = lines.makeAsyncIterator()
+                return await iterator.next()
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            if let line = try await group.next() ?? nil { return line }
+            throw TestSupportError("python printed no line within \(timeout) or exited; stderr:\n\(errors.text.withLock { $0 })")
+        }
+    }
+
+    /// Waits for the process to end and returns its exit status.
+    public func wait() async -> Int32 {
+        while process.withLock({ $0.isRunning }) { try? await Task.sleep(for: .milliseconds(20)) }
+        return process.withLock { $0.terminationStatus }
+    }
+
+    /// What the process wrote to stderr so far.
+    public var standardError: String { errors.text.withLock { $0 } }
+
+    deinit {
+        process.withLock { process in
+            if process.isRunning { process.terminate() }
+        }
+    }
+}
+
+/// Text appended from a reader thread.
+final class TextBuffer: Sendable {
+    let text = Mutex("")
+}
