@@ -71,6 +71,8 @@ let package = Package(
             name: "ChannelsBench",
             dependencies: [
                 "HiredisClient",
+                "ChannelLayers",
+                "ChannelsProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
