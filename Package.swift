@@ -13,6 +13,9 @@ let package = Package(
         .library(name: "HiredisClient", targets: ["HiredisClient"]),
         .library(name: "ChannelsProtocol", targets: ["ChannelsProtocol"]),
         .library(name: "ChannelLayers", targets: ["ChannelLayers"]),
+        .library(name: "ChannelsNode", targets: ["ChannelsNode"]),
+        .library(name: "ChannelsWebSocketClient", targets: ["ChannelsWebSocketClient"]),
+        .executable(name: "channels-node", targets: ["ChannelsNodeMain"]),
         .executable(name: "channels-ctl", targets: ["ChannelsCtl"]),
         .executable(name: "channels-bench", targets: ["ChannelsBench"]),
     ],
@@ -21,6 +24,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
     ],
     targets: [
         // hiredis 0.14.1 from Debian's libhiredis-dev; only HiredisClient imports it.
@@ -56,6 +64,48 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Consumers, routing and WebSocket serving on Hummingbird.
+        .target(
+            name: "ChannelsNode",
+            dependencies: [
+                "ChannelLayers",
+                "ChannelsProtocol",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "OrderedCollections", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // A small WebSocket client on SwiftNIO for tests and the load generator.
+        .target(
+            name: "ChannelsWebSocketClient",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ChannelsNodeMain",
+            dependencies: [
+                "ChannelsNode",
+                "ChannelLayers",
+                "HiredisClient",
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

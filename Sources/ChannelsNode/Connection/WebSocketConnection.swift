@@ -1,0 +1,193 @@
+import ChannelLayers
+import ChannelsProtocol
+import CoreMetrics
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOWebSocket
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs one WebSocket connection: its channel in the layer, its consumer, its outbound queue.
+///
+/// Client frames and layer messages are handed to the consumer one at a time, in arrival order. Each
+/// source has at most one item in flight, so a busy consumer backs up into TCP (client frames) or into the
+/// layer's bounded queue (layer messages, where drops are counted), never into memory here.
+struct WebSocketConnection {
+    enum Event {
+        case text(String)
+        case binary([UInt8])
+        case layer(Message)
+        case clientGone(code: UInt16)
+        case layerFailed(ChannelLayerError)
+    }
+
+    let route: ConsumerRouter.Route
+    let scope: Scope
+    let layer: any ChannelLayer
+    let limits: ConnectionLimits
+    let metrics: NodeMetrics
+    let logger: Logger
+    let rawChannel: any Channel
+    let registry: ConnectionRegistry
+
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+        metrics.connectionOpened()
+        defer { metrics.connectionClosed() }
+        let queue = OutboundQueue(maxMessages: limits.maxQueuedMessages, maxBytes: limits.maxQueuedBytes)
+        let id = registry.add(queue)
+        defer { registry.remove(id) }
+
+        let channelName: String
+        do {
+            channelName = try await layer.newChannel()
+        } catch {
+            logger.warning("refusing a connection: the channel layer cannot create a channel", metadata: ["error": "\(error.message)"])
+            try? await outbound.close(WebSocketErrorCode(codeNumber: Int(CloseCode.internalError)), reason: "channel layer unavailable")
+            return
+        }
+        let rawChannel = self.rawChannel
+        let metrics = self.metrics
+        let context = ConsumerContext(
+            channelName: channelName, layer: layer, scope: scope, limits: limits, outbound: queue,
+            onSlowClient: {
+                metrics.slowClientCloses.increment()
+                queue.close(code: CloseCode.slowClient, reason: "client too slow: outbound queue full", discard: true)
+                // A client that does not read may never take the close frame either.
+                rawChannel.eventLoop.scheduleTask(in: .seconds(2)) { rawChannel.close(promise: nil) }
+            }
+        )
+        let consumer = route.makeDriver(context)
+
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await Self.send(queue, to: outbound, metrics: metrics) }
+            var closeCode = CloseCode.normal
+            defer { group.cancelAll() }
+
+            let decision: ConnectDecision
+            do {
+                decision = try await consumer.connect()
+            } catch {
+                logger.warning("consumer connect() failed", metadata: ["error": "\(error)", "path": "\(scope.path)"])
+                decision = .reject(code: CloseCode.internalError)
+            }
+            if case .reject(let code) = decision {
+                queue.close(code: code, reason: code == CloseCode.internalError ? "internal error" : "connection rejected")
+                await cleanUp(context, consumer: nil, channelName: channelName, code: code)
+                await group.next()
+                return
+            }
+
+            let (events, continuation) = AsyncStream.makeStream(of: (Event, CheckedContinuation<Void, Never>?).self)
+            let maxSize = limits.maxMessageSize
+            group.addTask {
+                var code = CloseCode.normal
+                do {
+                    var messages = inbound.messages(maxSize: maxSize).makeAsyncIterator()
+                    while let message = try await messages.next() {
+                        let event: Event
+                        switch message {
+                        case .text(let text): event = .text(text)
+                        case .binary(let buffer): event = .binary(Array(buffer: buffer))
+                        }
+                        await withCheckedContinuation { continuation.yield((event, $0)) }
+                    }
+                } catch {
+                    // The only failure the inbound stream reports for a live client is a message over maxSize.
+                    code = rawChannel.isActive ? CloseCode.messageTooBig : CloseCode.normal
+                }
+                continuation.yield((.clientGone(code: code), nil))
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    do throws(ChannelLayerError) {
+                        let message = try await layer.receive(from: channelName)
+                        await withCheckedContinuation { continuation.yield((.layer(message), $0)) }
+                    } catch {
+                        if error.code != .cancelled && error.code != .closed { continuation.yield((.layerFailed(error), nil)) }
+                        return
+                    }
+                }
+            }
+
+            for await (event, done) in events {
+                defer { done?.resume() }
+                switch event {
+                case .text(let text):
+                    metrics.messagesIn.increment()
+                    do { try await consumer.receiveText(text) } catch { fail(queue, error) }
+                case .binary(let bytes):
+                    metrics.messagesIn.increment()
+                    do { try await consumer.receiveBinary(bytes) } catch { fail(queue, error) }
+                case .layer(let message):
+                    observeLatency(message)
+                    do {
+                        if try await !consumer.handle(message) {
+                            logger.warning("no handler for a layer message", metadata: ["type": "\(message.type ?? "?")", "path": "\(scope.path)"])
+                        }
+                    } catch {
+                        fail(queue, error)
+                    }
+                case .layerFailed(let error):
+                    logger.warning("the channel layer failed this connection", metadata: ["error": "\(error.message)"])
+                    queue.close(code: CloseCode.internalError, reason: "channel layer failed")
+                case .clientGone(let code):
+                    closeCode = queue.closingCode ?? code
+                    if code == CloseCode.messageTooBig {
+                        queue.close(code: code, reason: "message larger than \(maxSize) bytes", discard: true)
+                    }
+                }
+                if case .clientGone = event { break }
+            }
+            continuation.finish()
+            queue.finish()
+            await cleanUp(context, consumer: consumer, channelName: channelName, code: closeCode)
+        }
+    }
+
+    private func fail(_ queue: OutboundQueue, _ error: any Error) {
+        logger.error("consumer failed; closing the connection with 1011", metadata: ["error": "\(error)", "path": "\(scope.path)"])
+        queue.close(code: CloseCode.internalError, reason: "internal error")
+    }
+
+    private func cleanUp(_ context: ConsumerContext, consumer: ConsumerDriver?, channelName: String, code: UInt16) async {
+        await consumer?.disconnect(code)
+        for group in context.groups {
+            try? await layer.groupDiscard(group, channel: channelName)
+        }
+        await layer.deleteChannel(channelName)
+    }
+
+    private func observeLatency(_ message: Message) {
+        guard let sentAt = message["sent_at"]?.double else { return }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let seconds = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 - sentAt
+        if seconds >= 0 && seconds < 3600 { metrics.publishToDeliver.recordNanoseconds(Int64(seconds * 1e9)) }
+    }
+
+    /// Writes queued frames to the client until the queue closes or finishes.
+    private static func send(_ queue: OutboundQueue, to outbound: WebSocketOutboundWriter, metrics: NodeMetrics) async {
+        while let batch = await queue.next() {
+            switch batch {
+            case .frames(let frames):
+                do {
+                    for frame in frames {
+                        switch frame {
+                        case .text(let text): try await outbound.write(.text(text))
+                        case .binary(let bytes): try await outbound.write(.binary(ByteBuffer(bytes: bytes)))
+                        }
+                    }
+                    metrics.messagesOut.increment(by: frames.count)
+                } catch {
+                    return
+                }
+            case .close(let code, let reason):
+                try? await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: reason)
+                return
+            }
+        }
+    }
+}

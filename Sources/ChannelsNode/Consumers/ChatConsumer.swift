@@ -1,0 +1,65 @@
+import ChannelLayers
+import ChannelsProtocol
+import OrderedCollections
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The chat consumer of the seed article: `/ws/chat/<room>/` joins group `chat_<room>`; a text frame
+/// `{"message": "..."}` is group-sent as `{"type": "chat.message", "message": ...}`; every member, the sender
+/// too, receives `{"message": "..."}`. A Django process calling
+/// `group_send("chat_lobby", {"type": "chat.message", "message": "hi"})` on the same Redis reaches it.
+///
+/// A frame that is not JSON, or lacks a string `message`, is answered per the node's invalid-frame policy.
+/// Group-sent messages also carry `sent_at` (Unix seconds) for the node's publish-to-deliver histogram.
+public final class ChatConsumer: WebSocketConsumer {
+    public static var messageHandlers: [String: Handler] { ["chat_message": ChatConsumer.chatMessage] }
+
+    let context: ConsumerContext
+    private var roomGroupName = ""
+
+    public init(context: ConsumerContext) {
+        self.context = context
+    }
+
+    public func connect() async throws -> ConnectDecision {
+        let room = context.scope.parameters["room"] ?? ""
+        roomGroupName = "chat_\(room)"
+        guard ChannelNames.isValidGroup(roomGroupName) else {
+            return .reject(code: CloseCode.policyViolation)
+        }
+        if let allowed = context.scope.user?["groups"]?.array?.compactMap(\.string), !allowed.contains(roomGroupName) {
+            return .reject(code: CloseCode.policyViolation)
+        }
+        try await context.groupAdd(roomGroupName)
+        return .accept
+    }
+
+    public func receive(text: String) async throws {
+        let frame: [String: MessageValue]
+        do {
+            frame = Dictionary(uniqueKeysWithValues: try ClientFrame.decode(text, limits: .init(maxBytes: context.limits.maxMessageSize)).map { ($0.key, $0.value) })
+        } catch {
+            context.refuse(error.code == .invalidJSON ? .invalidJSON : .invalidFrame, detail: error.message)
+            return
+        }
+        guard let message = frame["message"]?.string else {
+            context.refuse(.invalidFrame, detail: #"a chat frame is {"message": "<text>"}"#)
+            return
+        }
+        try await context.groupSend(["type": "chat.message", "message": .string(message), "sent_at": .double(Self.now())], to: roomGroupName)
+    }
+
+    func chatMessage(_ event: Message) async throws {
+        // Django's consumer would fail on a missing key; answering with an empty string keeps the room alive.
+        let message = event["message"] ?? ""
+        try context.send(json: ["message": message])
+    }
+
+    static func now() -> Double {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
+}

@@ -1,0 +1,21 @@
+/// The WebSocket close codes a node uses, and why. Clients and load balancers can rely on these.
+public enum CloseCode {
+    /// 1000: the consumer or the client ended the conversation.
+    public static let normal: UInt16 = 1000
+    /// 1001: the node is draining for shutdown; reconnect (the load balancer picks another node).
+    public static let goingAway: UInt16 = 1001
+    /// 1007: a text frame that is not UTF-8, or (with the close policy) not JSON.
+    public static let invalidPayload: UInt16 = 1007
+    /// 1008: a policy refused the connection after the handshake (a join outside the token's groups).
+    public static let policyViolation: UInt16 = 1008
+    /// 1009: a message larger than the node's maximum (64 KiB by default).
+    public static let messageTooBig: UInt16 = 1009
+    /// 1011: the consumer failed, or the channel layer could not serve the connection (Redis down).
+    public static let internalError: UInt16 = 1011
+    /// 4008: the client did not read fast enough and its outbound queue filled up.
+    public static let slowClient: UInt16 = 4008
+    /// 4029: the client sent messages faster than the node's rate limit allows.
+    public static let rateLimited: UInt16 = 4029
+    /// 4403: `connect()` rejected the connection (the Django convention for a denied connection is 403).
+    public static let rejected: UInt16 = 4403
+}

@@ -1,0 +1,123 @@
+import ChannelLayers
+import ChannelsProtocol
+import OrderedCollections
+
+/// A consumer's view of its connection: its channel, the layer, the scope, and ways to answer.
+///
+/// Used from the connection's task only, like the consumer itself.
+public final class ConsumerContext {
+    /// This connection's channel name in the layer.
+    public let channelName: String
+    /// The channel layer.
+    public let layer: any ChannelLayer
+    /// What is known about the connection.
+    public let scope: Scope
+    /// The node's limits and policies.
+    public let limits: ConnectionLimits
+    /// Groups joined through ``groupAdd(_:)``; the node leaves them when the connection ends.
+    public private(set) var groups: Set<String> = []
+
+    let outbound: OutboundQueue
+    let onSlowClient: @Sendable () -> Void
+
+    init(
+        channelName: String,
+        layer: any ChannelLayer,
+        scope: Scope,
+        limits: ConnectionLimits,
+        outbound: OutboundQueue,
+        onSlowClient: @escaping @Sendable () -> Void
+    ) {
+        self.channelName = channelName
+        self.layer = layer
+        self.scope = scope
+        self.limits = limits
+        self.outbound = outbound
+        self.onSlowClient = onSlowClient
+    }
+
+    /// Queues a text frame for the client. Never waits: a client whose queue is full is closed with
+    /// ``CloseCode/slowClient``.
+    public func send(text: String) {
+        enqueue(.text(text))
+    }
+
+    /// Queues a binary frame for the client.
+    public func send(binary: [UInt8]) {
+        enqueue(.binary(binary))
+    }
+
+    /// Queues a JSON object as a text frame (the client frame format).
+    public func send(json object: OrderedDictionary<String, MessageValue>) throws(ProtocolError) {
+        send(text: try ClientFrame.encode(object))
+    }
+
+    /// Closes the connection after the frames already queued.
+    public func close(code: UInt16 = CloseCode.normal, reason: String = "") {
+        outbound.close(code: code, reason: reason)
+    }
+
+    /// Answers a frame the consumer could not use, following the node's invalid-frame policy: an error frame
+    /// (the connection stays), or closing with ``CloseCode/invalidPayload``.
+    public func refuse(_ code: ClientFrame.ErrorCode, detail: String) {
+        switch limits.invalidFramePolicy {
+        case .errorFrame: send(text: ClientFrame.error(code, detail: detail))
+        case .close: close(code: CloseCode.invalidPayload, reason: String(detail.prefix(120)))
+        }
+    }
+
+    /// Joins a group with this connection's channel.
+    public func groupAdd(_ group: String) async throws(ChannelLayerError) {
+        try await layer.groupAdd(group, channel: channelName)
+        groups.insert(group)
+    }
+
+    /// Leaves a group.
+    public func groupDiscard(_ group: String) async throws(ChannelLayerError) {
+        try await layer.groupDiscard(group, channel: channelName)
+        groups.remove(group)
+    }
+
+    /// Sends a message to every member of a group, this connection included if it is a member.
+    public func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError) {
+        try await layer.groupSend(message, to: group)
+    }
+
+    private func enqueue(_ frame: OutboundQueue.Frame) {
+        if case .overflow = outbound.enqueue(frame) {
+            onSlowClient()
+        }
+    }
+}
+
+/// Limits and policies every connection of a node follows.
+public struct ConnectionLimits: Sendable, Hashable {
+    /// How a consumer answers a frame it cannot use (invalid JSON, a missing field).
+    public enum InvalidFramePolicy: String, Sendable, Hashable, CaseIterable {
+        /// Send `{"type": "error", "error": "invalid_json", "detail": ...}` and keep the connection.
+        case errorFrame = "error-frame"
+        /// Close with 1007.
+        case close
+    }
+
+    /// The largest message a client may send; larger ones close the connection with 1009.
+    public var maxMessageSize: Int
+    /// Frames queued for one client before it is closed as a slow client (4008).
+    public var maxQueuedMessages: Int
+    /// Bytes queued for one client before it is closed as a slow client (4008).
+    public var maxQueuedBytes: Int
+    /// What happens to frames a consumer cannot use.
+    public var invalidFramePolicy: InvalidFramePolicy
+
+    public init(
+        maxMessageSize: Int = 64 * 1024,
+        maxQueuedMessages: Int = 1024,
+        maxQueuedBytes: Int = 4 * 1024 * 1024,
+        invalidFramePolicy: InvalidFramePolicy = .errorFrame
+    ) {
+        self.maxMessageSize = maxMessageSize
+        self.maxQueuedMessages = maxQueuedMessages
+        self.maxQueuedBytes = maxQueuedBytes
+        self.invalidFramePolicy = invalidFramePolicy
+    }
+}

@@ -1,0 +1,68 @@
+import ChannelsProtocol
+
+/// What a consumer knows about its connection, like Django Channels' `scope`.
+public struct Scope: Sendable {
+    /// The request path, e.g. `/ws/chat/lobby/`.
+    public var path: String
+    /// Values of the route's `<name>` segments, e.g. `["room": "lobby"]` (Django's `url_route.kwargs`).
+    public var parameters: [String: String]
+    /// The query string's parameters (the last value of a repeated name wins).
+    public var query: [String: String]
+    /// The request headers, names lowercased, in order.
+    public var headers: [(name: String, value: String)]
+    /// The client's address (`ip:port`) as the node saw it.
+    public var clientAddress: String?
+    /// The authenticated user's claims, once an authentication middleware set them.
+    public var user: [String: MessageValue]?
+
+    public init(
+        path: String,
+        parameters: [String: String] = [:],
+        query: [String: String] = [:],
+        headers: [(name: String, value: String)] = [],
+        clientAddress: String? = nil,
+        user: [String: MessageValue]? = nil
+    ) {
+        self.path = path
+        self.parameters = parameters
+        self.query = query
+        self.headers = headers
+        self.clientAddress = clientAddress
+        self.user = user
+    }
+
+    /// The first header with this name (case-insensitive).
+    public func header(_ name: String) -> String? {
+        let lowered = name.lowercased()
+        return headers.first { $0.name == lowered }?.value
+    }
+
+    /// Parses `a=1&b=two%20words` (percent-decoding, `+` as space).
+    public static func parseQuery(_ query: Substring) -> [String: String] {
+        var result: [String: String] = [:]
+        for pair in query.split(separator: "&") where !pair.isEmpty {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = percentDecode(parts[0])
+            let value = parts.count > 1 ? percentDecode(parts[1]) : ""
+            result[name] = value
+        }
+        return result
+    }
+
+    static func percentDecode(_ text: Substring) -> String {
+        var bytes: [UInt8] = []
+        var iterator = text.utf8.makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "+") {
+                bytes.append(UInt8(ascii: " "))
+            } else if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
+                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,60 @@
+import ChannelLayers
+import ChannelsProtocol
+
+/// A WebSocket consumer, modelled on Django Channels' `AsyncWebsocketConsumer`.
+///
+/// The node creates one instance per connection and calls it from one task, in order: ``connect()``, then
+/// ``receive(text:)``, ``receive(binary:)`` and layer messages as they come, then ``disconnect(code:)``.
+/// Layer messages go to the handler named after their `type` (`chat.message` to `chat_message`), looked
+/// up in ``messageHandlers``:
+///
+/// ```swift
+/// final class EchoConsumer: WebSocketConsumer {
+///     static var messageHandlers: [String: Handler] { ["echo_message": EchoConsumer.echo] }
+///     let context: ConsumerContext
+///     init(context: ConsumerContext) { self.context = context }
+///     func receive(text: String) async throws {
+///         try await context.groupSend(["type": "echo.message", "text": .string(text)], to: "echo")
+///     }
+///     func echo(_ message: Message) async throws { try await context.send(text: message["text"]?.string ?? "") }
+/// }
+/// ```
+public protocol WebSocketConsumer: AnyObject {
+    /// A handler for a layer message.
+    typealias Handler = (Self) -> (Message) async throws -> Void
+
+    /// Layer message handlers by name (`chat_message`); read once per connection.
+    static var messageHandlers: [String: Handler] { get }
+
+    /// Creates the consumer for a connection.
+    init(context: ConsumerContext)
+
+    /// Called once the handshake passed the middleware: accept, or reject with a close code.
+    func connect() async throws -> ConnectDecision
+
+    /// A text message from the client.
+    func receive(text: String) async throws
+
+    /// A binary message from the client.
+    func receive(binary: [UInt8]) async throws
+
+    /// The connection ended, with the close code that ended it. Group memberships made through the
+    /// context are left by the node afterwards.
+    func disconnect(code: UInt16) async
+}
+
+/// What ``WebSocketConsumer/connect()`` decides.
+public enum ConnectDecision: Sendable, Equatable {
+    case accept
+    /// Refuse the connection: the node accepts the upgrade and closes at once with `code`
+    /// (browsers cannot see an HTTP status for a refused WebSocket).
+    case reject(code: UInt16)
+}
+
+extension WebSocketConsumer {
+    public static var messageHandlers: [String: Handler] { [:] }
+    public func connect() async throws -> ConnectDecision { .accept }
+    public func receive(text: String) async throws {}
+    public func receive(binary: [UInt8]) async throws {}
+    public func disconnect(code: UInt16) async {}
+}

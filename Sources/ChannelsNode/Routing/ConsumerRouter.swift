@@ -1,0 +1,82 @@
+import ChannelsProtocol
+
+/// Maps WebSocket paths to consumer types, with Django-style patterns: `/ws/chat/<room>/`.
+///
+/// A `<name>` segment matches one non-empty path segment and lands in ``Scope/parameters``.
+/// A trailing slash in the pattern is optional in the request, so `/ws/chat/lobby` matches too.
+public struct ConsumerRouter: Sendable {
+    enum Segment: Sendable, Hashable {
+        case literal(String)
+        case parameter(String)
+    }
+
+    struct Route: Sendable {
+        let pattern: String
+        let segments: [Segment]
+        let makeDriver: @Sendable (ConsumerContext) -> ConsumerDriver
+    }
+
+    private(set) var routes: [Route] = []
+
+    public init() {}
+
+    /// Routes `pattern` to consumers of type `consumer`.
+    public mutating func add<C: WebSocketConsumer & SendableMetatype>(_ pattern: String, _ consumer: C.Type) {
+        let segments = pattern.split(separator: "/").map { part -> Segment in
+            if part.hasPrefix("<"), part.hasSuffix(">") {
+                // Django's `<str:room>` converter syntax is accepted as `<room>`.
+                let name = part.dropFirst().dropLast().split(separator: ":").last.map(String.init) ?? ""
+                return .parameter(name)
+            }
+            return .literal(String(part))
+        }
+        routes.append(Route(pattern: pattern, segments: segments, makeDriver: { ConsumerDriver.make(C.self, context: $0) }))
+    }
+
+    /// The route for `path` and its parameters, or `nil`.
+    func match(_ path: Substring) -> (Route, [String: String])? {
+        let parts = path.split(separator: "/")
+        for route in routes where route.segments.count == parts.count {
+            var parameters: [String: String] = [:]
+            var matched = true
+            for (segment, part) in zip(route.segments, parts) {
+                switch segment {
+                case .literal(let literal):
+                    if literal != part { matched = false }
+                case .parameter(let name):
+                    parameters[name] = Scope.percentDecode(part)
+                }
+                if !matched { break }
+            }
+            if matched { return (route, parameters) }
+        }
+        return nil
+    }
+}
+
+/// A consumer behind closures, so the node can drive any consumer type the same way.
+/// Lives in the connection's task only.
+struct ConsumerDriver {
+    let connect: () async throws -> ConnectDecision
+    let receiveText: (String) async throws -> Void
+    let receiveBinary: ([UInt8]) async throws -> Void
+    /// Dispatches a layer message to its handler; `false` when the consumer has none for its type.
+    let handle: (Message) async throws -> Bool
+    let disconnect: (UInt16) async -> Void
+
+    static func make<C: WebSocketConsumer>(_ type: C.Type, context: ConsumerContext) -> ConsumerDriver {
+        let consumer = C(context: context)
+        let handlers = C.messageHandlers
+        return ConsumerDriver(
+            connect: { try await consumer.connect() },
+            receiveText: { try await consumer.receive(text: $0) },
+            receiveBinary: { try await consumer.receive(binary: $0) },
+            handle: { message in
+                guard let name = try? message.handlerName(), let handler = handlers[name] else { return false }
+                try await handler(consumer)(message)
+                return true
+            },
+            disconnect: { await consumer.disconnect(code: $0) }
+        )
+    }
+}

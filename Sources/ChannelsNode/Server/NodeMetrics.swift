@@ -1,0 +1,60 @@
+import ChannelLayers
+import CoreMetrics
+import Metrics
+import Synchronization
+
+/// The node's metrics, through swift-metrics (the `channels-node` executable exports them with Prometheus).
+///
+/// Names: `channels_connections` (gauge), `channels_connections_total`, `channels_messages_in_total`,
+/// `channels_messages_out_total`, `channels_slow_client_closes_total`, `channels_groups` (gauge),
+/// `channels_fanout_deliveries_total`, `channels_dropped_total`, `channels_redis_connection_losses_total`,
+/// `channels_redis_reconnects_total`, `channels_undecodable_total`, `channels_publish_to_deliver_seconds`
+/// (histogram, for messages that carry a `sent_at` Unix time, as the chat consumer's do).
+final class NodeMetrics: Sendable {
+    let connections = Gauge(label: "channels_connections")
+    let connectionsTotal = Counter(label: "channels_connections_total")
+    let messagesIn = Counter(label: "channels_messages_in_total")
+    let messagesOut = Counter(label: "channels_messages_out_total")
+    let slowClientCloses = Counter(label: "channels_slow_client_closes_total")
+    let groups = Gauge(label: "channels_groups")
+    let deliveries = Counter(label: "channels_fanout_deliveries_total")
+    let dropped = Counter(label: "channels_dropped_total")
+    let redisLosses = Counter(label: "channels_redis_connection_losses_total")
+    let redisReconnects = Counter(label: "channels_redis_reconnects_total")
+    let undecodable = Counter(label: "channels_undecodable_total")
+    let publishToDeliver = Timer(label: "channels_publish_to_deliver_seconds")
+
+    private let open = Mutex(0)
+    private let lastLayer = Mutex(ChannelLayerStatistics())
+
+    func connectionOpened() {
+        connectionsTotal.increment()
+        connections.record(open.withLock { count in
+            count += 1
+            return count
+        })
+    }
+
+    func connectionClosed() {
+        connections.record(open.withLock { count in
+            count -= 1
+            return count
+        })
+    }
+
+    var openConnections: Int { open.withLock { $0 } }
+
+    /// Copies the layer's counters into metrics (as deltas since the last call).
+    func update(from statistics: ChannelLayerStatistics) {
+        let previous = lastLayer.withLock { last in
+            defer { last = statistics }
+            return last
+        }
+        deliveries.increment(by: max(0, statistics.deliveries - previous.deliveries))
+        dropped.increment(by: max(0, statistics.dropped - previous.dropped))
+        redisLosses.increment(by: max(0, statistics.redisConnectionLosses - previous.redisConnectionLosses))
+        redisReconnects.increment(by: max(0, statistics.redisResubscriptions - previous.redisResubscriptions))
+        undecodable.increment(by: max(0, statistics.undecodable - previous.undecodable))
+        groups.record(statistics.localGroups)
+    }
+}

@@ -1,0 +1,181 @@
+import ArgumentParser
+import ChannelLayers
+import ChannelsNode
+import Foundation
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+import HiredisClient
+import Synchronization
+
+/// `channels-node`: a WebSocket front node serving the chat consumer at `/ws/chat/<room>/`.
+@main
+struct ChannelsNodeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "channels-node",
+        abstract: "Run a swift-channels WebSocket node.",
+        discussion: """
+            Without --redis the node uses the in-memory layer (one process). With --redis (repeatable, one \
+            URL per shard) or CHANNELS_REDIS_URL (comma-separated) it uses the Redis pub/sub layer, shared \
+            with other nodes and Django processes. Every option also reads the environment variable named \
+            in its help. SIGTERM drains: readiness false, new connections refused, clients closed with 1001 \
+            at --drain-rate per second, exit 0 within --drain-time.
+            """
+    )
+
+    @Option(help: "Address to bind (CHANNELS_HOST). [default: 127.0.0.1]")
+    var host: String?
+
+    @Option(help: "Port to listen on (CHANNELS_PORT). [default: 8000]")
+    var port: Int?
+
+    @Option(name: .customLong("redis"), help: "Redis URL, repeat for shards (CHANNELS_REDIS_URL, comma-separated).")
+    var redisURLs: [String] = []
+
+    @Option(help: "Prefix of Redis channels and keys (CHANNELS_PREFIX). [default: asgi]")
+    var prefix: String?
+
+    @Option(help: "This node's id (CHANNELS_NODE_ID). [default: node-<random>]")
+    var nodeID: String?
+
+    @Option(help: "Messages a channel queue holds (CHANNELS_CAPACITY). [default: 100]")
+    var capacity: Int?
+
+    @Option(help: "Largest client message in bytes; larger ones close with 1009 (CHANNELS_MAX_MESSAGE_SIZE). [default: 65536]")
+    var maxMessageSize: Int?
+
+    @Option(help: "Frames queued per client before it is closed as slow, 4008 (CHANNELS_MAX_QUEUED_MESSAGES). [default: 1024]")
+    var maxQueuedMessages: Int?
+
+    @Option(help: "Bytes queued per client before it is closed as slow, 4008 (CHANNELS_MAX_QUEUED_BYTES). [default: 4194304]")
+    var maxQueuedBytes: Int?
+
+    @Option(help: "Invalid frames: error-frame or close (1007) (CHANNELS_INVALID_FRAME). [default: error-frame]")
+    var invalidFrame: String?
+
+    @Option(name: .customLong("allowed-origin"), help: "Browser origin allowed to connect, repeatable; none allows all (CHANNELS_ALLOWED_ORIGINS, comma-separated).")
+    var allowedOrigins: [String] = []
+
+    @Option(help: "Seconds a graceful shutdown may take (CHANNELS_DRAIN_TIME). [default: 30]")
+    var drainTime: Double?
+
+    @Option(help: "Connections closed per second while draining (CHANNELS_DRAIN_RATE). [default: 500]")
+    var drainRate: Int?
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical (CHANNELS_LOG_LEVEL). [default: info]")
+    var logLevel: String?
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        func setting(_ value: String?, _ name: String) -> String? { value ?? environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        func list(_ values: [String], _ name: String) -> [String] {
+            values.isEmpty ? (environment[name] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } : values
+        }
+        func number<T: LosslessStringConvertible>(_ value: T?, _ name: String, _ fallback: T) throws -> T {
+            if let value { return value }
+            guard let text = environment[name], !text.isEmpty else { return fallback }
+            guard let parsed = T(text) else { throw ValidationError("\(name)='\(text)' is not a valid number") }
+            return parsed
+        }
+
+        let levelName = setting(logLevel, "CHANNELS_LOG_LEVEL") ?? "info"
+        guard let level = Logger.Level(rawValue: levelName) else {
+            throw ValidationError("log level '\(levelName)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "channels-node")
+
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets["channels_publish_to_deliver_seconds"] = [
+            .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+            .milliseconds(20), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
+        ]
+        MetricsSystem.bootstrap(factory)
+
+        var limits = ConnectionLimits()
+        limits.maxMessageSize = try number(maxMessageSize, "CHANNELS_MAX_MESSAGE_SIZE", limits.maxMessageSize)
+        limits.maxQueuedMessages = try number(maxQueuedMessages, "CHANNELS_MAX_QUEUED_MESSAGES", limits.maxQueuedMessages)
+        limits.maxQueuedBytes = try number(maxQueuedBytes, "CHANNELS_MAX_QUEUED_BYTES", limits.maxQueuedBytes)
+        if let policy = setting(invalidFrame, "CHANNELS_INVALID_FRAME") {
+            guard let parsed = ConnectionLimits.InvalidFramePolicy(rawValue: policy) else {
+                throw ValidationError("--invalid-frame must be error-frame or close, not '\(policy)'")
+            }
+            limits.invalidFramePolicy = parsed
+        }
+        guard limits.maxMessageSize > 0, limits.maxQueuedMessages > 0, limits.maxQueuedBytes > 0 else {
+            throw ValidationError("message and queue limits must be positive")
+        }
+
+        let node_id = setting(nodeID, "CHANNELS_NODE_ID") ?? "node-\(String(UInt64.random(in: 0...UInt64.max), radix: 16).prefix(8))"
+        let configuration = NodeConfiguration(
+            host: setting(host, "CHANNELS_HOST") ?? "127.0.0.1",
+            port: try number(port, "CHANNELS_PORT", 8000),
+            nodeID: node_id,
+            limits: limits,
+            allowedOrigins: list(allowedOrigins, "CHANNELS_ALLOWED_ORIGINS"),
+            drainTime: .milliseconds(Int64(try number(drainTime, "CHANNELS_DRAIN_TIME", 30.0) * 1000)),
+            drainCloseRate: try number(drainRate, "CHANNELS_DRAIN_RATE", 500)
+        )
+
+        let urls = list(redisURLs, "CHANNELS_REDIS_URL")
+        let queueCapacity = try number(capacity, "CHANNELS_CAPACITY", 100)
+        let layer: any ChannelLayer
+        var layerRunner: (@Sendable () async throws -> Void)?
+        let connectionCount = NodeReference()
+        if urls.isEmpty {
+            layer = InMemoryChannelLayer(configuration: .init(capacity: queueCapacity))
+            logger.info("using the in-memory channel layer (single process); pass --redis to share groups between nodes")
+        } else {
+            var layerConfiguration: RedisPubSubChannelLayer.Configuration
+            do {
+                layerConfiguration = try RedisPubSubChannelLayer.Configuration(urls: urls)
+            } catch {
+                throw ValidationError(error.message)
+            }
+            layerConfiguration.prefix = setting(prefix, "CHANNELS_PREFIX") ?? "asgi"
+            layerConfiguration.nodeID = node_id
+            layerConfiguration.capacity = queueCapacity
+            let redisLayer: RedisPubSubChannelLayer
+            do {
+                redisLayer = try RedisPubSubChannelLayer(configuration: layerConfiguration, connectionCount: { connectionCount.count })
+            } catch {
+                throw ValidationError(error.message)
+            }
+            layer = redisLayer
+            layerRunner = { try await redisLayer.run() }
+            logger.info("using the Redis pub/sub channel layer", metadata: ["redis": "\(layerConfiguration.hosts.map(\.redactedDescription))"])
+        }
+
+        var router = ConsumerRouter()
+        router.add("/ws/chat/<room>/", ChatConsumer.self)
+        let node = ChannelsNode(
+            configuration: configuration, layer: layer, layerRunner: layerRunner, router: router,
+            metricsExport: { registry.emitToString() }, logger: logger
+        )
+        connectionCount.set(node)
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: node)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        )
+        do {
+            try await group.run()
+        } catch {
+            let message = (error as? ChannelLayerError)?.message ?? "\(error)"
+            logger.critical("channels-node stopped: \(message)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// Lets the layer's registry ask the node for its connection count, though the node is made after the layer.
+final class NodeReference: Sendable {
+    private let node = Mutex<ChannelsNode?>(nil)
+    func set(_ value: ChannelsNode) { node.withLock { $0 = value } }
+    var count: Int? { node.withLock { $0?.connectionCount } }
+}

@@ -1,0 +1,282 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+import Synchronization
+
+/// A small WebSocket client on SwiftNIO, for tests and the load generator.
+///
+/// ```swift
+/// let client = try await WebSocketClient.connect(host: "127.0.0.1", port: 8000, path: "/ws/chat/lobby/")
+/// client.send(text: #"{"message": "hi"}"#)
+/// for await message in client.messages { ... }
+/// ```
+/// Messages arrive on ``messages`` unless an `onMessage` handler is given, which then runs on the event
+/// loop for each message (the load generator counts there without a task per message).
+public final class WebSocketClient: Sendable {
+    /// A complete message (fragments joined).
+    public enum Message: Sendable, Hashable {
+        case text(String)
+        case binary([UInt8])
+
+        public var text: String? { if case .text(let value) = self { value } else { nil } }
+    }
+
+    /// How the connection ended.
+    public struct Close: Sendable, Hashable {
+        /// The close code the server sent, or `nil` when the connection dropped without a close frame.
+        public let code: UInt16?
+        public let reason: String
+    }
+
+    /// Why connecting failed.
+    public struct ConnectError: Error, Sendable, CustomStringConvertible {
+        /// The HTTP status when the server answered the upgrade with something other than 101.
+        public let status: Int?
+        public let description: String
+    }
+
+    public let messages: AsyncStream<Message>
+    private let channel: any Channel
+    private let closeBox: CloseBox
+
+    private init(channel: any Channel, messages: AsyncStream<Message>, closeBox: CloseBox) {
+        self.channel = channel
+        self.messages = messages
+        self.closeBox = closeBox
+    }
+
+    /// Connects and upgrades to WebSocket.
+    /// - Throws: ``ConnectError`` with the HTTP status when the server refuses the upgrade.
+    public static func connect(
+        host: String,
+        port: Int,
+        path: String,
+        headers: [(String, String)] = [],
+        maxFrameSize: Int = 1 << 20,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        onMessage: (@Sendable (Message) -> Void)? = nil
+    ) async throws -> WebSocketClient {
+        let (stream, continuation) = AsyncStream.makeStream(of: Message.self)
+        let closeBox = CloseBox()
+        let deliver: @Sendable (Message) -> Void = onMessage ?? { continuation.yield($0) }
+        let eventLoop = eventLoopGroup.next()
+        let upgraded = eventLoop.makePromise(of: Void.self)
+        var keyBytes = [UInt8](repeating: 0, count: 16)
+        for index in keyBytes.indices { keyBytes[index] = .random(in: 0...255) }
+        let key = base64(keyBytes)
+
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(10))
+            .channelInitializer { channel in
+                let upgrader = NIOWebSocketClientUpgrader(
+                    requestKey: key,
+                    maxFrameSize: maxFrameSize,
+                    automaticErrorHandling: true
+                ) { channel, _ in
+                    channel.pipeline.addHandler(
+                        FrameHandler(deliver: deliver, finish: { continuation.finish() }, closeBox: closeBox)
+                    )
+                }
+                let configuration: NIOHTTPClientUpgradeConfiguration = (
+                    upgraders: [upgrader],
+                    completionHandler: { _ in upgraded.succeed() }
+                )
+                return channel.pipeline.addHTTPClientHandlers(withClientUpgrade: configuration).flatMap {
+                    channel.pipeline.addHandler(
+                        UpgradeRequestHandler(host: host, port: port, path: path, headers: headers, upgraded: upgraded)
+                    )
+                }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: host, port: port).get()
+        } catch {
+            upgraded.fail(error)
+            throw ConnectError(status: nil, description: "could not connect to \(host):\(port): \(error)")
+        }
+        channel.closeFuture.whenComplete { _ in
+            upgraded.fail(ConnectError(status: nil, description: "the connection closed during the upgrade"))
+            continuation.finish()
+        }
+        try await upgraded.futureResult.get()
+        return WebSocketClient(channel: channel, messages: stream, closeBox: closeBox)
+    }
+
+    /// Sends a text message.
+    public func send(text: String) {
+        let buffer = channel.allocator.buffer(string: text)
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: buffer), promise: nil)
+    }
+
+    /// Sends a binary message.
+    public func send(binary: [UInt8]) {
+        let buffer = channel.allocator.buffer(bytes: binary)
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .binary, maskKey: .random(), data: buffer), promise: nil)
+    }
+
+    /// Sends raw bytes as one frame of the given opcode (for tests of bad input).
+    public func send(frame opcode: WebSocketOpcode, bytes: [UInt8], fin: Bool = true) {
+        let buffer = channel.allocator.buffer(bytes: bytes)
+        channel.writeAndFlush(WebSocketFrame(fin: fin, opcode: opcode, maskKey: .random(), data: buffer), promise: nil)
+    }
+
+    /// Starts the closing handshake with `code`, then waits for the connection to end.
+    public func close(code: UInt16 = 1000) async {
+        var data = channel.allocator.buffer(capacity: 2)
+        data.writeInteger(code)
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: data), promise: nil)
+        _ = await closed(timeout: .seconds(5))
+        try? await channel.close()
+    }
+
+    /// Drops the TCP connection without a closing handshake.
+    public func abort() {
+        channel.close(promise: nil)
+    }
+
+    /// Stops reading from the socket (a client that does not read), or starts again.
+    public func setReading(_ reading: Bool) {
+        channel.setOption(.autoRead, value: reading).whenSuccess { if reading { self.channel.read() } }
+    }
+
+    /// Waits until the connection ends; `nil` if it is still open after `timeout`.
+    public func closed(timeout: Duration = .seconds(10)) async -> Close? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if !channel.isActive { return closeBox.close ?? Close(code: nil, reason: "") }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return channel.isActive ? nil : (closeBox.close ?? Close(code: nil, reason: ""))
+    }
+
+    public var isOpen: Bool { channel.isActive }
+
+    static func base64(_ bytes: [UInt8]) -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+        var output = ""
+        var index = 0
+        while index < bytes.count {
+            let chunk = bytes[index..<min(index + 3, bytes.count)]
+            let value = chunk.enumerated().reduce(0) { $0 | Int($1.element) << (16 - 8 * $1.offset) }
+            for position in 0..<4 {
+                output.append(position <= chunk.count ? alphabet[(value >> (18 - 6 * position)) & 63] : "=")
+            }
+            index += 3
+        }
+        return output
+    }
+}
+
+/// The close frame the server sent.
+final class CloseBox: Sendable {
+    private let value = Mutex<WebSocketClient.Close?>(nil)
+    var close: WebSocketClient.Close? { value.withLock { $0 } }
+    func set(_ close: WebSocketClient.Close) { value.withLock { if $0 == nil { $0 = close } } }
+}
+
+/// Sends the upgrade request and reports a refusal with its status.
+final class UpgradeRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    let host: String
+    let port: Int
+    let path: String
+    let headers: [(String, String)]
+    let upgraded: EventLoopPromise<Void>
+
+    init(host: String, port: Int, path: String, headers: [(String, String)], upgraded: EventLoopPromise<Void>) {
+        self.host = host
+        self.port = port
+        self.path = path
+        self.headers = headers
+        self.upgraded = upgraded
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
+        head.headers.add(name: "Host", value: "\(host):\(port)")
+        for (name, value) in headers { head.headers.add(name: name, value: value) }
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Only a refused upgrade gets here: a 101 is consumed by the upgrader.
+        if case .head(let response) = unwrapInboundIn(data) {
+            upgraded.fail(
+                WebSocketClient.ConnectError(
+                    status: Int(response.status.code), description: "the server refused the WebSocket upgrade: \(response.status)"
+                )
+            )
+            context.close(promise: nil)
+        }
+    }
+}
+
+/// Joins fragments, answers pings, records the close frame.
+final class FrameHandler: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    let deliver: @Sendable (WebSocketClient.Message) -> Void
+    let finish: @Sendable () -> Void
+    let closeBox: CloseBox
+    private var fragments: ByteBuffer?
+    private var fragmentOpcode: WebSocketOpcode = .text
+
+    init(deliver: @escaping @Sendable (WebSocketClient.Message) -> Void, finish: @escaping @Sendable () -> Void, closeBox: CloseBox) {
+        self.deliver = deliver
+        self.finish = finish
+        self.closeBox = closeBox
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text, .binary:
+            if frame.fin {
+                emit(frame.opcode, frame.unmaskedData)
+            } else {
+                fragmentOpcode = frame.opcode
+                fragments = frame.unmaskedData
+            }
+        case .continuation:
+            var data = frame.unmaskedData
+            fragments?.writeBuffer(&data)
+            if frame.fin, let whole = fragments {
+                fragments = nil
+                emit(fragmentOpcode, whole)
+            }
+        case .ping:
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)), promise: nil)
+        case .connectionClose:
+            var data = frame.unmaskedData
+            let code = data.readInteger(as: UInt16.self)
+            let reason = data.readString(length: data.readableBytes) ?? ""
+            closeBox.set(WebSocketClient.Close(code: code, reason: reason))
+            var reply = context.channel.allocator.buffer(capacity: 2)
+            if let code { reply.writeInteger(code) }
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: reply)))
+                .whenComplete { _ in context.close(promise: nil) }
+        default:
+            break
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        finish()
+        context.fireChannelInactive()
+    }
+
+    private func emit(_ opcode: WebSocketOpcode, _ data: ByteBuffer) {
+        if opcode == .text {
+            deliver(.text(String(buffer: data)))
+        } else {
+            deliver(.binary(Array(buffer: data)))
+        }
+    }
+}
