@@ -89,7 +89,6 @@ let package = Package(
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
@@ -130,7 +129,7 @@ let package = Package(
         // Starts real redis-server processes for tests; every Redis test goes through it.
         .target(
             name: "ChannelsTestSupport",
-            dependencies: ["HiredisClient"],
+            dependencies: ["HiredisClient", "ChannelsWebSocketClient"],
             path: "Tests/ChannelsTestSupport",
             swiftSettings: swiftSettings
         ),
@@ -146,6 +145,14 @@ let package = Package(
                 .product(name: "OrderedCollections", package: "swift-collections"),
             ],
             exclude: ["Interop"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ChannelsNodeTests",
+            dependencies: [
+                "ChannelsNode", "ChannelLayers", "ChannelsProtocol", "HiredisClient", "ChannelsTestSupport",
+                "ChannelsWebSocketClient",
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

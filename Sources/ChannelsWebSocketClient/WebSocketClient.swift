@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
 import Synchronization
@@ -70,22 +69,13 @@ public final class WebSocketClient: Sendable {
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in
-                let upgrader = NIOWebSocketClientUpgrader(
-                    requestKey: key,
-                    maxFrameSize: maxFrameSize,
-                    automaticErrorHandling: true
-                ) { channel, _ in
-                    channel.pipeline.addHandler(
-                        FrameHandler(deliver: deliver, finish: { continuation.finish() }, closeBox: closeBox)
-                    )
-                }
-                let configuration: NIOHTTPClientUpgradeConfiguration = (
-                    upgraders: [upgrader],
-                    completionHandler: { _ in upgraded.succeed() }
-                )
-                return channel.pipeline.addHTTPClientHandlers(withClientUpgrade: configuration).flatMap {
-                    channel.pipeline.addHandler(
-                        UpgradeRequestHandler(host: host, port: port, path: path, headers: headers, upgraded: upgraded)
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        HandshakeHandler(
+                            host: host, port: port, path: path, headers: headers, key: key, maxFrameSize: maxFrameSize,
+                            upgraded: upgraded,
+                            frameHandler: { FrameHandler(deliver: deliver, finish: { continuation.finish() }, closeBox: closeBox) }
+                        )
                     )
                 }
             }
@@ -116,10 +106,10 @@ public final class WebSocketClient: Sendable {
         channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .binary, maskKey: .random(), data: buffer), promise: nil)
     }
 
-    /// Sends raw bytes as one frame of the given opcode (for tests of bad input).
-    public func send(frame opcode: WebSocketOpcode, bytes: [UInt8], fin: Bool = true) {
+    /// Sends raw bytes as a text frame, unchecked (for tests of bad input such as invalid UTF-8).
+    public func send(textBytes bytes: [UInt8]) {
         let buffer = channel.allocator.buffer(bytes: bytes)
-        channel.writeAndFlush(WebSocketFrame(fin: fin, opcode: opcode, maskKey: .random(), data: buffer), promise: nil)
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: buffer), promise: nil)
     }
 
     /// Starts the closing handshake with `code`, then waits for the connection to end.
@@ -176,46 +166,91 @@ final class CloseBox: Sendable {
     func set(_ close: WebSocketClient.Close) { value.withLock { if $0 == nil { $0 = close } } }
 }
 
-/// Sends the upgrade request and reports a refusal with its status.
-final class UpgradeRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundOut = HTTPClientRequestPart
+@available(*, unavailable)
+extension FrameHandler: Sendable {}
+
+
+/// Performs the opening handshake by hand, then turns the pipeline into a WebSocket one.
+///
+/// Bytes that follow the 101 response in the same read (a server that closes at once sends its close frame
+/// right behind it) go straight to the frame decoder, in order, in the same call: none can be lost.
+final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     let host: String
     let port: Int
     let path: String
     let headers: [(String, String)]
+    let key: String
+    let maxFrameSize: Int
     let upgraded: EventLoopPromise<Void>
+    let frameHandler: () -> FrameHandler
+    private var response: ByteBuffer?
 
-    init(host: String, port: Int, path: String, headers: [(String, String)], upgraded: EventLoopPromise<Void>) {
+    init(
+        host: String, port: Int, path: String, headers: [(String, String)], key: String, maxFrameSize: Int,
+        upgraded: EventLoopPromise<Void>, frameHandler: @escaping () -> FrameHandler
+    ) {
         self.host = host
         self.port = port
         self.path = path
         self.headers = headers
+        self.key = key
+        self.maxFrameSize = maxFrameSize
         self.upgraded = upgraded
+        self.frameHandler = frameHandler
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
-        head.headers.add(name: "Host", value: "\(host):\(port)")
-        for (name, value) in headers { head.headers.add(name: name, value: value) }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        var request = "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        request += "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n"
+        for (name, value) in headers { request += "\(name): \(value)\r\n" }
+        request += "\r\n"
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: request)), promise: nil)
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        // Only a refused upgrade gets here: a 101 is consumed by the upgrader.
-        if case .head(let response) = unwrapInboundIn(data) {
-            upgraded.fail(
-                WebSocketClient.ConnectError(
-                    status: Int(response.status.code), description: "the server refused the WebSocket upgrade: \(response.status)"
-                )
-            )
-            context.close(promise: nil)
+        var incoming = unwrapInboundIn(data)
+        if response == nil { response = incoming } else { response!.writeBuffer(&incoming) }
+        guard let buffer = response, let end = buffer.readableBytesView.firstRange(of: Array("\r\n\r\n".utf8)) else {
+            if (response?.readableBytes ?? 0) > 16 * 1024 { fail(context, status: nil, "the upgrade response is too large") }
+            return
         }
+        let headLength = end.upperBound - buffer.readableBytesView.startIndex
+        var rest = buffer
+        let head = rest.readString(length: headLength) ?? ""
+        let statusLine = head.prefix { $0 != "\r" }
+        let parts = statusLine.split(separator: " ")
+        let status = parts.count > 1 ? Int(parts[1]) : nil
+        guard status == 101 else {
+            fail(context, status: status, "the server refused the WebSocket upgrade: \(statusLine.dropFirst(9))")
+            return
+        }
+        do {
+            let pipeline = context.pipeline.syncOperations
+            try pipeline.addHandler(WebSocketFrameEncoder(), position: .after(self))
+            try pipeline.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxFrameSize)), position: .last)
+            try pipeline.addHandler(frameHandler(), position: .last)
+        } catch {
+            fail(context, status: nil, "could not set up the WebSocket pipeline: \(error)")
+            return
+        }
+        response = nil
+        upgraded.succeed()
+        if rest.readableBytes > 0 { context.fireChannelRead(NIOAny(rest)) }
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    private func fail(_ context: ChannelHandlerContext, status: Int?, _ description: String) {
+        upgraded.fail(WebSocketClient.ConnectError(status: status, description: description))
+        context.close(promise: nil)
     }
 }
+
+@available(*, unavailable)
+extension HandshakeHandler: Sendable {}
 
 /// Joins fragments, answers pings, records the close frame.
 final class FrameHandler: ChannelInboundHandler {
@@ -260,8 +295,9 @@ final class FrameHandler: ChannelInboundHandler {
             closeBox.set(WebSocketClient.Close(code: code, reason: reason))
             var reply = context.channel.allocator.buffer(capacity: 2)
             if let code { reply.writeInteger(code) }
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: reply)))
-                .whenComplete { _ in context.close(promise: nil) }
+                .whenComplete { _ in loopBound.value.close(promise: nil) }
         default:
             break
         }

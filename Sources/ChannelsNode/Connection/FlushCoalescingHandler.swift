@@ -15,6 +15,13 @@ final class FlushCoalescingHandler: ChannelOutboundHandler, RemovableChannelHand
         context.write(data, promise: promise)
     }
 
+    /// A close in the same tick would fail the writes still waiting for the deferred flush (a close frame,
+    /// typically): flush them first.
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        if flushScheduled { context.flush() }
+        context.close(mode: mode, promise: promise)
+    }
+
     func flush(context: ChannelHandlerContext) {
         guard !flushScheduled else { return }
         flushScheduled = true

@@ -5,6 +5,7 @@ import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOWebSocket
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -33,7 +34,9 @@ struct WebSocketConnection {
     let rawChannel: any Channel
     let registry: ConnectionRegistry
 
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+    /// Serves the connection. Rethrows what the inbound stream failed with (invalid UTF-8, a message over the
+    /// size limit, a protocol error) so that the WebSocket handler closes with the matching code.
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
         metrics.connectionOpened()
         defer { metrics.connectionClosed() }
         let queue = OutboundQueue(maxMessages: limits.maxQueuedMessages, maxBytes: limits.maxQueuedBytes)
@@ -61,6 +64,7 @@ struct WebSocketConnection {
         )
         let consumer = route.makeDriver(context)
 
+        let inboundFailure = FailureBox()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await Self.send(queue, to: outbound, metrics: metrics) }
             var closeCode = CloseCode.normal
@@ -83,7 +87,6 @@ struct WebSocketConnection {
             let (events, continuation) = AsyncStream.makeStream(of: (Event, CheckedContinuation<Void, Never>?).self)
             let maxSize = limits.maxMessageSize
             group.addTask {
-                var code = CloseCode.normal
                 do {
                     var messages = inbound.messages(maxSize: maxSize).makeAsyncIterator()
                     while let message = try await messages.next() {
@@ -95,10 +98,9 @@ struct WebSocketConnection {
                         await withCheckedContinuation { continuation.yield((event, $0)) }
                     }
                 } catch {
-                    // The only failure the inbound stream reports for a live client is a message over maxSize.
-                    code = rawChannel.isActive ? CloseCode.messageTooBig : CloseCode.normal
+                    inboundFailure.set(error)
                 }
-                continuation.yield((.clientGone(code: code), nil))
+                continuation.yield((.clientGone(code: CloseCode.normal), nil))
             }
             group.addTask {
                 while !Task.isCancelled {
@@ -135,9 +137,6 @@ struct WebSocketConnection {
                     queue.close(code: CloseCode.internalError, reason: "channel layer failed")
                 case .clientGone(let code):
                     closeCode = queue.closingCode ?? code
-                    if code == CloseCode.messageTooBig {
-                        queue.close(code: code, reason: "message larger than \(maxSize) bytes", discard: true)
-                    }
                 }
                 if case .clientGone = event { break }
             }
@@ -145,6 +144,14 @@ struct WebSocketConnection {
             queue.finish()
             await cleanUp(context, consumer: consumer, channelName: channelName, code: closeCode)
         }
+        if let error = inboundFailure.error, queue.closingCode == nil { throw error }
+    }
+
+    /// The error the inbound stream ended with, handed from its reader task to the connection.
+    final class FailureBox: Sendable {
+        private let value = Mutex<(any Error)?>(nil)
+        func set(_ error: any Error) { value.withLock { $0 = error } }
+        var error: (any Error)? { value.withLock { $0 } }
     }
 
     private func fail(_ queue: OutboundQueue, _ error: any Error) {

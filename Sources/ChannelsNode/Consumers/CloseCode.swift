@@ -10,12 +10,22 @@ public enum CloseCode {
     public static let policyViolation: UInt16 = 1008
     /// 1009: a message larger than the node's maximum (64 KiB by default).
     public static let messageTooBig: UInt16 = 1009
+    /// 1002: a WebSocket protocol error (a bad fragment sequence, say).
+    public static let protocolError: UInt16 = 1002
     /// 1011: the consumer failed, or the channel layer could not serve the connection (Redis down).
     public static let internalError: UInt16 = 1011
+    /// 1013: the node is draining and takes no new connections; try again (another node).
+    public static let tryAgainLater: UInt16 = 1013
     /// 4008: the client did not read fast enough and its outbound queue filled up.
     public static let slowClient: UInt16 = 4008
     /// 4029: the client sent messages faster than the node's rate limit allows.
     public static let rateLimited: UInt16 = 4029
     /// 4403: `connect()` rejected the connection (the Django convention for a denied connection is 403).
     public static let rejected: UInt16 = 4403
+
+    /// 4000 + HTTP status: a handshake middleware refused the connection (4403 forbidden origin, 4401 no or
+    /// bad token...). The close reason says why; a plain GET to the same URL returns the HTTP status itself.
+    public static func rejectedHandshake(status: Int) -> UInt16 {
+        UInt16(clamping: 4000 + min(max(status, 0), 999))
+    }
 }

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import NIOCore
+import NIOWebSocket
 import ServiceLifecycle
 import Synchronization
 
@@ -192,9 +193,22 @@ public final class ChannelsNode: Service {
         channel: any Channel
     ) async -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
         let result = await handshake(path: request.path ?? "/", headers: request.headerFields, clientAddress: channel.remoteAddress?.description)
-        guard case .accept(let route, let scope) = result else {
-            // The HTTP router answers with the status (see makeRouter).
+        let route: ConsumerRouter.Route
+        let scope: Scope
+        switch result {
+        case .notFound:
+            // Hummingbird answers a refused upgrade with 400; a plain GET to the same path gets 404.
             return .dontUpgrade
+        case .reject(let rejection):
+            // A browser cannot read the HTTP status of a refused WebSocket, but it can read a close code:
+            // accept, then close at once with 4000 + the status (4403, 4401, 4503...) and the reason.
+            return .upgrade([:]) { _, outbound, _ in
+                let code = rejection.status == 503 ? CloseCode.tryAgainLater : CloseCode.rejectedHandshake(status: rejection.status)
+                try? await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: String(rejection.reason.prefix(120)))
+            }
+        case .accept(let acceptedRoute, let acceptedScope):
+            route = acceptedRoute
+            scope = acceptedScope
         }
         _ = try? await channel.eventLoop.submit {
             try channel.pipeline.syncOperations.addHandler(FlushCoalescingHandler(), position: .first)
@@ -204,7 +218,7 @@ public final class ChannelsNode: Service {
             rawChannel: channel, registry: connections
         )
         return .upgrade([:]) { inbound, outbound, _ in
-            await connection.run(inbound: inbound, outbound: outbound)
+            try await connection.run(inbound: inbound, outbound: outbound)
         }
     }
 

@@ -1,0 +1,133 @@
+import ChannelsTestSupport
+import ChannelsWebSocketClient
+import Foundation
+import Testing
+
+/// Bad input and slow clients against a real node: clear answers, documented close codes, no crash.
+@Suite struct NodeLimitsTests {
+    @Test func theInMemoryNodeServesTheChatAndThePage() async throws {
+        let node = try await NodeProcess.start()
+        let alice = try await ChatClient.connect(port: node.port, room: "lobby")
+        let bob = try await ChatClient.connect(port: node.port, room: "lobby")
+        alice.say("hello bob")
+        #expect(await bob.waitForFrames(1))
+        #expect(await alice.waitForFrames(1))
+        #expect(bob.frames == [#"{"message":"hello bob"}"#])
+        #expect(alice.frames == [#"{"message":"hello bob"}"#])
+
+        let page = try await node.get("/")
+        #expect(page.status == 200 && page.body.contains("new WebSocket"))
+        #expect(try await node.get("/healthz").status == 200)
+        #expect(try await node.get("/readyz").status == 200)
+        #expect(try await node.get("/nothing-here").status == 404)
+        #expect(try await node.get("/ws/chat/lobby/").status == 426)
+    }
+
+    @Test func invalidJSONGetsAnErrorFrameAndTheConnectionStays() async throws {
+        let node = try await NodeProcess.start()
+        let client = try await ChatClient.connect(port: node.port, room: "lobby")
+        client.client.send(text: "not json")
+        client.client.send(text: #"{"text": "no message field"}"#)
+        client.say("still works")
+        #expect(await client.waitForFrames(3))
+        #expect(client.frames[0].hasPrefix(#"{"type":"error","error":"invalid_json","detail":"invalid JSON at byte 0"#))
+        #expect(client.frames[1].hasPrefix(#"{"type":"error","error":"invalid_frame""#))
+        #expect(client.frames[2] == #"{"message":"still works"}"#)
+        #expect(client.client.isOpen)
+    }
+
+    @Test func invalidJSONClosesWith1007UnderTheClosePolicy() async throws {
+        let node = try await NodeProcess.start(arguments: ["--invalid-frame", "close"])
+        let client = try await ChatClient.connect(port: node.port, room: "lobby")
+        client.client.send(text: "{broken")
+        #expect(await client.client.closed()?.code == 1007)
+    }
+
+    @Test func anOversizedMessageClosesWith1009() async throws {
+        let node = try await NodeProcess.start(arguments: ["--max-message-size", "1024"])
+        let client = try await ChatClient.connect(port: node.port, room: "lobby")
+        client.client.send(text: #"{"message": ""# + String(repeating: "x", count: 2000) + #""}"#)
+        #expect(await client.client.closed()?.code == 1009)
+        // The node is unharmed.
+        let next = try await ChatClient.connect(port: node.port, room: "lobby")
+        next.say("fine")
+        #expect(await next.waitForFrames(1))
+    }
+
+    @Test func invalidUTF8ClosesWith1007() async throws {
+        let node = try await NodeProcess.start()
+        let client = try await ChatClient.connect(port: node.port, room: "lobby")
+        client.client.send(textBytes: [0x7b, 0xc3, 0x28, 0x7d])
+        #expect(await client.client.closed()?.code == 1007)
+    }
+
+    @Test func aClientThatDoesNotReadIsClosedWith4008AndDelaysNoOne() async throws {
+        let node = try await NodeProcess.start(arguments: ["--max-queued-messages", "64", "--capacity", "10000"])
+        let slow = try await ChatClient.connect(port: node.port, room: "firehose")
+        let fast = try await ChatClient.connect(port: node.port, room: "firehose")
+        let sender = try await ChatClient.connect(port: node.port, room: "firehose")
+        slow.client.setReading(false)
+        let big = String(repeating: "x", count: 16 * 1024)
+        for index in 0..<600 {
+            sender.say("\(index)-\(big)")
+            if index % 50 == 49 { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(await fast.waitForFrames(600, timeout: .seconds(30)))
+        #expect(fast.messages.count == 600)
+        slow.client.setReading(true)
+        let close = await slow.client.closed(timeout: .seconds(10))
+        #expect(close != nil)
+        #expect(close?.code == 4008 || close?.code == nil)  // a client that never reads may miss the close frame
+        let metrics = try await node.get("/metrics").body
+        #expect(metrics.contains("channels_slow_client_closes_total 1"))
+    }
+
+    @Test func originsOutsideTheAllowlistGet403() async throws {
+        let node = try await NodeProcess.start(arguments: ["--allowed-origin", "http://chat.example"])
+        let evil = try await ChatClient.connect(port: node.port, room: "lobby", headers: [("Origin", "http://evil.example")])
+        let close = await evil.client.closed()
+        #expect(close?.code == 4403)
+        #expect(close?.reason == "origin http://evil.example is not allowed")
+        let refused = try await httpGet(port: node.port, path: "/ws/chat/lobby/", headers: ["Origin": "http://evil.example"])
+        #expect(refused.status == 403 && refused.body.contains("origin http://evil.example is not allowed"))
+        let allowed = try await ChatClient.connect(port: node.port, room: "lobby", headers: [("Origin", "http://chat.example")])
+        allowed.say("ok")
+        #expect(await allowed.waitForFrames(1))
+    }
+
+    @Test func unknownPathsAndBadRoomsAreRefused() async throws {
+        let node = try await NodeProcess.start()
+        await #expect {
+            _ = try await WebSocketClient.connect(host: "127.0.0.1", port: node.port, path: "/ws/nothing/")
+        } throws: { error in
+            (error as? WebSocketClient.ConnectError)?.status == 400
+        }
+        // A room name that makes an invalid group: accepted as WebSocket, then closed with 1008.
+        let client = try await ChatClient.connect(port: node.port, room: "bad%20room")
+        let badRoomClose = await client.client.closed()
+        #expect(badRoomClose?.code == 1008)
+    }
+
+    @Test func metricsCountConnectionsAndMessages() async throws {
+        let node = try await NodeProcess.start()
+        let client = try await ChatClient.connect(port: node.port, room: "lobby")
+        client.say("one")
+        #expect(await client.waitForFrames(1))
+        let metrics = try await node.get("/metrics").body
+        for name in [
+            "channels_connections 1", "channels_connections_total 1", "channels_messages_in_total 1", "channels_messages_out_total 1",
+            "channels_groups", "channels_fanout_deliveries_total", "channels_dropped_total", "channels_redis_reconnects_total",
+            "channels_publish_to_deliver_seconds_bucket",
+        ] {
+            #expect(metrics.contains(name), "missing \(name)")
+        }
+    }
+
+    @Test func aBadRedisPasswordStopsTheNodeWithOneClearError() async throws {
+        let redis = try await RedisServer.start(password: "right")
+        let node = try await NodeProcess.start(redis: ["redis://:wrong@127.0.0.1:\(redis.port)"], waitForReady: false)
+        #expect(await node.exitStatus(timeout: .seconds(15)) == 1)
+        #expect(node.log.contains("WRONGPASS"))
+        #expect(node.log.components(separatedBy: "WRONGPASS").count - 1 <= 2)
+    }
+}
