@@ -153,6 +153,7 @@ let package = Package(
                 "ChannelsNode", "ChannelLayers", "ChannelsProtocol", "HiredisClient", "ChannelsTestSupport",
                 "ChannelsWebSocketClient",
             ],
+            exclude: ["Browser"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
