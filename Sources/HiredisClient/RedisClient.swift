@@ -25,6 +25,10 @@ public final class RedisClient: Sendable {
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let state = Mutex(State.idle(attempt: 0, retryAfter: nil, lastError: nil))
+    private let attempts = Mutex(0)
+
+    /// How many times the client has tried to connect (each success or failure counts once).
+    public var connectionAttempts: Int { attempts.withLock { $0 } }
 
     /// Creates a client; it connects on first use.
     public init(
@@ -106,6 +110,7 @@ public final class RedisClient: Sendable {
                 }
                 attempt = previousAttempt
             }
+            attempts.withLock { $0 += 1 }
             let task = Task { [configuration, eventLoopGroup, logger] () -> Result<RedisConnection, RedisError> in
                 do throws(RedisError) {
                     let connection = try await RedisConnection.connect(

@@ -90,7 +90,8 @@ import Testing
 
     @Test func detectsAFrozenServerWithPing() async throws {
         let server = try await RedisServer.start()
-        try await withSubscriber(server.configuration(commandTimeout: .seconds(1), connectTimeout: .seconds(1)), healthCheck: .milliseconds(200)) { subscriber in
+        // The 1 s connect timeout makes reconnecting to the frozen server fail fast; subscribe itself may wait longer under load.
+        try await withSubscriber(server.configuration(commandTimeout: .seconds(5), connectTimeout: .seconds(1)), healthCheck: .milliseconds(200)) { subscriber in
             var events = subscriber.events.makeAsyncIterator()
             try await subscriber.subscribe(["c"])
             #expect(await events.next() == .connected)

@@ -34,23 +34,47 @@ struct WebSocketConnection {
     let rawChannel: any Channel
     let registry: ConnectionRegistry
 
-    /// Serves the connection. Rethrows what the inbound stream failed with (invalid UTF-8, a message over the
-    /// size limit, a protocol error) so that the WebSocket handler closes with the matching code.
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
-        metrics.connectionOpened()
-        defer { metrics.connectionClosed() }
-        let queue = OutboundQueue(maxMessages: limits.maxQueuedMessages, maxBytes: limits.maxQueuedBytes)
-        let id = registry.add(queue)
-        defer { registry.remove(id) }
+    /// What `prepare` made before the handshake answer: the channel, the consumer, its decision.
+    ///
+    /// Unchecked Sendable: made in the upgrade decision's task and handed exactly once to the connection's
+    /// task (``take()``); the consumer inside is never used by two tasks.
+    final class Prepared: @unchecked Sendable {
+        let channelName: String
+        let queue: OutboundQueue
+        let context: ConsumerContext
+        let consumer: ConsumerDriver
+        let decision: ConnectDecision
+        private let taken = Mutex(false)
 
+        init(channelName: String, queue: OutboundQueue, context: ConsumerContext, consumer: ConsumerDriver, decision: ConnectDecision) {
+            self.channelName = channelName
+            self.queue = queue
+            self.context = context
+            self.consumer = consumer
+            self.decision = decision
+        }
+
+        /// Claims the prepared connection; `false` if someone already did.
+        func take() -> Bool {
+            taken.withLock { taken in
+                defer { taken = true }
+                return !taken
+            }
+        }
+    }
+
+    /// Creates the connection's channel and consumer and runs `connect()` before the handshake is answered,
+    /// as Django Channels does: once a client sees the socket open, its consumer has joined its groups.
+    /// Returns `nil` when the layer cannot make a channel.
+    func prepare() async -> Prepared? {
         let channelName: String
         do {
             channelName = try await layer.newChannel()
         } catch {
             logger.warning("refusing a connection: the channel layer cannot create a channel", metadata: ["error": "\(error.message)"])
-            try? await outbound.close(WebSocketErrorCode(codeNumber: Int(CloseCode.internalError)), reason: "channel layer unavailable")
-            return
+            return nil
         }
+        let queue = OutboundQueue(maxMessages: limits.maxQueuedMessages, maxBytes: limits.maxQueuedBytes)
         let rawChannel = self.rawChannel
         let metrics = self.metrics
         let context = ConsumerContext(
@@ -63,6 +87,39 @@ struct WebSocketConnection {
             }
         )
         let consumer = route.makeDriver(context)
+        let decision: ConnectDecision
+        do {
+            decision = try await consumer.connect()
+        } catch {
+            logger.warning("consumer connect() failed", metadata: ["error": "\(error)", "path": "\(scope.path)"])
+            decision = .reject(code: CloseCode.internalError)
+        }
+        let prepared = Prepared(channelName: channelName, queue: queue, context: context, consumer: consumer, decision: decision)
+        // The upgrade may still fail (the client went away): then nobody runs the connection, so clean up here.
+        let layer = self.layer
+        rawChannel.closeFuture.whenComplete { _ in
+            guard prepared.take() else { return }
+            Task {
+                for group in prepared.context.groups { try? await layer.groupDiscard(group, channel: channelName) }
+                await layer.deleteChannel(channelName)
+            }
+        }
+        return prepared
+    }
+
+    /// Serves the connection. Rethrows what the inbound stream failed with (invalid UTF-8, a message over the
+    /// size limit, a protocol error) so that the WebSocket handler closes with the matching code.
+    func run(_ prepared: Prepared, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+        guard prepared.take() else { return }
+        metrics.connectionOpened()
+        defer { metrics.connectionClosed() }
+        let queue = prepared.queue
+        let id = registry.add(queue)
+        defer { registry.remove(id) }
+        let channelName = prepared.channelName
+        let context = prepared.context
+        let consumer = prepared.consumer
+        let metrics = self.metrics
 
         let inboundFailure = FailureBox()
         await withTaskGroup(of: Void.self) { group in
@@ -70,14 +127,7 @@ struct WebSocketConnection {
             var closeCode = CloseCode.normal
             defer { group.cancelAll() }
 
-            let decision: ConnectDecision
-            do {
-                decision = try await consumer.connect()
-            } catch {
-                logger.warning("consumer connect() failed", metadata: ["error": "\(error)", "path": "\(scope.path)"])
-                decision = .reject(code: CloseCode.internalError)
-            }
-            if case .reject(let code) = decision {
+            if case .reject(let code) = prepared.decision {
                 queue.close(code: code, reason: code == CloseCode.internalError ? "internal error" : "connection rejected")
                 await cleanUp(context, consumer: nil, channelName: channelName, code: code)
                 await group.next()

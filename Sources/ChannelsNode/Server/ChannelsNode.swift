@@ -217,8 +217,13 @@ public final class ChannelsNode: Service {
             route: route, scope: scope, layer: layer, limits: configuration.limits, metrics: metrics, logger: logger,
             rawChannel: channel, registry: connections
         )
+        guard let prepared = await connection.prepare() else {
+            return .upgrade([:]) { _, outbound, _ in
+                try? await outbound.close(WebSocketErrorCode(codeNumber: Int(CloseCode.internalError)), reason: "channel layer unavailable")
+            }
+        }
         return .upgrade([:]) { inbound, outbound, _ in
-            try await connection.run(inbound: inbound, outbound: outbound)
+            try await connection.run(prepared, inbound: inbound, outbound: outbound)
         }
     }
 
