@@ -112,6 +112,9 @@ let package = Package(
             name: "ChannelsCtl",
             dependencies: [
                 "HiredisClient",
+                "ChannelLayers",
+                "ChannelsProtocol",
+                .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

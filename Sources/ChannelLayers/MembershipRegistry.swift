@@ -45,9 +45,9 @@ final class MembershipRegistry: Sendable {
         self.logger = logger
     }
 
-    var nodesKey: String { "\(prefix):registry:nodes" }
-    var nodeKey: String { "\(prefix):registry:node:\(nodeID)" }
-    func groupKey(_ group: String) -> String { "\(prefix):registry:group:\(group):\(nodeID)" }
+    var nodesKey: String { RegistryKeys(prefix: prefix).nodes }
+    var nodeKey: String { RegistryKeys(prefix: prefix).node(nodeID) }
+    func groupKey(_ group: String) -> String { RegistryKeys(prefix: prefix).group(group, node: nodeID) }
 
     /// Batches that failed to reach Redis (they are repaired by the next heartbeat).
     var failedWrites: Int { failures.withLock { $0 } }

@@ -41,6 +41,9 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         public var registryTTL: Duration
         /// Backoff between reconnection attempts.
         public var reconnectPolicy: RedisReconnectPolicy
+        /// Groups whose names start with one of these are kept out of the registry (internal groups such as
+        /// a node's readiness probe).
+        public var unlistedGroupPrefixes: [String] = []
 
         public init(
             hosts: [RedisConfiguration],
@@ -247,7 +250,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             state.groups[group, default: [:]][channel] = joinedAt
             return true
         }
-        if isNew { registry?.enqueue(.join(group: group, channel: channel, at: joinedAt)) }
+        if isNew, isListed(group) { registry?.enqueue(.join(group: group, channel: channel, at: joinedAt)) }
         try await reconciler.want(groupPrefix + group)
     }
 
@@ -349,7 +352,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             return (true, false)
         }
         guard wasMember else { return }
-        registry?.enqueue(.leave(group: group, channel: channel))
+        if isListed(group) { registry?.enqueue(.leave(group: group, channel: channel)) }
         if groupEmpty { reconciler.unwant(groupPrefix + group) }
     }
 
@@ -408,9 +411,13 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         }
     }
 
+    private func isListed(_ group: String) -> Bool {
+        !configuration.unlistedGroupPrefixes.contains { group.hasPrefix($0) }
+    }
+
     private func snapshot() -> MembershipRegistry.Snapshot {
         let members = state.withLock { state in
-            state.groups.mapValues { members in members.map { (channel: $0.key, joinedAt: $0.value) } }
+            state.groups.filter { isListed($0.key) }.mapValues { members in members.map { (channel: $0.key, joinedAt: $0.value) } }
         }
         let channels = queues.registeredCount
         return MembershipRegistry.Snapshot(members: members, channels: channels, connections: connectionCount() ?? channels)

@@ -1,4 +1,6 @@
 import ArgumentParser
+import ChannelLayers
+import HiredisClient
 
 /// `channels-ctl`: operator commands against the Redis a swift-channels cluster uses.
 @main
@@ -6,7 +8,15 @@ struct ChannelsCtl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "channels-ctl",
         abstract: "Inspect and operate the Redis behind a swift-channels cluster.",
-        subcommands: [CheckCommand.self]
+        discussion: """
+            Reads the membership registry the nodes keep in Redis (see the README) and sends through the \
+            channel layer, so Swift nodes and Django consumers both receive. Exits non-zero with a message \
+            when Redis is unreachable, JSON is invalid or a name breaks Django's rules.
+            """,
+        subcommands: [
+            GroupsCommand.self, MembersCommand.self, NodesCommand.self, StatsCommand.self, SendCommand.self,
+            SendChannelCommand.self, FlushCommand.self, CheckCommand.self,
+        ]
     )
 }
 
@@ -15,13 +25,59 @@ struct RedisOptions: ParsableArguments {
     @Option(
         name: .customLong("redis"),
         help: ArgumentHelp(
-            "Redis URL: redis://[[user]:password@]host[:port][/db] or unix:///path (default: $CHANNELS_REDIS_URL or redis://127.0.0.1:6379).",
+            "Redis URL, repeat for shards in the nodes' order: redis://[[user]:password@]host[:port][/db] or unix:///path (default: $CHANNELS_REDIS_URL, comma-separated, or redis://127.0.0.1:6379).",
             valueName: "url"
         )
     )
-    var url: String?
+    var urls: [String] = []
 
-    var resolvedURL: String {
-        url ?? ProcessInfo.environment["CHANNELS_REDIS_URL"] ?? "redis://127.0.0.1:6379"
+    @Option(help: "Prefix of the Redis keys and channels (default: $CHANNELS_PREFIX or asgi).")
+    var prefix: String?
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    var resolvedURLs: [String] {
+        if !urls.isEmpty { return urls }
+        let fromEnvironment = (ProcessInfo.environment["CHANNELS_REDIS_URL"] ?? "").split(separator: ",").map(String.init).filter { !$0.isEmpty }
+        return fromEnvironment.isEmpty ? ["redis://127.0.0.1:6379"] : fromEnvironment
+    }
+
+    var resolvedPrefix: String { prefix ?? ProcessInfo.environment["CHANNELS_PREFIX"] ?? "asgi" }
+
+    /// The first host's configuration (the registry lives there), with short timeouts for a CLI.
+    func configuration() throws(CtlFailure) -> RedisConfiguration {
+        do {
+            var configuration = try RedisConfiguration(url: resolvedURLs[0])
+            configuration.connectTimeout = .seconds(3)
+            configuration.commandTimeout = .seconds(10)
+            return configuration
+        } catch {
+            throw CtlFailure(error.message)
+        }
+    }
+
+    /// A connection to the first host.
+    func connect() async throws(CtlFailure) -> RedisConnection {
+        let configuration = try configuration()
+        do throws(RedisError) {
+            return try await RedisConnection.connect(configuration: configuration)
+        } catch {
+            throw CtlFailure(error.message)
+        }
+    }
+
+    /// A registry reader on the first host.
+    func reader() async throws(CtlFailure) -> (RegistryReader, RedisConnection) {
+        let connection = try await connect()
+        return (RegistryReader(connection: connection, prefix: resolvedPrefix), connection)
     }
 }
+
+/// A failure reported as `Error: <message>` with exit status 1.
+struct CtlFailure: Error, CustomStringConvertible {
+    let message: String
+    init(_ message: String) { self.message = message }
+    var description: String { message }
+}
+

@@ -11,12 +11,7 @@ struct CheckCommand: AsyncParsableCommand {
     @OptionGroup var redis: RedisOptions
 
     func run() async throws {
-        let configuration: RedisConfiguration
-        do {
-            configuration = try RedisConfiguration(url: redis.resolvedURL)
-        } catch {
-            throw failure(error)
-        }
+        let configuration = try redis.configuration()
         do {
             try await check(configuration)
         } catch {

@@ -142,6 +142,7 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
             layerConfiguration.prefix = setting(prefix, "CHANNELS_PREFIX") ?? "asgi"
             layerConfiguration.nodeID = node_id
             layerConfiguration.capacity = queueCapacity
+            layerConfiguration.unlistedGroupPrefixes = [ChannelsNode.probeGroupPrefix]
             let redisLayer: RedisPubSubChannelLayer
             do {
                 redisLayer = try RedisPubSubChannelLayer(configuration: layerConfiguration, connectionCount: { connectionCount.count })

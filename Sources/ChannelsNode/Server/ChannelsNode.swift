@@ -18,6 +18,10 @@ import Synchronization
 /// second so that clients reconnect elsewhere gradually, their memberships are left, and ``run()`` returns
 /// within ``NodeConfiguration/drainTime``.
 public final class ChannelsNode: Service {
+    /// The prefix of the group each node's readiness probe uses; keep it out of the registry
+    /// (``RedisPubSubChannelLayer/Configuration/unlistedGroupPrefixes``).
+    public static let probeGroupPrefix = "channels.probe."
+
     public let configuration: NodeConfiguration
     public let layer: any ChannelLayer
     private let layerRunner: (@Sendable () async throws -> Void)?

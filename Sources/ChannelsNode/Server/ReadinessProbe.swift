@@ -14,7 +14,7 @@ final class ReadinessProbe: Sendable {
 
     init(layer: any ChannelLayer, nodeID: String, interval: Duration) {
         self.layer = layer
-        self.group = "channels.probe.\(nodeID)"
+        self.group = ChannelsNode.probeGroupPrefix + nodeID
         self.interval = interval
     }
 

@@ -1,0 +1,142 @@
+import HiredisClient
+
+/// The names of the membership registry's keys (see ``RedisPubSubChannelLayer`` and the README).
+public struct RegistryKeys: Sendable, Hashable {
+    public let prefix: String
+
+    public init(prefix: String = "asgi") {
+        self.prefix = prefix
+    }
+
+    /// Sorted set: node id -> last heartbeat.
+    public var nodes: String { "\(prefix):registry:nodes" }
+    /// Hash describing one node; expires with its heartbeat.
+    public func node(_ id: String) -> String { "\(prefix):registry:node:\(id)" }
+    /// Hash of one node's members of one group: channel -> join time.
+    public func group(_ group: String, node: String) -> String { "\(prefix):registry:group:\(group):\(node)" }
+    /// A SCAN pattern for the group keys of groups matching a glob pattern.
+    public func groupPattern(_ groupGlob: String) -> String { "\(prefix):registry:group:\(groupGlob):*" }
+
+    /// The group and node of a group key, or `nil` for another key.
+    public func parseGroupKey(_ key: String) -> (group: String, node: String)? {
+        let head = "\(prefix):registry:group:"
+        guard key.hasPrefix(head), let colon = key.lastIndex(of: ":") else { return nil }
+        let group = key[key.index(key.startIndex, offsetBy: head.count)..<colon]
+        let node = key[key.index(after: colon)...]
+        guard !group.isEmpty, !node.isEmpty else { return nil }
+        return (String(group), String(node))
+    }
+}
+
+/// Reads the membership registry: what `channels-ctl` shows operators.
+public struct RegistryReader: Sendable {
+    /// A group and where its members are.
+    public struct Group: Sendable, Hashable {
+        public let name: String
+        public let members: Int
+        public let nodes: [String]
+    }
+
+    /// One member of a group.
+    public struct Member: Sendable, Hashable {
+        public let channel: String
+        public let node: String
+        /// Unix seconds.
+        public let joinedAt: Double
+    }
+
+    /// A node that wrote a heartbeat in the last hour.
+    public struct Node: Sendable, Hashable {
+        public let id: String
+        /// Whether its heartbeat key still exists (it beat within the registry TTL).
+        public let alive: Bool
+        /// Unix seconds of the last heartbeat.
+        public let lastHeartbeat: Double
+        public let startedAt: Double?
+        public let connections: Int?
+        public let channels: Int?
+        public let groups: Int?
+    }
+
+    public let keys: RegistryKeys
+    private let connection: RedisConnection
+
+    public init(connection: RedisConnection, prefix: String = "asgi") {
+        self.connection = connection
+        self.keys = RegistryKeys(prefix: prefix)
+    }
+
+    /// Groups with members on live nodes, matching a glob pattern (`chat_*`), sorted by name.
+    public func groups(matching pattern: String = "*") async throws(RedisError) -> [Group] {
+        var byGroup: [String: (members: Int, nodes: [String])] = [:]
+        let found = try await scan(keys.groupPattern(pattern))
+        let counts = try await connection.pipeline(found.map { RedisCommand("HLEN", .string($0)) })
+        for (key, count) in zip(found, counts) {
+            guard let (group, node) = keys.parseGroupKey(key), let members = count.integer, members > 0 else { continue }
+            byGroup[group, default: (0, [])].members += Int(members)
+            byGroup[group, default: (0, [])].nodes.append(node)
+        }
+        return byGroup.map { Group(name: $0.key, members: $0.value.members, nodes: $0.value.nodes.sorted()) }.sorted { $0.name < $1.name }
+    }
+
+    /// The members of a group on every live node, oldest first.
+    public func members(of group: String) async throws(RedisError) -> [Member] {
+        var members: [Member] = []
+        for key in try await scan(keys.groupPattern(group)) {
+            guard let (name, node) = keys.parseGroupKey(key), name == group else { continue }
+            let fields = try await connection.send("HGETALL", .string(key)).array ?? []
+            var index = 0
+            while index + 1 < fields.count {
+                if let channel = fields[index].string {
+                    members.append(Member(channel: channel, node: node, joinedAt: Double(fields[index + 1].string ?? "") ?? 0))
+                }
+                index += 2
+            }
+        }
+        return members.sorted { ($0.joinedAt, $0.channel) < ($1.joinedAt, $1.channel) }
+    }
+
+    /// Every node that beat in the last hour, alive or stale, sorted by id.
+    public func nodes() async throws(RedisError) -> [Node] {
+        let listing = try await connection.send("ZRANGE", .string(keys.nodes), 0, -1, "WITHSCORES").array ?? []
+        var ids: [(String, Double)] = []
+        var index = 0
+        while index + 1 < listing.count {
+            if let id = listing[index].string { ids.append((id, Double(listing[index + 1].string ?? "") ?? 0)) }
+            index += 2
+        }
+        let details = try await connection.pipeline(ids.map { RedisCommand("HGETALL", .string(keys.node($0.0))) })
+        return zip(ids, details).map { entry, reply in
+            var fields: [String: String] = [:]
+            let values = reply.array ?? []
+            var position = 0
+            while position + 1 < values.count {
+                if let name = values[position].string { fields[name] = values[position + 1].string }
+                position += 2
+            }
+            return Node(
+                id: entry.0, alive: !fields.isEmpty,
+                lastHeartbeat: Double(fields["heartbeat_at"] ?? "") ?? entry.1,
+                startedAt: fields["started_at"].flatMap(Double.init),
+                connections: fields["connections"].flatMap { Int($0) },
+                channels: fields["channels"].flatMap { Int($0) },
+                groups: fields["groups"].flatMap { Int($0) }
+            )
+        }.sorted { $0.id < $1.id }
+    }
+
+    /// All keys matching a pattern, with SCAN (never KEYS, which blocks Redis).
+    public func scan(_ pattern: String) async throws(RedisError) -> [String] {
+        var cursor = "0"
+        var found: Set<String> = []
+        repeat {
+            let reply = try await connection.send("SCAN", .string(cursor), "MATCH", .string(pattern), "COUNT", 1000)
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
+                throw RedisError(.protocolError, "unexpected SCAN reply: \(reply)")
+            }
+            cursor = next
+            for key in parts[1].array ?? [] { if let key = key.string { found.insert(key) } }
+        } while cursor != "0"
+        return found.sorted()
+    }
+}

@@ -1,0 +1,109 @@
+import ArgumentParser
+import ChannelLayers
+import ChannelsProtocol
+import HiredisClient
+import OrderedCollections
+import HiredisClient
+
+/// Builds a layer message from JSON text (an object with a string `type`).
+func layerMessage(fromJSON text: String) throws(CtlFailure) -> Message {
+    let value: MessageValue
+    do throws(ProtocolError) {
+        value = try JSON.parse(text)
+    } catch {
+        throw CtlFailure("the message is not valid JSON: \(error.message)")
+    }
+    guard case .map(let fields) = value else { throw CtlFailure(#"the message must be a JSON object, like {"type": "chat.message", "message": "hi"}"#) }
+    guard fields["type"]?.string != nil else { throw CtlFailure(#"the message needs a string "type", like {"type": "chat.message", "message": "hi"}"#) }
+    return Message(fields)
+}
+
+/// A layer for one send: no registry, nothing running but the command connection.
+func sendingLayer(_ options: RedisOptions) throws(CtlFailure) -> RedisPubSubChannelLayer {
+    var hosts: [RedisConfiguration] = []
+    for url in options.resolvedURLs {
+        do throws(RedisError) {
+            var host = try RedisConfiguration(url: url)
+            host.connectTimeout = .seconds(3)
+            hosts.append(host)
+        } catch {
+            throw CtlFailure(error.message)
+        }
+    }
+    do throws(ChannelLayerError) {
+        return try RedisPubSubChannelLayer(configuration: .init(hosts: hosts, prefix: options.resolvedPrefix, nodeID: "channels-ctl", registry: false))
+    } catch {
+        throw CtlFailure(error.message)
+    }
+}
+
+/// `channels-ctl send <group> <json>`
+struct SendCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "send", abstract: "groupSend a JSON message to a group (Swift nodes and Django consumers receive it)."
+    )
+
+    @OptionGroup var redis: RedisOptions
+    @Argument(help: "The group.") var group: String
+    @Argument(help: #"The message, e.g. '{"type": "chat.message", "message": "hi"}'."#) var json: String
+
+    func run() async throws {
+        let message = try layerMessage(fromJSON: json)
+        let layer = try sendingLayer(redis)
+        do throws(ChannelLayerError) {
+            try await layer.groupSend(message, to: group)
+        } catch {
+            throw CtlFailure(error.message)
+        }
+        if redis.json { Output.json(Output.object(["sent": true, "group": .string(group)])) } else { print("sent to group \(group)") }
+    }
+}
+
+/// `channels-ctl send-channel <name> <json>`
+struct SendChannelCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "send-channel", abstract: "Send a JSON message to one channel.")
+
+    @OptionGroup var redis: RedisOptions
+    @Argument(help: "The channel, e.g. asgispecific.0f3c...") var channel: String
+    @Argument(help: "The message.") var json: String
+
+    func run() async throws {
+        let message = try layerMessage(fromJSON: json)
+        let layer = try sendingLayer(redis)
+        do throws(ChannelLayerError) {
+            try await layer.send(message, to: channel)
+        } catch {
+            throw CtlFailure(error.message)
+        }
+        if redis.json { Output.json(Output.object(["sent": true, "channel": .string(channel)])) } else { print("sent to channel \(channel)") }
+    }
+}
+
+/// `channels-ctl flush --yes`
+struct FlushCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flush",
+        abstract: "Delete every key under the prefix (the registry, and channels_redis' core-layer keys).",
+        discussion: "Live nodes write their registry entries again at their next heartbeat (within 10 s)."
+    )
+
+    @OptionGroup var redis: RedisOptions
+    @Flag(help: "Really delete.") var yes = false
+
+    func run() async throws {
+        guard yes else { throw CtlFailure("flush deletes every key starting with '\(redis.resolvedPrefix)'; run again with --yes") }
+        let (reader, connection) = try await redis.reader()
+        let prefix = redis.resolvedPrefix
+        let deleted = try await RedisCall.run { () throws(RedisError) -> Int in
+            let keys = try await reader.scan("\(prefix)*")
+            var deleted = 0
+            for start in stride(from: 0, to: keys.count, by: 500) {
+                let batch = keys[start..<min(start + 500, keys.count)]
+                deleted += Int(try await connection.send(RedisCommand("UNLINK", arguments: batch.map { .string($0) })).integer ?? 0)
+            }
+            return deleted
+        }
+        await connection.close()
+        if redis.json { Output.json(Output.object(["deleted": .int(Int64(deleted))])) } else { print("deleted \(deleted) keys under '\(prefix)'") }
+    }
+}
