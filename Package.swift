@@ -160,6 +160,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "ClusterTests",
+            dependencies: ["ChannelsTestSupport", "ChannelsWebSocketClient", "HiredisClient"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "ChannelsProtocolTests",
             dependencies: ["ChannelsProtocol", .product(name: "OrderedCollections", package: "swift-collections")],
             swiftSettings: swiftSettings
