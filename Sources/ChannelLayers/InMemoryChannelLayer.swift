@@ -40,8 +40,8 @@ public final class InMemoryChannelLayer: ChannelLayer {
     }
 
     public func send(_ message: Message, to channel: String) async throws(ChannelLayerError) {
-        try validate(message)
-        do { try ChannelNames.validateChannel(channel) } catch { throw ChannelLayerError(error) }
+        try LayerValidation.message(message)
+        try LayerValidation.channel(channel)
         switch queues.put(message, on: channel, create: true) {
         case .delivered: counters.withLock { $0.sent += 1 }
         case .full: throw .channelFull(channel)
@@ -50,28 +50,18 @@ public final class InMemoryChannelLayer: ChannelLayer {
     }
 
     public func receive(from channel: String) async throws(ChannelLayerError) -> Message {
-        do { try ChannelNames.validateChannel(channel, receive: true) } catch { throw ChannelLayerError(error) }
+        try LayerValidation.channel(channel, receive: true)
         return try await queues.receive(from: channel).get()
     }
 
     public func groupAdd(_ group: String, channel: String) async throws(ChannelLayerError) {
-        do {
-            try ChannelNames.validateGroup(group)
-            try ChannelNames.validateChannel(channel)
-        } catch {
-            throw ChannelLayerError(error)
-        }
+        try LayerValidation.membership(group, channel)
         let expiresAt = ContinuousClock.now + configuration.groupExpiry
         groups.withLock { $0[group, default: [:]][channel] = expiresAt }
     }
 
     public func groupDiscard(_ group: String, channel: String) async throws(ChannelLayerError) {
-        do {
-            try ChannelNames.validateGroup(group)
-            try ChannelNames.validateChannel(channel)
-        } catch {
-            throw ChannelLayerError(error)
-        }
+        try LayerValidation.membership(group, channel)
         groups.withLock { groups in
             groups[group]?[channel] = nil
             if groups[group]?.isEmpty == true { groups[group] = nil }
@@ -79,8 +69,8 @@ public final class InMemoryChannelLayer: ChannelLayer {
     }
 
     public func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError) {
-        try validate(message)
-        do { try ChannelNames.validateGroup(group) } catch { throw ChannelLayerError(error) }
+        try LayerValidation.message(message)
+        try LayerValidation.group(group)
         let now = ContinuousClock.now
         let members: [String] = groups.withLock { groups in
             guard var members = groups[group] else { return [] }
@@ -124,9 +114,4 @@ public final class InMemoryChannelLayer: ChannelLayer {
         return statistics
     }
 
-    private func validate(_ message: Message) throws(ChannelLayerError) {
-        guard message.type != nil else {
-            throw ChannelLayerError(.invalidMessage, "a message needs a string 'type' field, like [\"type\": \"chat.message\"]")
-        }
-    }
 }

@@ -191,7 +191,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
 
     public func newChannel(prefix: String) async throws(ChannelLayerError) -> String {
         let channel = ChannelName.random(prefix: configuration.prefix + prefix)
-        do { try ChannelNames.validateChannel(channel) } catch { throw ChannelLayerError(error) }
+        try LayerValidation.channel(channel)
         queues.register(channel)
         do {
             try await reconciler.want(channel)
@@ -204,8 +204,8 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     }
 
     public func send(_ message: Message, to channel: String) async throws(ChannelLayerError) {
-        do { try ChannelNames.validateChannel(channel) } catch { throw ChannelLayerError(error) }
-        try requireType(message)
+        try LayerValidation.channel(channel)
+        try LayerValidation.message(message)
         if queues.isRegistered(channel) {
             switch queues.put(message, on: channel, create: false) {
             case .delivered:
@@ -222,7 +222,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     }
 
     public func receive(from channel: String) async throws(ChannelLayerError) -> Message {
-        do { try ChannelNames.validateChannel(channel, receive: true) } catch { throw ChannelLayerError(error) }
+        try LayerValidation.channel(channel, receive: true)
         if !queues.isRegistered(channel) {
             queues.register(channel)
             try await reconciler.want(channel)
@@ -231,12 +231,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     }
 
     public func groupAdd(_ group: String, channel: String) async throws(ChannelLayerError) {
-        do {
-            try ChannelNames.validateGroup(group)
-            try ChannelNames.validateChannel(channel)
-        } catch {
-            throw ChannelLayerError(error)
-        }
+        try LayerValidation.membership(group, channel)
         guard queues.isRegistered(channel) else {
             throw ChannelLayerError(
                 .notLocal,
@@ -255,18 +250,13 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     }
 
     public func groupDiscard(_ group: String, channel: String) async throws(ChannelLayerError) {
-        do {
-            try ChannelNames.validateGroup(group)
-            try ChannelNames.validateChannel(channel)
-        } catch {
-            throw ChannelLayerError(error)
-        }
+        try LayerValidation.membership(group, channel)
         discard(group, channel: channel)
     }
 
     public func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError) {
-        do { try ChannelNames.validateGroup(group) } catch { throw ChannelLayerError(error) }
-        try requireType(message)
+        try LayerValidation.group(group)
+        try LayerValidation.message(message)
         try await publish(message, on: groupPrefix + group)
         state.withLock { $0.groupSends += 1 }
     }
@@ -325,11 +315,6 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         shards[ShardRing.index(of: name, hostCount: shards.count)]
     }
 
-    private func requireType(_ message: Message) throws(ChannelLayerError) {
-        guard message.type != nil else {
-            throw ChannelLayerError(.invalidMessage, "a message needs a string 'type' field, like [\"type\": \"chat.message\"]")
-        }
-    }
 
     private func publish(_ message: Message, on name: String) async throws(ChannelLayerError) {
         let payload = MessagePack.encode(message)

@@ -50,18 +50,8 @@ struct LayerFanoutCommand: AsyncParsableCommand {
         let lines = LineReader(output.fileHandleForReading)
         guard await lines.nextLine() == "READY" else { throw ValidationError("the member process did not start") }
 
-        var configuration = try RedisPubSubChannelLayer.Configuration(urls: urls)
-        configuration.capacity = capacity
-        configuration.registry = false
-        let layer = try RedisPubSubChannelLayer(configuration: configuration)
-        let runner = Task { try await layer.run() }
+        let (layer, runner, channels) = try await joinedMembers(urls: urls, capacity: capacity, group: group, count: membersPerProcess)
         defer { runner.cancel() }
-        var channels: [String] = []
-        for _ in 0..<membersPerProcess {
-            let channel = try await layer.newChannel()
-            try await layer.groupAdd(group, channel: channel)
-            channels.append(channel)
-        }
         let members = MemberReceivers(layer: layer, channels: channels, expectedPerMember: messages)
         let message: Message = ["type": "bench.message", "text": .string(String(repeating: "x", count: payload))]
         let started = ContinuousClock.now
@@ -117,23 +107,31 @@ struct LayerMembersCommand: AsyncParsableCommand {
     @Option var capacity: Int
 
     func run() async throws {
-        var configuration = try RedisPubSubChannelLayer.Configuration(urls: urls)
-        configuration.capacity = capacity
-        configuration.registry = false
-        let layer = try RedisPubSubChannelLayer(configuration: configuration)
-        let runner = Task { try await layer.run() }
+        let (layer, runner, channels) = try await joinedMembers(urls: urls, capacity: capacity, group: group, count: members)
         defer { runner.cancel() }
-        var channels: [String] = []
-        for _ in 0..<members {
-            let channel = try await layer.newChannel()
-            try await layer.groupAdd(group, channel: channel)
-            channels.append(channel)
-        }
         let members = MemberReceivers(layer: layer, channels: channels, expectedPerMember: expect)
         emitLine("READY")
         let result = await members.finish()
         emitLine("DONE \(result.received) \(result.dropped)")
     }
+}
+
+/// A running Redis layer (no registry) with `count` new channels in `group`.
+func joinedMembers(
+    urls: [String], capacity: Int, group: String, count: Int
+) async throws -> (RedisPubSubChannelLayer, Task<Void, any Error>, [String]) {
+    var configuration = try RedisPubSubChannelLayer.Configuration(urls: urls)
+    configuration.capacity = capacity
+    configuration.registry = false
+    let layer = try RedisPubSubChannelLayer(configuration: configuration)
+    let runner = Task { try await layer.run() }
+    var channels: [String] = []
+    for _ in 0..<count {
+        let channel = try await layer.newChannel()
+        try await layer.groupAdd(group, channel: channel)
+        channels.append(channel)
+    }
+    return (layer, runner, channels)
 }
 
 /// Receives on every member channel until each message was either received or dropped at a full queue.
