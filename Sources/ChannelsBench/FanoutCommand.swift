@@ -1,0 +1,333 @@
+import ArgumentParser
+import ChannelsWebSocketClient
+import Foundation
+import Histogram
+import NIOPosix
+import Synchronization
+
+/// Rooms x clients x publishers over a list of nodes, measured from timestamps carried in the messages.
+struct FanoutCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fanout",
+        abstract: "Chat fan-out load: rooms x clients x publishers, spread over nodes like a load balancer would.",
+        discussion: """
+            Clients join /ws/chat/<room>/ round robin over the --node list; publishers are clients too. Each \
+            message carries its publisher, a sequence number and its send time, so every receiver counts loss, \
+            duplicates and latency. --rate sends that many messages per second in all; --rate 0 sends flat out \
+            with at most --window messages per publisher not yet echoed back to it.
+            """
+    )
+
+    @Option(name: .customLong("node"), help: "host:port of a node (repeat; clients are spread round robin).")
+    var nodes: [String] = ["127.0.0.1:8000"]
+    @Option(help: "Rooms.") var rooms = 1
+    @Option(help: "Clients per room.") var clients = 100
+    @Option(help: "Publishers in all (spread over the rooms).") var publishers = 10
+    @Option(help: "Messages per second in all; 0 = flat out.") var rate = 0.0
+    @Option(help: "Flat out: messages a publisher may have in flight.") var window = 16
+    @Option(help: "Bytes of message text.") var payload = 64
+    @Option(help: "Seconds of sending.") var duration = 10.0
+    @Option(help: "Seconds to wait for stragglers after sending.") var drain = 2.0
+    @Option(help: "Path template; {room} is replaced.") var path = "/ws/chat/{room}/"
+    @Flag(help: "Print one JSON object instead of text.") var json = false
+
+    func validate() throws {
+        guard rooms > 0, clients > 0, publishers > 0, publishers <= rooms * clients, duration > 0, payload >= 32, window > 0 else {
+            throw ValidationError("rooms, clients, publishers, duration and window must be positive, publishers <= rooms x clients, payload >= 32")
+        }
+    }
+
+    func run() async throws {
+        raiseFileLimit()
+        let targets = try nodes.map(parseNode)
+        let total = rooms * clients
+        let shared = FanoutState(clients: total, publishers: publishers)
+        let started = ContinuousClock.now
+
+        // Connect everyone, 64 at a time.
+        var sockets = [WebSocketClient?](repeating: nil, count: total)
+        var failures = 0
+        for start in stride(from: 0, to: total, by: 64) {
+            let batch = await withTaskGroup(of: (Int, WebSocketClient?).self) { group in
+                for index in start..<min(start + 64, total) {
+                    let (host, port) = targets[index % targets.count]
+                    let room = index % rooms
+                    group.addTask {
+                        let client = try? await WebSocketClient.connect(
+                            host: host, port: port, path: path.replacingOccurrences(of: "{room}", with: "bench\(room)"),
+                            onMessage: { shared.received($0, by: index) }
+                        )
+                        return (index, client)
+                    }
+                }
+                return await group.reduce(into: []) { $0.append($1) }
+            }
+            for (index, client) in batch {
+                sockets[index] = client
+                if client == nil { failures += 1 }
+            }
+        }
+        let connectSeconds = (ContinuousClock.now - started).seconds
+        var members = [Int](repeating: 0, count: rooms)
+        for index in 0..<total where sockets[index] != nil { members[index % rooms] += 1 }
+
+        // Publisher p is client p: rooms are index % rooms, so publishers spread over the rooms.
+        let padding = String(repeating: "x", count: max(0, payload - 32))
+        let begin = ContinuousClock.now
+        let end = begin + .milliseconds(Int64(duration * 1000))
+        let progress = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                let (sent, delivered) = shared.progress
+                FileHandle.standardError.write(Data("  \(Int((ContinuousClock.now - begin).seconds))s: \(sent) sent, \(delivered) delivered\n".utf8))
+            }
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for publisher in 0..<publishers {
+                guard let socket = sockets[publisher] else { continue }
+                group.addTask {
+                    await publish(publisher, on: socket, shared: shared, padding: padding, until: end)
+                }
+            }
+        }
+        let sendSeconds = (ContinuousClock.now - begin).seconds
+        // Drain: wait until every sent message reached every member of its room, or the drain time passes.
+        let expected = { (0..<publishers).reduce(0) { $0 + shared.sent(by: $1) * members[$1 % rooms] } }
+        let drainEnd = ContinuousClock.now + .milliseconds(Int64(drain * 1000))
+        while ContinuousClock.now < drainEnd, shared.progress.delivered < expected() {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        progress.cancel()
+        let report = shared.report(members: members, rooms: rooms)
+        let deliverySeconds = max(sendSeconds, (report.lastDelivery.map { $0 - begin } ?? .zero).seconds)
+        for socket in sockets { socket?.abort() }
+
+        let result: [(String, String)] = [
+            ("nodes", "\(nodes.count)"), ("rooms", "\(rooms)"), ("clients_per_room", "\(clients)"), ("publishers", "\(publishers)"),
+            ("rate", rate == 0 ? "flat out (window \(window))" : "\(Int(rate))/s"), ("payload", "\(payload)"),
+            ("connected", "\(total - failures)"), ("connect_failures", "\(failures)"), ("connect_seconds", format(connectSeconds)),
+            ("messages_sent", "\(report.sent)"), ("messages_per_second", format(Double(report.sent) / sendSeconds)),
+            ("deliveries", "\(report.delivered)"), ("deliveries_per_second", format(Double(report.delivered) / deliverySeconds)),
+            ("expected_deliveries", "\(report.expected)"), ("lost", "\(report.lost)"), ("duplicates", "\(report.duplicates)"),
+            ("latency_p50_ms", ms(report.histogram.valueAtPercentile(50))), ("latency_p90_ms", ms(report.histogram.valueAtPercentile(90))),
+            ("latency_p99_ms", ms(report.histogram.valueAtPercentile(99))), ("latency_p999_ms", ms(report.histogram.valueAtPercentile(99.9))),
+            ("latency_max_ms", ms(report.histogram.max)),
+        ]
+        if json {
+            let numbers = Set(["rooms", "clients_per_room", "publishers", "payload", "connected", "connect_failures", "messages_sent", "deliveries",
+                               "expected_deliveries", "lost", "duplicates", "nodes"])
+            let body = result.map { key, value in
+                "\"\(key)\":" + (numbers.contains(key) || Double(value) != nil && key != "rate" ? value : "\"\(value)\"")
+            }.joined(separator: ",")
+            print("{\(body)}")
+        } else {
+            for (key, value) in result { print("\(key.padding(toLength: 22, withPad: " ", startingAt: 0)) \(value)") }
+        }
+    }
+
+    private func publish(_ publisher: Int, on socket: WebSocketClient, shared: FanoutState, padding: String, until end: ContinuousClock.Instant) async {
+        let perPublisher = rate / Double(publishers)
+        var sequence = 0
+        var next = ContinuousClock.now
+        while ContinuousClock.now < end {
+            if perPublisher > 0 {
+                next = next + .nanoseconds(Int64(1e9 / perPublisher))
+                if next > ContinuousClock.now { try? await Task.sleep(until: next) }
+            } else {
+                await shared.waitForWindow(publisher: publisher, window: window)
+            }
+            let stamp = DispatchTime.now().uptimeNanoseconds
+            socket.send(text: #"{"message":"\#(publisher)|\#(sequence)|\#(stamp)|\#(padding)"}"#)
+            shared.didSend(publisher: publisher)
+            sequence += 1
+        }
+    }
+
+    private func parseNode(_ text: String) throws -> (String, Int) {
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--node takes host:port, not '\(text)'") }
+        return (String(parts[0]), port)
+    }
+}
+
+/// Everything the receivers and publishers share; the event loops write it, the command reads it.
+final class FanoutState: Sendable {
+    private struct Receiver {
+        /// Next expected sequence number from each publisher.
+        var next: [Int]
+        var duplicates = 0
+        var gaps = 0
+    }
+
+    private struct Publisher {
+        var sent = 0
+        var echoed = 0
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let receivers: [Locked<Receiver>]
+    private let publisherStates: [Locked<Publisher>]
+    private let histograms: [Locked<Histogram<UInt64>>]
+    private let counters = Mutex((delivered: 0, last: ContinuousClock.Instant?.none))
+
+    init(clients: Int, publishers: Int) {
+        receivers = (0..<clients).map { _ in Locked(Receiver(next: [Int](repeating: 0, count: publishers))) }
+        publisherStates = (0..<publishers).map { _ in Locked(Publisher()) }
+        histograms = (0..<8).map { _ in Locked(Histogram<UInt64>(highestTrackableValue: 120_000_000_000, numberOfSignificantValueDigits: .three)) }
+    }
+
+    func received(_ message: WebSocketClient.Message, by client: Int) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard let text = message.text, let fields = Self.fields(text) else { return }
+        let (publisher, sequence, stamp) = fields
+        guard publisher < publisherStates.count else { return }
+        receivers[client].withLock { receiver in
+            let expected = receiver.next[publisher]
+            if sequence == expected {
+                receiver.next[publisher] = sequence + 1
+            } else if sequence > expected {
+                receiver.gaps += sequence - expected
+                receiver.next[publisher] = sequence + 1
+            } else {
+                receiver.duplicates += 1
+            }
+        }
+        _ = histograms[client % histograms.count].withLock { $0.record(now > stamp ? now - stamp : UInt64(0)) }
+        counters.withLock {
+            $0.delivered += 1
+            $0.last = .now
+        }
+        if client == publisher {
+            let waiter = publisherStates[publisher].withLock { state -> CheckedContinuation<Void, Never>? in
+                state.echoed += 1
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume()
+        }
+    }
+
+    func didSend(publisher: Int) {
+        publisherStates[publisher].withLock { $0.sent += 1 }
+    }
+
+    func sent(by publisher: Int) -> Int { publisherStates[publisher].withLock { $0.sent } }
+
+    func waitForWindow(publisher: Int, window: Int) async {
+        await withCheckedContinuation { continuation in
+            let ready = publisherStates[publisher].withLock { state -> Bool in
+                if state.sent - state.echoed < window { return true }
+                state.waiter = continuation
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    var progress: (sent: Int, delivered: Int) {
+        (publisherStates.reduce(0) { $0 + $1.withLock { $0.sent } }, counters.withLock { $0.delivered })
+    }
+
+    struct Report {
+        let sent: Int
+        let delivered: Int
+        let expected: Int
+        let lost: Int
+        let duplicates: Int
+        let histogram: Histogram<UInt64>
+        let lastDelivery: ContinuousClock.Instant?
+    }
+
+    func report(members: [Int], rooms: Int) -> Report {
+        let sentByPublisher = publisherStates.map { $0.withLock { $0.sent } }
+        var lost = 0
+        var duplicates = 0
+        for (client, receiver) in receivers.enumerated() {
+            receiver.withLock { state in
+                duplicates += state.duplicates
+                lost += state.gaps
+                // Messages after the last one received are lost too, for publishers in this client's room.
+                for (publisher, sent) in sentByPublisher.enumerated() where publisher % rooms == client % rooms {
+                    lost += max(0, sent - state.next[publisher])
+                }
+            }
+        }
+        var merged = Histogram<UInt64>(highestTrackableValue: 120_000_000_000, numberOfSignificantValueDigits: .three)
+        for histogram in histograms { histogram.withLock { merged.add($0) } }
+        let expected = sentByPublisher.enumerated().reduce(0) { $0 + $1.element * members[$1.offset % rooms] }
+        let (delivered, last) = counters.withLock { ($0.delivered, $0.last) }
+        return Report(sent: sentByPublisher.reduce(0, +), delivered: delivered, expected: expected, lost: lost, duplicates: duplicates,
+                      histogram: merged, lastDelivery: last)
+    }
+
+    /// Publisher, sequence and send time from `{"message":"p|s|t|..."}`.
+    static func fields(_ frame: String) -> (Int, Int, UInt64)? {
+        guard let start = frame.utf8.firstIndex(of: UInt8(ascii: "\"")).flatMap({ _ in frame.range(of: #""message":""#)?.upperBound }) else { return nil }
+        let parts = frame[start...].split(separator: "|", maxSplits: 3)
+        guard parts.count >= 3, let publisher = Int(parts[0]), let sequence = Int(parts[1]), let stamp = UInt64(parts[2]) else { return nil }
+        return (publisher, sequence, stamp)
+    }
+}
+
+/// One value behind its own lock, so that many of them fit in an array.
+final class Locked<Value>: @unchecked Sendable {
+    // Unchecked: every access goes through `mutex`.
+    private let mutex: Mutex<Value>
+    init(_ value: sending Value) { mutex = Mutex(value) }
+    func withLock<Result>(_ body: (inout sending Value) throws -> sending Result) rethrows -> sending Result {
+        try mutex.withLock(body)
+    }
+}
+
+/// `channels-bench idle`: holds N connections open.
+struct IdleCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "idle", abstract: "Hold N idle WebSocket connections for a while.")
+
+    @Option(name: .customLong("node"), help: "host:port of a node (repeat).") var nodes: [String] = ["127.0.0.1:8000"]
+    @Option(help: "Connections.") var connections = 1000
+    @Option(help: "Seconds to hold them.") var duration = 10.0
+    @Option(help: "Path.") var path = "/ws/chat/idle/"
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        raiseFileLimit()
+        let started = ContinuousClock.now
+        var sockets: [WebSocketClient] = []
+        var failures = 0
+        for start in stride(from: 0, to: connections, by: 64) {
+            let batch = await withTaskGroup(of: WebSocketClient?.self) { group in
+                for index in start..<min(start + 64, connections) {
+                    let node = nodes[index % nodes.count].split(separator: ":")
+                    group.addTask {
+                        try? await WebSocketClient.connect(host: String(node[0]), port: Int(node[1]) ?? 8000, path: path)
+                    }
+                }
+                return await group.reduce(into: []) { $0.append($1) }
+            }
+            for client in batch {
+                if let client { sockets.append(client) } else { failures += 1 }
+            }
+        }
+        let connectSeconds = (ContinuousClock.now - started).seconds
+        FileHandle.standardError.write(Data("holding \(sockets.count) connections (\(failures) failed) for \(duration) s\n".utf8))
+        emitLine("CONNECTED \(sockets.count)")
+        try? await Task.sleep(for: .milliseconds(Int64(duration * 1000)))
+        let stillOpen = sockets.filter(\.isOpen).count
+        for socket in sockets { socket.abort() }
+        if json {
+            print(#"{"connections":\#(sockets.count),"connect_failures":\#(failures),"connect_seconds":\#(format(connectSeconds)),"still_open":\#(stillOpen)}"#)
+        } else {
+            print("connected \(sockets.count), failures \(failures), in \(format(connectSeconds)) s; still open after \(duration) s: \(stillOpen)")
+        }
+    }
+}
+
+func format(_ value: Double) -> String { String(format: "%.1f", value) }
+func ms(_ nanoseconds: UInt64) -> String { String(format: "%.3f", Double(nanoseconds) / 1e6) }
+
+func raiseFileLimit() {
+    var limit = rlimit()
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    limit.rlim_cur = limit.rlim_max
+    setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+}
