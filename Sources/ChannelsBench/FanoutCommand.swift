@@ -261,9 +261,12 @@ final class FanoutState: Sendable {
     }
 
     /// Publisher, sequence and send time from `{"message":"p|s|t|..."}`.
+    /// Both `{"message":"..."}` (Swift nodes) and `{"message": "..."}` (Python's json.dumps) are accepted.
     static func fields(_ frame: String) -> (Int, Int, UInt64)? {
-        guard let start = frame.utf8.firstIndex(of: UInt8(ascii: "\"")).flatMap({ _ in frame.range(of: #""message":""#)?.upperBound }) else { return nil }
-        let parts = frame[start...].split(separator: "|", maxSplits: 3)
+        guard let key = frame.range(of: #""message":"#) else { return nil }
+        let rest = frame[key.upperBound...].drop { $0 == " " }
+        guard rest.first == "\"" else { return nil }
+        let parts = rest.dropFirst().split(separator: "|", maxSplits: 3)
         guard parts.count >= 3, let publisher = Int(parts[0]), let sequence = Int(parts[1]), let stamp = UInt64(parts[2]) else { return nil }
         return (publisher, sequence, stamp)
     }
@@ -310,7 +313,6 @@ struct IdleCommand: AsyncParsableCommand {
         }
         let connectSeconds = (ContinuousClock.now - started).seconds
         FileHandle.standardError.write(Data("holding \(sockets.count) connections (\(failures) failed) for \(duration) s\n".utf8))
-        emitLine("CONNECTED \(sockets.count)")
         try? await Task.sleep(for: .milliseconds(Int64(duration * 1000)))
         let stillOpen = sockets.filter(\.isOpen).count
         for socket in sockets { socket.abort() }
