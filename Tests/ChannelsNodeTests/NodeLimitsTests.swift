@@ -123,6 +123,22 @@ import Testing
         }
     }
 
+    @Test func clientsVanishingMidFloodLeaveNothingBehindAndTheNodeStillDrains() async throws {
+        let node = try await NodeProcess.start(arguments: ["--capacity", "1000"])
+        var clients: [ChatClient] = []
+        for _ in 0..<20 { clients.append(try await ChatClient.connect(port: node.port, room: "flood")) }
+        for index in 0..<3000 { clients[index % 4].say("\(index)") }
+        try await Task.sleep(for: .milliseconds(50))
+        // Gone without a closing handshake while messages are still flowing to them.
+        for client in clients { client.client.abort() }
+        let released = await eventually(timeout: .seconds(15)) {
+            (try? await node.get("/metrics").body.contains("channels_connections 0")) == true
+        }
+        #expect(released, "connections stayed registered after their clients vanished")
+        node.terminate()
+        #expect(await node.exitStatus(timeout: .seconds(15)) == 0)
+    }
+
     @Test func aBadRedisPasswordStopsTheNodeWithOneClearError() async throws {
         let redis = try await RedisServer.start(password: "right")
         let node = try await NodeProcess.start(redis: ["redis://:wrong@127.0.0.1:\(redis.port)"], waitForReady: false)

@@ -145,7 +145,7 @@ struct WebSocketConnection {
                         case .text(let text): event = .text(text)
                         case .binary(let buffer): event = .binary(Array(buffer: buffer))
                         }
-                        await withCheckedContinuation { continuation.yield((event, $0)) }
+                        await Self.hand(event, to: continuation)
                     }
                 } catch {
                     inboundFailure.set(error)
@@ -156,7 +156,7 @@ struct WebSocketConnection {
                 while !Task.isCancelled {
                     do throws(ChannelLayerError) {
                         let message = try await layer.receive(from: channelName)
-                        await withCheckedContinuation { continuation.yield((.layer(message), $0)) }
+                        await Self.hand(.layer(message), to: continuation)
                     } catch {
                         if error.code != .cancelled && error.code != .closed { continuation.yield((.layerFailed(error), nil)) }
                         return
@@ -164,7 +164,8 @@ struct WebSocketConnection {
                 }
             }
 
-            for await (event, done) in events {
+            var iterator = events.makeAsyncIterator()
+            while let (event, done) = await iterator.next() {
                 defer { done?.resume() }
                 switch event {
                 case .text(let text):
@@ -191,6 +192,9 @@ struct WebSocketConnection {
                 if case .clientGone = event { break }
             }
             continuation.finish()
+            // Producers may still wait for events the loop will never handle: release them, or their tasks
+            // (and with them this connection) would never end.
+            while let (_, done) = await iterator.next() { done?.resume() }
             queue.finish()
             await cleanUp(context, consumer: consumer, channelName: channelName, code: closeCode)
         }
@@ -202,6 +206,17 @@ struct WebSocketConnection {
         private let value = Mutex<(any Error)?>(nil)
         func set(_ error: any Error) { value.withLock { $0 = error } }
         var error: (any Error)? { value.withLock { $0 } }
+    }
+
+    /// Hands an event to the connection's loop and waits until the loop took it. When the loop has already
+    /// ended, the event is dropped and the wait ends at once.
+    private static func hand(
+        _ event: Event,
+        to continuation: AsyncStream<(Event, CheckedContinuation<Void, Never>?)>.Continuation
+    ) async {
+        await withCheckedContinuation { done in
+            if case .terminated = continuation.yield((event, done)) { done.resume() }
+        }
     }
 
     private func fail(_ queue: OutboundQueue, _ error: any Error) {
