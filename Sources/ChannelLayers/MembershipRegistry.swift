@@ -52,6 +52,18 @@ final class MembershipRegistry: Sendable {
     /// Batches that failed to reach Redis (they are repaired by the next heartbeat).
     var failedWrites: Int { failures.withLock { $0 } }
 
+    /// Deletes this node's entries now, bypassing the queue (at shutdown, once the writer has stopped).
+    func removeNow(groups: [String]) async {
+        _ = try? await client.pipeline(removalCommands(groups: groups))
+    }
+
+    private func removalCommands(groups: [String]) -> [RedisCommand] {
+        [
+            RedisCommand("DEL", arguments: [.string(nodeKey)] + groups.map { .string(groupKey($0)) }),
+            RedisCommand("ZREM", .string(nodesKey), .string(nodeID)),
+        ]
+    }
+
     func enqueue(_ operation: Operation) {
         let waiter = queue.withLock { queue in
             queue.operations.append(operation)
@@ -130,8 +142,7 @@ final class MembershipRegistry: Sendable {
                     commands.append(RedisCommand("EXPIRE", .string(groupKey(group)), .integer(seconds)))
                 }
             case .remove(let groups):
-                commands.append(RedisCommand("DEL", arguments: [.string(nodeKey)] + groups.map { .string(groupKey($0)) }))
-                commands.append(RedisCommand("ZREM", .string(nodesKey), .string(nodeID)))
+                commands += removalCommands(groups: groups)
             }
         }
         do {

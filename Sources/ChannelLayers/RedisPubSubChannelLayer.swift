@@ -175,11 +175,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             throw ChannelLayerError(.redis, "the Redis layer stopped: \(error)")
         }
         if let registry {
-            let groups = state.withLock { Array($0.groups.keys) }
-            _ = try? await shards[0].client.pipeline([
-                RedisCommand("DEL", arguments: [.string(registry.nodeKey)] + groups.map { .string(registry.groupKey($0)) }),
-                RedisCommand("ZREM", .string(registry.nodesKey), .string(configuration.nodeID)),
-            ])
+            await registry.removeNow(groups: state.withLock { Array($0.groups.keys) })
         }
         for shard in shards { await shard.client.close() }
     }

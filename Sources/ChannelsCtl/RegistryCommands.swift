@@ -57,7 +57,7 @@ struct NodesCommand: AsyncParsableCommand {
         let (reader, connection) = try await redis.reader()
         let nodes = try await RedisCall.run { () throws(RedisError) in try await reader.nodes() }
         await connection.close()
-        let now = Output.now()
+        let now = WallClock.now()
         if redis.json {
             var rows: [MessageValue] = []
             for node in nodes {

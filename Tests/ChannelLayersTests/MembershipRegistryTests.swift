@@ -20,7 +20,7 @@ import Testing
         let key = "asgi:registry:group:chat_lobby:node-a"
         #expect(await eventually { (try? await redis.send("HLEN", .string(key)).integer) == 2 })
         let joinedAt = try #require(try await redis.send("HGET", .string(key), .string(first)).string.flatMap(Double.init))
-        #expect(abs(joinedAt - WallClockForTests.now()) < 60)
+        #expect(abs(joinedAt - WallClock.now()) < 60)
         #expect(try await redis.send("TTL", .string(key)).integer.map { $0 > 0 && $0 <= 30 } == true)
 
         #expect(await eventually { (try? await redis.send("HGET", "asgi:registry:node:node-a", "groups").string) == "2" })
@@ -72,15 +72,3 @@ import Testing
         }
     }
 }
-
-enum WallClockForTests {
-    static func now() -> Double {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
-    }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -7,9 +7,6 @@ import NIOCore
 import NIOWebSocket
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Runs one WebSocket connection: its channel in the layer, its consumer, its outbound queue.
 ///
@@ -96,13 +93,9 @@ struct WebSocketConnection {
         }
         let prepared = Prepared(channelName: channelName, queue: queue, context: context, consumer: consumer, decision: decision)
         // The upgrade may still fail (the client went away): then nobody runs the connection, so clean up here.
-        let layer = self.layer
-        rawChannel.closeFuture.whenComplete { _ in
+        rawChannel.closeFuture.whenComplete { [self] _ in
             guard prepared.take() else { return }
-            Task {
-                for group in prepared.context.groups { try? await layer.groupDiscard(group, channel: channelName) }
-                await layer.deleteChannel(channelName)
-            }
+            Task { await cleanUp(prepared.context, consumer: nil, channelName: channelName, code: CloseCode.normal) }
         }
         return prepared
     }
@@ -234,9 +227,7 @@ struct WebSocketConnection {
 
     private func observeLatency(_ message: Message) {
         guard let sentAt = message["sent_at"]?.double else { return }
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        let seconds = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 - sentAt
+        let seconds = WallClock.now() - sentAt
         if seconds >= 0 && seconds < 3600 { metrics.publishToDeliver.recordNanoseconds(Int64(seconds * 1e9)) }
     }
 

@@ -2,9 +2,6 @@ import ChannelLayers
 import ChannelsProtocol
 import OrderedCollections
 
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The chat consumer of the seed article: `/ws/chat/<room>/` joins group `chat_<room>`; a text frame
 /// `{"message": "..."}` is group-sent as `{"type": "chat.message", "message": ...}`; every member, the sender
@@ -48,18 +45,12 @@ public final class ChatConsumer: WebSocketConsumer {
             context.refuse(.invalidFrame, detail: #"a chat frame is {"message": "<text>"}"#)
             return
         }
-        try await context.groupSend(["type": "chat.message", "message": .string(message), "sent_at": .double(Self.now())], to: roomGroupName)
+        try await context.groupSend(["type": "chat.message", "message": .string(message), "sent_at": .double(WallClock.now())], to: roomGroupName)
     }
 
     func chatMessage(_ event: Message) async throws {
         // Django's consumer would fail on a missing key; answering with an empty string keeps the room alive.
         let message = event["message"] ?? ""
         try context.send(json: ["message": message])
-    }
-
-    static func now() -> Double {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
     }
 }
