@@ -15,6 +15,11 @@ public protocol ChannelLayer: Sendable {
     /// Waits for the next message on a channel of this process.
     func receive(from channel: String) async throws(ChannelLayerError) -> Message
 
+    /// Takes up to `limit` messages already queued on a channel, in order, or waits for the next one.
+    ///
+    /// A receiver that fell behind catches up with one call instead of one per message.
+    func receive(from channel: String, upTo limit: Int) async throws(ChannelLayerError) -> [Message]
+
     /// Adds a channel of this process to a group.
     func groupAdd(_ group: String, channel: String) async throws(ChannelLayerError)
 
@@ -35,6 +40,11 @@ public protocol ChannelLayer: Sendable {
 }
 
 extension ChannelLayer {
+    /// One message at a time, for layers without a queue to take from.
+    public func receive(from channel: String, upTo limit: Int) async throws(ChannelLayerError) -> [Message] {
+        [try await receive(from: channel)]
+    }
+
     /// A new channel name with the default `specific.` prefix.
     public func newChannel() async throws(ChannelLayerError) -> String {
         try await newChannel(prefix: "specific.")

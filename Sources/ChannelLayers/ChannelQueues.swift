@@ -129,8 +129,22 @@ final class ChannelQueues: Sendable {
         return removed
     }
 
-    /// Waits for the next message on `channel`, registering the channel if needed.
-    func receive(from channel: String) async -> Result<Message, ChannelLayerError> {
+    /// Takes up to `limit` queued messages of `channel` at once, or waits for the next one when none is
+    /// queued; registers the channel if needed.
+    func receive(from channel: String, upTo limit: Int) async -> Result<[Message], ChannelLayerError> {
+        let now = ContinuousClock.now
+        let queued: Result<[Message], ChannelLayerError>? = state.withLock { state in
+            if Task.isCancelled { return .failure(ChannelLayerError(.cancelled, "receive on \(channel) was cancelled")) }
+            if state.queues[channel] == nil { state.queues[channel] = Queue(registered: true) }
+            state.expired += Self.prune(&state.queues[channel]!, now: now)
+            let count = min(limit, state.queues[channel]!.entries.count)
+            guard count > 0 else { return nil }
+            let messages = state.queues[channel]!.entries.prefix(count).map(\.message)
+            state.queues[channel]!.entries.removeFirst(count)
+            Self.dropIfUnused(channel, state: &state)
+            return .success(messages)
+        }
+        if let queued { return queued }
         let id = state.withLock { state in
             defer { state.nextWaiterID += 1 }
             return state.nextWaiterID
@@ -159,7 +173,7 @@ final class ChannelQueues: Sendable {
                 return state.queues[channel]!.waiters.remove(at: index).continuation
             }
             waiter?.resume(returning: .failure(ChannelLayerError(.cancelled, "receive on \(channel) was cancelled")))
-        }
+        }.map { [$0] }
     }
 
     /// Removes a channel; its waiting receivers fail with ``ChannelLayerError/Code/closed``.

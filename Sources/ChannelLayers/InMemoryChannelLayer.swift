@@ -50,8 +50,12 @@ public final class InMemoryChannelLayer: ChannelLayer {
     }
 
     public func receive(from channel: String) async throws(ChannelLayerError) -> Message {
+        try await receive(from: channel, upTo: 1)[0]
+    }
+
+    public func receive(from channel: String, upTo limit: Int) async throws(ChannelLayerError) -> [Message] {
         try LayerValidation.channel(channel, receive: true)
-        return try await queues.receive(from: channel).get()
+        return try await queues.receive(from: channel, upTo: max(1, limit)).get()
     }
 
     public func groupAdd(_ group: String, channel: String) async throws(ChannelLayerError) {

@@ -87,6 +87,13 @@ public enum JSON {
 
     private static func writeString(_ text: String, to output: inout String) {
         output += "\""
+        // Most strings need no escaping: append them whole instead of scalar by scalar (the fan-out hot path
+        // encodes one frame per member).
+        if !needsEscaping(text) {
+            output += text
+            output += "\""
+            return
+        }
         for scalar in text.unicodeScalars {
             switch scalar {
             case "\"": output += "\\\""
@@ -108,6 +115,17 @@ public enum JSON {
             }
         }
         output += "\""
+    }
+
+    /// Whether `text` holds a control character, a quote, a backslash, or U+2028/U+2029 (E2 80 A8/A9).
+    private static func needsEscaping(_ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { bytes in
+            for byte in bytes where byte < 0x20 || byte == 0x22 || byte == 0x5C || byte == 0xE2 {
+                return true
+            }
+            return false
+        }
     }
 
     private struct Parser {

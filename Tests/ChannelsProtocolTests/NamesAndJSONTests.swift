@@ -73,6 +73,17 @@ import Testing
         #expect(try JSON.parse(text) == ["message": "line\nbreak \"q\" \u{01}", "n": 3, "f": 1.0, "a": [true, nil]])
     }
 
+    /// Strings that need no escaping are copied whole; the rest go scalar by scalar. Both paths, one result.
+    @Test(arguments: [
+        ("plain ascii", #""plain ascii""#), ("한국어 채팅 ✓", #""한국어 채팅 ✓""#), ("", #""""#),
+        ("tab\there", #""tab\there""#), ("back\\slash", #""back\\slash""#), ("sep\u{2028}", #""sep\u2028""#),
+        ("\u{2000}\u{2029}", "\"\u{2000}\\u2029\""), ("\u{1F}", #""\u001f""#),
+    ])
+    func stringsEscapeOnlyWhatJSONNeeds(text: String, json: String) throws {
+        #expect(try JSON.serialize(.string(text)) == json)
+        #expect(try JSON.parse(json) == .string(text))
+    }
+
     @Test(arguments: [
         ("", "unexpected end"), ("{", "an object key must be a string"), ("{\"a\" 1}", "expected ':'"),
         ("[1,]", "unexpected character"), ("01", "unexpected text after"), ("\"\\x\"", "an invalid escape"),

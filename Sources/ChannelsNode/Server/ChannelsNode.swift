@@ -214,9 +214,6 @@ public final class ChannelsNode: Service {
             route = acceptedRoute
             scope = acceptedScope
         }
-        _ = try? await channel.eventLoop.submit {
-            try channel.pipeline.syncOperations.addHandler(FlushCoalescingHandler(), position: .first)
-        }.get()
         let connection = WebSocketConnection(
             route: route, scope: scope, layer: layer, limits: configuration.limits, metrics: metrics, logger: logger,
             rawChannel: channel, registry: connections
