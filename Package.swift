@@ -30,6 +30,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        // Only the tests use it directly, to make RSA keys.
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         // hiredis 0.14.1 from Debian's libhiredis-dev; only HiredisClient imports it.
@@ -76,6 +79,7 @@ let package = Package(
                 "ChannelsProtocol",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
@@ -158,6 +162,8 @@ let package = Package(
             dependencies: [
                 "ChannelsNode", "ChannelLayers", "ChannelsProtocol", "HiredisClient", "ChannelsTestSupport",
                 "ChannelsWebSocketClient",
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
             ],
             exclude: ["Browser"],
             swiftSettings: swiftSettings

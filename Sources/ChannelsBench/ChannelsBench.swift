@@ -9,3 +9,8 @@ struct ChannelsBench: AsyncParsableCommand {
         subcommands: [FanoutCommand.self, IdleCommand.self, RedisPublishCommand.self, LayerFanoutCommand.self, LayerMembersCommand.self]
     )
 }
+
+/// A failure that is not a usage error (Redis unreachable, credentials refused): `Error: <text>`, exit 1.
+struct BenchFailure: Error, CustomStringConvertible {
+    let description: String
+}

@@ -60,7 +60,8 @@ struct RedisPublishCommand: AsyncParsableCommand {
             configuration = try RedisConfiguration(url: url)
             connection = try await RedisConnection.connect(configuration: configuration)
         } catch {
-            throw ValidationError(error.message)
+            // Not a usage error: one line and exit 1, as channels-node and channels-ctl do.
+            throw BenchFailure(description: error.message)
         }
         let command = RedisCommand("PUBLISH", .string(channel), .string(payload))
         var best = 0.0

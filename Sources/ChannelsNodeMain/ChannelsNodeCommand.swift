@@ -67,6 +67,27 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical (CHANNELS_LOG_LEVEL). [default: info]")
     var logLevel: String?
 
+    @Option(help: "WebSocket connections this node takes; more get 503/1013, 0 = no limit (CHANNELS_MAX_CONNECTIONS). [default: 0]")
+    var maxConnections: Int?
+
+    @Option(help: "Messages per second a client may send; over it closes with 4029, 0 = no limit (CHANNELS_MAX_MESSAGES_PER_SECOND). [default: 0]")
+    var maxMessagesPerSecond: Double?
+
+    @Option(help: "Messages a client may send at once above that rate (CHANNELS_MESSAGE_BURST). [default: 50]")
+    var messageBurst: Int?
+
+    @Option(help: "File holding the HS256 secret; tokens become required (or CHANNELS_JWT_HS256_SECRET, the secret itself).")
+    var jwtHs256SecretFile: String?
+
+    @Option(help: "PEM file of the RS256 public key; tokens become required (CHANNELS_JWT_RS256_PUBLIC_KEY_FILE).")
+    var jwtRs256PublicKey: String?
+
+    @Option(help: "The iss claim tokens must carry (CHANNELS_JWT_ISSUER).")
+    var jwtIssuer: String?
+
+    @Option(help: "A value the aud claim of tokens must include (CHANNELS_JWT_AUDIENCE).")
+    var jwtAudience: String?
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         func setting(_ value: String?, _ name: String) -> String? { value ?? environment[name].flatMap { $0.isEmpty ? nil : $0 } }
@@ -109,6 +130,11 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
             }
             limits.invalidFramePolicy = parsed
         }
+        limits.maxMessagesPerSecond = try number(maxMessagesPerSecond, "CHANNELS_MAX_MESSAGES_PER_SECOND", 0)
+        limits.messageBurst = try number(messageBurst, "CHANNELS_MESSAGE_BURST", limits.messageBurst)
+        guard limits.maxMessagesPerSecond >= 0, limits.messageBurst > 0 else {
+            throw ValidationError("--max-messages-per-second must be 0 or more and --message-burst positive")
+        }
         guard limits.maxMessageSize > 0, limits.maxQueuedMessages > 0, limits.maxQueuedBytes > 0 else {
             throw ValidationError("message and queue limits must be positive")
         }
@@ -121,8 +147,11 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
             limits: limits,
             allowedOrigins: list(allowedOrigins, "CHANNELS_ALLOWED_ORIGINS"),
             drainTime: .milliseconds(Int64(try number(drainTime, "CHANNELS_DRAIN_TIME", 30.0) * 1000)),
-            drainCloseRate: try number(drainRate, "CHANNELS_DRAIN_RATE", 500)
+            drainCloseRate: try number(drainRate, "CHANNELS_DRAIN_RATE", 500),
+            maxConnections: try number(maxConnections, "CHANNELS_MAX_CONNECTIONS", 0)
         )
+        guard configuration.maxConnections >= 0 else { throw ValidationError("--max-connections must be 0 or more") }
+        let middleware = try await authentication(setting: setting)
 
         let urls = list(redisURLs, "CHANNELS_REDIS_URL")
         let queueCapacity = try number(capacity, "CHANNELS_CAPACITY", 100)
@@ -157,7 +186,7 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
         var router = ConsumerRouter()
         router.add("/ws/chat/<room>/", ChatConsumer.self)
         let node = ChannelsNode(
-            configuration: configuration, layer: layer, layerRunner: layerRunner, router: router,
+            configuration: configuration, layer: layer, layerRunner: layerRunner, router: router, middleware: middleware,
             metricsExport: { registry.emitToString() }, logger: logger
         )
         connectionCount.set(node)
@@ -170,6 +199,35 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
             let message = (error as? ChannelLayerError)?.message ?? "\(error)"
             logger.critical("channels-node stopped: \(message)")
             throw ExitCode(1)
+        }
+    }
+}
+
+extension ChannelsNodeCommand {
+    /// The JWT middleware when a key is configured; a key that cannot be read stops the node with one line.
+    func authentication(setting: (String?, String) -> String?) async throws -> [any HandshakeMiddleware] {
+        func read(_ path: String, _ what: String) throws -> String {
+            guard let contents = FileManager.default.contents(atPath: path), let text = String(data: contents, encoding: .utf8) else {
+                throw ValidationError("cannot read the \(what) file \(path)")
+            }
+            return text
+        }
+        var configuration = JWTAuthMiddleware.Configuration()
+        if let path = jwtHs256SecretFile {
+            configuration.hs256Secret = try read(path, "HS256 secret").trimmingCharacters(in: .whitespacesAndNewlines)
+        } else {
+            configuration.hs256Secret = setting(nil, "CHANNELS_JWT_HS256_SECRET")
+        }
+        if let path = setting(jwtRs256PublicKey, "CHANNELS_JWT_RS256_PUBLIC_KEY_FILE") {
+            configuration.rs256PublicKeyPEM = try read(path, "RS256 public key")
+        }
+        configuration.issuer = setting(jwtIssuer, "CHANNELS_JWT_ISSUER")
+        configuration.audience = setting(jwtAudience, "CHANNELS_JWT_AUDIENCE")
+        guard configuration.hs256Secret != nil || configuration.rs256PublicKeyPEM != nil else { return [] }
+        do {
+            return [try await JWTAuthMiddleware(configuration: configuration)]
+        } catch {
+            throw ValidationError(error.description)
         }
     }
 }

@@ -19,8 +19,8 @@ public enum ClientFrame {
         public static let invalidFrame = ErrorCode(rawValue: "invalid_frame")
         /// The connection may not do that (join a group outside its token's list, for example).
         public static let forbidden = ErrorCode(rawValue: "forbidden")
-        /// The frame was dropped because the connection sends too fast.
-        public static let rateLimited = ErrorCode(rawValue: "rate_limited")
+        /// The node could not pass the message on (its channel layer lost Redis); it was not delivered.
+        public static let unavailable = ErrorCode(rawValue: "unavailable")
     }
 
     /// Bounds for inbound frames.

@@ -16,11 +16,11 @@ public final class ChatClient: Sendable {
         self.received = received
     }
 
-    /// Connects to `/ws/chat/<room>/` on a node.
-    public static func connect(port: Int, room: String, headers: [(String, String)] = []) async throws -> ChatClient {
+    /// Connects to `/ws/chat/<room>/` on a node, with `query` (`token=...`) after the path if given.
+    public static func connect(port: Int, room: String, query: String? = nil, headers: [(String, String)] = []) async throws -> ChatClient {
         let inbox = Inbox()
         let client = try await WebSocketClient.connect(
-            host: "127.0.0.1", port: port, path: "/ws/chat/\(room)/", headers: headers,
+            host: "127.0.0.1", port: port, path: "/ws/chat/\(room)/" + (query.map { "?\($0)" } ?? ""), headers: headers,
             onMessage: { message in
                 if case .text(let text) = message { inbox.frames.withLock { $0.append(text) } }
             }

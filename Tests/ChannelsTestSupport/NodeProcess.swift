@@ -63,12 +63,7 @@ public final class NodeProcess: Sendable {
 
     public static func binary() throws -> String {
         if let path = ProcessInfo.processInfo.environment["CHANNELS_NODE_BINARY"] { return path }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let path = root.appendingPathComponent(".build/debug/channels-node").path
-        guard FileManager.default.isExecutableFile(atPath: path) else {
-            throw TestSupportError("no channels-node at \(path): run `swift build` first (scripts/test does)")
-        }
-        return path
+        return try builtProduct("channels-node")
     }
 
     /// The node's log so far.
@@ -123,6 +118,15 @@ public func httpGet(port: Int, path: String, headers: [String: String] = [:]) as
     for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
     let (data, response) = try await URLSession.shared.data(for: request)
     return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+}
+
+/// The path of an executable product of this package in the debug build (`channels-ctl`, `channels-bench`).
+public func builtProduct(_ name: String) throws -> String {
+    let path = ScriptedCluster.packageRoot.appendingPathComponent(".build/debug/\(name)").path
+    guard FileManager.default.isExecutableFile(atPath: path) else {
+        throw TestSupportError("no \(name) at \(path): run `swift build` first (scripts/test does)")
+    }
+    return path
 }
 
 /// Raises this process's open-file limit (the soft limit, up to the hard one) for tests with many sockets.

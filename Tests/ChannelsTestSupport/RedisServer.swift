@@ -82,7 +82,7 @@ public final class RedisServer: Sendable {
         signalAndWait(SIGKILL)
     }
 
-    /// Ends the server cleanly (SIGTERM).
+    /// Ends the server with SIGTERM (SIGKILL if it is still there after 2 s).
     public func stop() {
         signalAndWait(SIGTERM)
     }
@@ -108,9 +108,26 @@ public final class RedisServer: Sendable {
             return process
         }
         guard let running, running.isRunning else { return }
-        _ = Glibc.kill(running.processIdentifier, SIGCONT)
-        _ = Glibc.kill(running.processIdentifier, signal)
-        running.waitUntilExit()
+        let pid = running.processIdentifier
+        _ = Glibc.kill(pid, SIGCONT)
+        _ = Glibc.kill(pid, signal)
+        // Not `waitUntilExit`, which spins while the child lives: a child spawned from a dispatch thread may
+        // inherit a mask blocking SIGTERM and never see it. Wait up to 2 s, then SIGKILL.
+        if !Self.waitForExit(pid, tries: 200) {
+            _ = Glibc.kill(pid, SIGKILL)
+            _ = Self.waitForExit(pid, tries: 1000)
+        }
+    }
+
+    /// Reaps `pid`, or sees it gone if Foundation reaped it first; polls every 10 ms.
+    private static func waitForExit(_ pid: pid_t, tries: Int) -> Bool {
+        for _ in 0..<tries {
+            let reaped = waitpid(pid, nil, WNOHANG)
+            if reaped == pid || (reaped == -1 && errno == ECHILD) { return true }
+            if Glibc.kill(pid, 0) != 0 && errno == ESRCH { return true }
+            usleep(10_000)
+        }
+        return false
     }
 
     private func launch() async throws {

@@ -61,9 +61,7 @@ public final class ScriptedCluster: Sendable {
 
     /// Runs `channels-ctl` against this cluster's Redis.
     public func ctl(_ arguments: String...) async throws -> (status: Int32, output: String) {
-        let root = Self.packageRoot
-        let binary = root.appendingPathComponent(".build/debug/channels-ctl").path
-        return try await run(binary, arguments + ["--redis", redisURL], environment: [:])
+        try await run(try builtProduct("channels-ctl"), arguments + ["--redis", redisURL], environment: [:])
     }
 }
 

@@ -158,16 +158,25 @@ struct WebSocketConnection {
                 }
             }
 
+            var rateLimiter = MessageRateLimiter(perSecond: limits.maxMessagesPerSecond, burst: limits.messageBurst)
             var iterator = events.makeAsyncIterator()
             while let (event, done) = await iterator.next() {
                 defer { done?.resume() }
                 switch event {
-                case .text(let text):
+                case .text, .binary:
                     metrics.messagesIn.increment()
-                    do { try await consumer.receiveText(text) } catch { fail(queue, error) }
-                case .binary(let bytes):
-                    metrics.messagesIn.increment()
-                    do { try await consumer.receiveBinary(bytes) } catch { fail(queue, error) }
+                    guard queue.closingCode == nil else { break }
+                    guard rateLimiter.allow() else {
+                        metrics.rateLimitCloses.increment()
+                        queue.close(code: CloseCode.rateLimited, reason: "more than \(limits.maxMessagesPerSecond) messages per second")
+                        break
+                    }
+                    do {
+                        if case .text(let text) = event { try await consumer.receiveText(text) }
+                        if case .binary(let bytes) = event { try await consumer.receiveBinary(bytes) }
+                    } catch {
+                        fail(queue, error)
+                    }
                 case .layer(let messages):
                     for message in messages where queue.closingCode == nil {
                         observeLatency(message)
@@ -219,6 +228,14 @@ struct WebSocketConnection {
     }
 
     private func fail(_ queue: OutboundQueue, _ error: any Error) {
+        // Redis unreachable is not the client's fault nor the consumer's: say the message was lost, keep the
+        // connection (the layer reconnects by itself), count it.
+        if let layerError = error as? ChannelLayerError, layerError.code == .redis {
+            metrics.publishFailures.increment()
+            logger.warning("the channel layer could not take a message", metadata: ["error": "\(layerError.message)"])
+            _ = queue.enqueue(.text(ClientFrame.error(.unavailable, detail: "the channel layer is unavailable; the message was not delivered")))
+            return
+        }
         logger.error("consumer failed; closing the connection with 1011", metadata: ["error": "\(error)", "path": "\(scope.path)"])
         queue.close(code: CloseCode.internalError, reason: "internal error")
     }

@@ -108,16 +108,25 @@ public struct ConnectionLimits: Sendable, Hashable {
     public var maxQueuedBytes: Int
     /// What happens to frames a consumer cannot use.
     public var invalidFramePolicy: InvalidFramePolicy
+    /// Messages per second a client may send on average; 0 = no limit. A client over it (after
+    /// ``messageBurst``) is closed with ``CloseCode/rateLimited`` (4029).
+    public var maxMessagesPerSecond: Double
+    /// Messages a client may send at once above the rate (the token bucket's size).
+    public var messageBurst: Int
 
     public init(
         maxMessageSize: Int = 64 * 1024,
         maxQueuedMessages: Int = 1024,
         maxQueuedBytes: Int = 4 * 1024 * 1024,
-        invalidFramePolicy: InvalidFramePolicy = .errorFrame
+        invalidFramePolicy: InvalidFramePolicy = .errorFrame,
+        maxMessagesPerSecond: Double = 0,
+        messageBurst: Int = 50
     ) {
         self.maxMessageSize = maxMessageSize
         self.maxQueuedMessages = maxQueuedMessages
         self.maxQueuedBytes = maxQueuedBytes
         self.invalidFramePolicy = invalidFramePolicy
+        self.maxMessagesPerSecond = maxMessagesPerSecond
+        self.messageBurst = messageBurst
     }
 }

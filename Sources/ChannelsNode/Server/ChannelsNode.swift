@@ -1,4 +1,5 @@
 import ChannelLayers
+import CoreMetrics
 import HTTPTypes
 import Hummingbird
 import HummingbirdWebSocket
@@ -33,6 +34,7 @@ public final class ChannelsNode: Service {
     private let connections = ConnectionRegistry()
     private let probe: ReadinessProbe
     private let draining = Atomic<Bool>(false)
+    private let admission: ConnectionAdmission
 
     /// Creates a node.
     /// - Parameters:
@@ -59,6 +61,7 @@ public final class ChannelsNode: Service {
         self.middleware = steps
         self.metricsExport = metricsExport
         self.logger = logger
+        self.admission = ConnectionAdmission(limit: configuration.maxConnections)
         self.probe = ReadinessProbe(layer: layer, nodeID: configuration.nodeID, interval: configuration.readinessProbeInterval)
     }
 
@@ -204,16 +207,17 @@ public final class ChannelsNode: Service {
             // Hummingbird answers a refused upgrade with 400; a plain GET to the same path gets 404.
             return .dontUpgrade
         case .reject(let rejection):
-            // A browser cannot read the HTTP status of a refused WebSocket, but it can read a close code:
-            // accept, then close at once with 4000 + the status (4403, 4401, 4503...) and the reason.
-            return .upgrade([:]) { _, outbound, _ in
-                let code = rejection.status == 503 ? CloseCode.tryAgainLater : CloseCode.rejectedHandshake(status: rejection.status)
-                try? await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: String(rejection.reason.prefix(120)))
-            }
+            return refuse(rejection)
         case .accept(let acceptedRoute, let acceptedScope):
             route = acceptedRoute
             scope = acceptedScope
         }
+        // Counted from here until the socket closes, whichever way the connection ends.
+        guard admission.admit() else {
+            metrics.refusedAtLimit.increment()
+            return refuse(HandshakeRejection(status: 503, reason: "node at its connection limit (\(configuration.maxConnections)); connect again"))
+        }
+        channel.closeFuture.whenComplete { [admission] _ in admission.release() }
         let connection = WebSocketConnection(
             route: route, scope: scope, layer: layer, limits: configuration.limits, metrics: metrics, logger: logger,
             rawChannel: channel, registry: connections
@@ -225,6 +229,18 @@ public final class ChannelsNode: Service {
         }
         return .upgrade([:]) { inbound, outbound, _ in
             try await connection.run(prepared, inbound: inbound, outbound: outbound)
+        }
+    }
+
+    /// A browser cannot read the HTTP status of a refused WebSocket, but it can read a close code: accept,
+    /// then close at once with 4000 + the status (4403, 4401...; 503 becomes 1013) and the reason.
+    private func refuse(
+        _ rejection: HandshakeRejection
+    ) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
+        metrics.refusedHandshakes.increment()
+        return .upgrade([:]) { _, outbound, _ in
+            let code = rejection.status == 503 ? CloseCode.tryAgainLater : CloseCode.rejectedHandshake(status: rejection.status)
+            try? await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: String(rejection.reason.prefix(120)))
         }
     }
 
@@ -295,6 +311,9 @@ public struct NodeConfiguration: Sendable {
     public var readinessProbeInterval: Duration
     /// How often idle clients are pinged.
     public var pingInterval: Duration
+    /// Open WebSocket connections (and upgrades in progress) the node accepts; 0 = no limit. Beyond it,
+    /// handshakes are refused with HTTP 503 / close code 1013, so the load balancer tries another node.
+    public var maxConnections: Int
 
     public init(
         host: String = "127.0.0.1",
@@ -305,7 +324,8 @@ public struct NodeConfiguration: Sendable {
         drainTime: Duration = .seconds(30),
         drainCloseRate: Int = 500,
         readinessProbeInterval: Duration = .seconds(2),
-        pingInterval: Duration = .seconds(30)
+        pingInterval: Duration = .seconds(30),
+        maxConnections: Int = 0
     ) {
         self.host = host
         self.port = port
@@ -316,5 +336,6 @@ public struct NodeConfiguration: Sendable {
         self.drainCloseRate = drainCloseRate
         self.readinessProbeInterval = readinessProbeInterval
         self.pingInterval = pingInterval
+        self.maxConnections = maxConnections
     }
 }

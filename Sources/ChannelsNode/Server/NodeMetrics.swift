@@ -9,7 +9,10 @@ import Synchronization
 /// `channels_messages_out_total`, `channels_slow_client_closes_total`, `channels_groups` (gauge),
 /// `channels_fanout_deliveries_total`, `channels_dropped_total`, `channels_redis_connection_losses_total`,
 /// `channels_redis_reconnects_total`, `channels_undecodable_total`, `channels_publish_to_deliver_seconds`
-/// (histogram, for messages that carry a `sent_at` Unix time, as the chat consumer's do).
+/// (histogram, for messages that carry a `sent_at` Unix time, as the chat consumer's do),
+/// `channels_handshakes_refused_total` (middleware, draining, limit), `channels_connection_limit_refusals_total`,
+/// `channels_rate_limit_closes_total`, `channels_publish_failures_total` (client messages the layer could not
+/// publish, a Redis outage: each is a message lost).
 final class NodeMetrics: Sendable {
     let connections = Gauge(label: "channels_connections")
     let connectionsTotal = Counter(label: "channels_connections_total")
@@ -23,6 +26,10 @@ final class NodeMetrics: Sendable {
     let redisReconnects = Counter(label: "channels_redis_reconnects_total")
     let undecodable = Counter(label: "channels_undecodable_total")
     let publishToDeliver = Timer(label: "channels_publish_to_deliver_seconds")
+    let refusedHandshakes = Counter(label: "channels_handshakes_refused_total")
+    let refusedAtLimit = Counter(label: "channels_connection_limit_refusals_total")
+    let rateLimitCloses = Counter(label: "channels_rate_limit_closes_total")
+    let publishFailures = Counter(label: "channels_publish_failures_total")
 
     private let open = Mutex(0)
     private let lastLayer = Mutex(ChannelLayerStatistics())

@@ -1,0 +1,17 @@
+import ChannelsProtocol
+
+/// Any name: validation answers without crashing, the Bool and the throwing forms agree, and a valid name
+/// is ASCII and under 100 characters, as Django requires.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzNames(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let name = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
+    let group = ChannelNames.isValidGroup(name)
+    precondition(group == ((try? ChannelNames.validateGroup(name)) != nil))
+    let channel = ChannelNames.isValidChannel(name)
+    precondition(channel == ((try? ChannelNames.validateChannel(name)) != nil))
+    if group || channel {
+        precondition(name.utf8.count < 100 && name.utf8.allSatisfy { $0 < 0x80 }, "accepted \(name.debugDescription)")
+    }
+    _ = try? ChannelNames.validateChannel(name, receive: true)
+    return 0
+}

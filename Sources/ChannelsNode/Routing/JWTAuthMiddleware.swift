@@ -1,0 +1,158 @@
+import ChannelsProtocol
+import JWTKit
+
+/// Authenticates WebSocket handshakes with a JSON Web Token (HS256 or RS256, verified by jwt-kit).
+///
+/// The token comes from the `Authorization: Bearer <token>` header or, for browsers (which cannot set
+/// headers on a WebSocket), from the `token` query parameter. The signature, `exp` (required) and `nbf` are
+/// checked, and `iss` and `aud` when configured. The verified claims become ``Scope/user``; a `groups`
+/// claim (an array of group names) limits the groups the connection may join, which ``ChatConsumer``
+/// honours. A missing or bad token refuses the handshake with HTTP 401 (close code 4401 once upgraded).
+public struct JWTAuthMiddleware: HandshakeMiddleware {
+    /// Where the keys and the expected claims come from.
+    public struct Configuration: Sendable {
+        /// The shared secret of HS256 tokens.
+        public var hs256Secret: String?
+        /// The PEM public key (`-----BEGIN PUBLIC KEY-----`) of RS256 tokens.
+        public var rs256PublicKeyPEM: String?
+        /// The `iss` a token must carry, if set.
+        public var issuer: String?
+        /// A value the token's `aud` must include, if set.
+        public var audience: String?
+        /// The query parameter that may carry the token.
+        public var queryParameter: String
+
+        public init(
+            hs256Secret: String? = nil,
+            rs256PublicKeyPEM: String? = nil,
+            issuer: String? = nil,
+            audience: String? = nil,
+            queryParameter: String = "token"
+        ) {
+            self.hs256Secret = hs256Secret
+            self.rs256PublicKeyPEM = rs256PublicKeyPEM
+            self.issuer = issuer
+            self.audience = audience
+            self.queryParameter = queryParameter
+        }
+    }
+
+    /// A key the middleware could not use.
+    public struct KeyError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// The claims jwt-kit checks; everything else is read from the payload as it is.
+    struct CheckedClaims: JWTPayload {
+        var exp: ExpirationClaim
+        var nbf: NotBeforeClaim?
+        var iss: IssuerClaim?
+        var aud: AudienceClaim?
+
+        func verify(using algorithm: some JWTAlgorithm) async throws {
+            try exp.verifyNotExpired()
+            try nbf?.verifyNotBefore()
+        }
+    }
+
+    public let configuration: Configuration
+    private let keys: JWTKeyCollection
+
+    /// Loads the keys. Throws ``KeyError`` when neither key is given or the PEM cannot be read.
+    public init(configuration: Configuration) async throws(KeyError) {
+        guard configuration.hs256Secret != nil || configuration.rs256PublicKeyPEM != nil else {
+            throw KeyError(description: "JWT authentication needs an HS256 secret or an RS256 public key")
+        }
+        let keys = JWTKeyCollection()
+        if let secret = configuration.hs256Secret {
+            guard secret.utf8.count >= 32 else {
+                throw KeyError(description: "the HS256 secret is \(secret.utf8.count) bytes; use at least 32 random bytes")
+            }
+            await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        }
+        if let pem = configuration.rs256PublicKeyPEM {
+            do {
+                await keys.add(rsa: try Insecure.RSA.PublicKey(pem: pem), digestAlgorithm: .sha256)
+            } catch {
+                throw KeyError(description: "the RS256 public key is not a PEM RSA public key (2048 bits or more): \(error)")
+            }
+        }
+        self.configuration = configuration
+        self.keys = keys
+    }
+
+    public func handshake(_ request: inout HandshakeRequest) async throws(HandshakeRejection) {
+        guard let token = token(in: request.scope) else {
+            throw HandshakeRejection(
+                status: 401, reason: "no token: send Authorization: Bearer <jwt> or ?\(configuration.queryParameter)=<jwt>"
+            )
+        }
+        let checked: CheckedClaims
+        do {
+            checked = try await keys.verify(token, as: CheckedClaims.self)
+        } catch {
+            throw HandshakeRejection(status: 401, reason: "invalid token: \(Self.reason(error))")
+        }
+        if let issuer = configuration.issuer, checked.iss?.value != issuer {
+            throw HandshakeRejection(status: 401, reason: "invalid token: issuer is not \(issuer)")
+        }
+        if let audience = configuration.audience, checked.aud?.value.contains(audience) != true {
+            throw HandshakeRejection(status: 401, reason: "invalid token: audience does not include \(audience)")
+        }
+        guard let claims = Self.claims(of: token) else {
+            throw HandshakeRejection(status: 401, reason: "invalid token: the payload is not a JSON object")
+        }
+        request.scope.user = claims
+    }
+
+    private func token(in scope: Scope) -> String? {
+        if let header = scope.header("authorization") {
+            let parts = header.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "bearer" { return String(parts[1]) }
+        }
+        if let token = scope.query[configuration.queryParameter], !token.isEmpty { return token }
+        return nil
+    }
+
+    private static func reason(_ error: any Error) -> String {
+        if let error = error as? JWTError { return String(error.reason?.prefix(80) ?? "\(error.errorType)") }
+        return "\(error)".prefix(80).description
+    }
+
+    /// The payload's claims, read with the protocol's bounded JSON parser once the signature was verified.
+    static func claims(of token: String) -> [String: MessageValue]? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let bytes = Base64URL.decode(parts[1]),
+            case .map(let object)? = try? JSON.parse(bytes: bytes, limits: .init(maxSize: 16 * 1024, maxDepth: 16))
+        else { return nil }
+        return Dictionary(uniqueKeysWithValues: object.map { ($0.key, $0.value) })
+    }
+}
+
+/// Base64url without padding (RFC 4648 §5), as JWTs use it.
+enum Base64URL {
+    static func decode(_ text: Substring) -> [UInt8]? {
+        var output: [UInt8] = []
+        output.reserveCapacity(text.utf8.count * 3 / 4)
+        var accumulator: UInt32 = 0
+        var bits = 0
+        for byte in text.utf8 {
+            let value: UInt32
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): value = UInt32(byte - UInt8(ascii: "A"))
+            case UInt8(ascii: "a")...UInt8(ascii: "z"): value = UInt32(byte - UInt8(ascii: "a")) + 26
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = UInt32(byte - UInt8(ascii: "0")) + 52
+            case UInt8(ascii: "-"): value = 62
+            case UInt8(ascii: "_"): value = 63
+            default: return nil
+            }
+            accumulator = accumulator << 6 | value
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                output.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
+            }
+        }
+        return bits >= 6 ? nil : output
+    }
+}
