@@ -123,6 +123,9 @@ struct FanoutCommand: AsyncParsableCommand {
         } else {
             for (key, value) in result { print("\(key.padding(toLength: 22, withPad: " ", startingAt: 0)) \(value)") }
         }
+        if failures == total {
+            throw BenchFailure(description: "no client could connect to \(nodes.joined(separator: ", ")); is a node listening there?")
+        }
     }
 
     private func publish(_ publisher: Int, on socket: WebSocketClient, shared: FanoutState, padding: String, until end: ContinuousClock.Instant) async {
@@ -320,6 +323,9 @@ struct IdleCommand: AsyncParsableCommand {
             print(#"{"connections":\#(sockets.count),"connect_failures":\#(failures),"connect_seconds":\#(format(connectSeconds)),"still_open":\#(stillOpen)}"#)
         } else {
             print("connected \(sockets.count), failures \(failures), in \(format(connectSeconds)) s; still open after \(duration) s: \(stillOpen)")
+        }
+        if sockets.isEmpty && connections > 0 {
+            throw BenchFailure(description: "no connection could be opened to \(nodes.joined(separator: ", ")); is a node listening there?")
         }
     }
 }

@@ -1,9 +1,11 @@
+import CFuzzerDriver
 import ChannelsProtocol
 
 /// Any bytes from Redis: decoding either fails with a ProtocolError or yields a value that encodes back to
 /// bytes decoding to the same value (msgpack has several encodings of one value, so bytes may differ).
 @_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzMessagePack(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+public func fuzzMessagePack(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    guard let data else { return 0 }
     let bytes = UnsafeBufferPointer(start: data, count: size)
     let limits = MessagePack.Limits(maxSize: 1 << 20, maxDepth: 32)
     guard let value = try? MessagePack.decode(bytes, limits: limits) else { return 0 }
@@ -25,4 +27,11 @@ extension MessageValue {
         default: false
         }
     }
+}
+
+@_cdecl("FuzzMessagePack_main")
+public func main(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var argc = argc
+    var argv = argv
+    return LLVMFuzzerRunDriver(&argc, &argv, { data, size in fuzzMessagePack(data, size) })
 }

@@ -1,0 +1,77 @@
+import ChannelsTestSupport
+import Foundation
+import Testing
+
+/// `channels-bench` measured against a real node: its counts must be right for its figures to mean anything.
+@Suite(.serialized) struct BenchToolTests {
+    static func json(_ output: String) throws -> [String: Any] {
+        let line = try #require(output.split(separator: "\n").first { $0.hasPrefix("{") })
+        return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+    }
+
+    @Test func fanoutCountsEveryDeliveryAtAFixedRate() async throws {
+        let node = try await NodeProcess.start()
+        let result = try await run(
+            try builtProduct("channels-bench"),
+            ["fanout", "--node", "127.0.0.1:\(node.port)", "--rooms", "2", "--clients", "5", "--publishers", "2",
+             "--rate", "50", "--duration", "2", "--json"],
+            environment: [:]
+        )
+        #expect(result.status == 0, "\(result.output)")
+        let figures = try Self.json(result.output)
+        let sent = try #require(figures["messages_sent"] as? Int)
+        #expect(figures["connected"] as? Int == 10)
+        #expect((90...110).contains(sent))
+        // Each message reaches the 5 clients of its room, the publisher included.
+        #expect(figures["expected_deliveries"] as? Int == sent * 5)
+        #expect(figures["deliveries"] as? Int == sent * 5)
+        #expect(figures["lost"] as? Int == 0)
+        #expect(figures["duplicates"] as? Int == 0)
+        let p50 = try #require(figures["latency_p50_ms"] as? Double)
+        let p99 = try #require(figures["latency_p99_ms"] as? Double)
+        #expect(p50 > 0 && p50 <= p99)
+        // The node's own counter agrees with the generator's.
+        let metrics = try await node.get("/metrics").body
+        let out = metrics.split(separator: "\n").first { $0.hasPrefix("channels_messages_out_total") }
+        #expect(out.flatMap { $0.split(separator: " ").last.flatMap { Double($0) } }.map(Int.init) == sent * 5)
+    }
+
+    @Test func fanoutFlatOutOverTwoNodesLosesNothing() async throws {
+        let redis = try await RedisServer.start()
+        let nodes = [try await NodeProcess.start(redis: [redis.url]), try await NodeProcess.start(redis: [redis.url])]
+        let result = try await run(
+            try builtProduct("channels-bench"),
+            ["fanout", "--node", "127.0.0.1:\(nodes[0].port)", "--node", "127.0.0.1:\(nodes[1].port)", "--rooms", "1",
+             "--clients", "20", "--publishers", "4", "--duration", "2", "--json"],
+            environment: [:]
+        )
+        #expect(result.status == 0, "\(result.output)")
+        let figures = try Self.json(result.output)
+        let sent = try #require(figures["messages_sent"] as? Int)
+        #expect(sent > 0)
+        #expect(figures["deliveries"] as? Int == sent * 20)
+        #expect(figures["lost"] as? Int == 0)
+    }
+
+    @Test func idleHoldsItsConnections() async throws {
+        let node = try await NodeProcess.start()
+        let result = try await run(
+            try builtProduct("channels-bench"),
+            ["idle", "--node", "127.0.0.1:\(node.port)", "--connections", "200", "--duration", "1", "--json"],
+            environment: [:]
+        )
+        #expect(result.status == 0, "\(result.output)")
+        let figures = try Self.json(result.output)
+        #expect(figures["connections"] as? Int == 200)
+        #expect(figures["still_open"] as? Int == 200)
+    }
+
+    @Test func noReachableNodeIsAnErrorNotAZeroFigure() async throws {
+        let port = try freePort()
+        for command in [["fanout", "--clients", "3", "--publishers", "1", "--duration", "1"], ["idle", "--connections", "3", "--duration", "1"]] {
+            let result = try await run(try builtProduct("channels-bench"), command + ["--node", "127.0.0.1:\(port)"], environment: [:])
+            #expect(result.status == 1, "\(result.output)")
+            #expect(result.output.contains("Error: no"), "\(result.output)")
+        }
+    }
+}
