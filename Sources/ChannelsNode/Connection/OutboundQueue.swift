@@ -94,6 +94,9 @@ final class OutboundQueue: Sendable {
 
     var closingCode: UInt16? { state.withLock { $0.closing?.code } }
 
+    /// Frames that fit before the queue is full (at least 1, so that a full queue is still noticed).
+    var room: Int { max(1, maxMessages - state.withLock { $0.frames.count }) }
+
     /// Everything queued, then the close; `nil` once finished.
     func next() async -> Batch? {
         await withCheckedContinuation { (continuation: CheckedContinuation<Batch?, Never>) in

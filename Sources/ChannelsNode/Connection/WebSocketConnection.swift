@@ -149,7 +149,9 @@ struct WebSocketConnection {
             group.addTask {
                 while !Task.isCancelled {
                     do throws(ChannelLayerError) {
-                        let messages = try await layer.receive(from: channelName, upTo: Self.layerBatch)
+                        // No more than the outbound queue has room for: a backlog waits in the layer's queue
+                        // (bounded, drops counted), and the client is closed as slow only when it is.
+                        let messages = try await layer.receive(from: channelName, upTo: min(Self.layerBatch, queue.room))
                         await Self.hand(.layer(messages), to: continuation)
                     } catch {
                         if error.code != .cancelled && error.code != .closed { continuation.yield((.layerFailed(error), nil)) }
@@ -165,7 +167,9 @@ struct WebSocketConnection {
                 switch event {
                 case .text, .binary:
                     metrics.messagesIn.increment()
-                    guard queue.closingCode == nil else { break }
+                    // A client closed for its rate has its backlog dropped; any other closing connection's
+                    // messages, already read, are still handled (nothing it sent is lost).
+                    guard queue.closingCode != CloseCode.rateLimited else { break }
                     guard rateLimiter.allow() else {
                         metrics.rateLimitCloses.increment()
                         queue.close(code: CloseCode.rateLimited, reason: "more than \(limits.maxMessagesPerSecond) messages per second")
