@@ -105,7 +105,10 @@ import CryptoExtras
         let good = try await signer.sign(Self.claims(iss: "https://auth.example.com", aud: ["chat", "other"]))
         let wrongIssuer = try await signer.sign(Self.claims(iss: "https://evil.example.com", aud: ["chat"]))
         let wrongAudience = try await signer.sign(Self.claims(iss: "https://auth.example.com", aud: ["billing"]))
-        let hs256Forgery = try await Self.hs256(Self.claims(iss: "https://auth.example.com", aud: ["chat"]))
+        // The classic algorithm confusion: an HS256 token keyed with the public key's PEM text.
+        let hs256Forgery = try await Self.hs256(
+            Self.claims(iss: "https://auth.example.com", aud: ["chat"]), secret: privateKey.publicKey.pemRepresentation
+        )
 
         let client = try await ChatClient.connect(port: node.port, room: "lobby", query: "token=\(good)")
         client.say("signed by rsa")
