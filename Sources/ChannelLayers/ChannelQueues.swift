@@ -132,18 +132,8 @@ final class ChannelQueues: Sendable {
     /// Takes up to `limit` queued messages of `channel` at once, or waits for the next one when none is
     /// queued; registers the channel if needed.
     func receive(from channel: String, upTo limit: Int) async -> Result<[Message], ChannelLayerError> {
-        let now = ContinuousClock.now
-        let queued: Result<[Message], ChannelLayerError>? = state.withLock { state in
-            if Task.isCancelled { return .failure(ChannelLayerError(.cancelled, "receive on \(channel) was cancelled")) }
-            if state.queues[channel] == nil { state.queues[channel] = Queue(registered: true) }
-            state.expired += Self.prune(&state.queues[channel]!, now: now)
-            let count = min(limit, state.queues[channel]!.entries.count)
-            guard count > 0 else { return nil }
-            let messages = state.queues[channel]!.entries.prefix(count).map(\.message)
-            state.queues[channel]!.entries.removeFirst(count)
-            Self.dropIfUnused(channel, state: &state)
-            return .success(messages)
-        }
+        // Queued messages are taken without suspending; only an empty queue makes a waiter.
+        let queued = state.withLock { state in Self.take(upTo: limit, from: channel, now: .now, state: &state) }
         if let queued { return queued }
         let id = state.withLock { state in
             defer { state.nextWaiterID += 1 }
@@ -151,21 +141,13 @@ final class ChannelQueues: Sendable {
         }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: Waiter) in
-                let now = ContinuousClock.now
-                let ready: Result<Message, ChannelLayerError>? = state.withLock { state in
-                    if Task.isCancelled {
-                        return .failure(ChannelLayerError(.cancelled, "receive on \(channel) was cancelled"))
-                    }
-                    if state.queues[channel] == nil { state.queues[channel] = Queue(registered: true) }
-                    state.expired += Self.prune(&state.queues[channel]!, now: now)
-                    if let entry = state.queues[channel]!.entries.popFirst() {
-                        Self.dropIfUnused(channel, state: &state)
-                        return .success(entry.message)
-                    }
-                    state.queues[channel]!.waiters.append((id, continuation))
-                    return nil
+                // A message may have arrived since the first look: take it rather than wait.
+                let ready = state.withLock { state in
+                    let ready = Self.take(upTo: 1, from: channel, now: .now, state: &state)
+                    if ready == nil { state.queues[channel]!.waiters.append((id, continuation)) }
+                    return ready
                 }
-                if let ready { continuation.resume(returning: ready) }
+                if let ready { continuation.resume(returning: ready.map { $0[0] }) }
             }
         } onCancel: {
             let waiter = state.withLock { state -> Waiter? in
@@ -174,6 +156,22 @@ final class ChannelQueues: Sendable {
             }
             waiter?.resume(returning: .failure(ChannelLayerError(.cancelled, "receive on \(channel) was cancelled")))
         }.map { [$0] }
+    }
+
+    /// Up to `limit` queued messages of `channel` (registered if new), a cancellation failure, or `nil` when
+    /// the queue is empty.
+    private static func take(
+        upTo limit: Int, from channel: String, now: ContinuousClock.Instant, state: inout State
+    ) -> Result<[Message], ChannelLayerError>? {
+        if Task.isCancelled { return .failure(ChannelLayerError(.cancelled, "receive on \(channel) was cancelled")) }
+        if state.queues[channel] == nil { state.queues[channel] = Queue(registered: true) }
+        state.expired += prune(&state.queues[channel]!, now: now)
+        let count = min(limit, state.queues[channel]!.entries.count)
+        guard count > 0 else { return nil }
+        let messages = state.queues[channel]!.entries.prefix(count).map(\.message)
+        state.queues[channel]!.entries.removeFirst(count)
+        dropIfUnused(channel, state: &state)
+        return .success(messages)
     }
 
     /// Removes a channel; its waiting receivers fail with ``ChannelLayerError/Code/closed``.

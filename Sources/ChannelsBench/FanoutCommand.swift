@@ -67,7 +67,7 @@ struct FanoutCommand: AsyncParsableCommand {
                 if client == nil { failures += 1 }
             }
         }
-        let connectSeconds = (ContinuousClock.now - started).seconds
+        let connectSeconds = ((ContinuousClock.now - started) / .seconds(1))
         var members = [Int](repeating: 0, count: rooms)
         for index in 0..<total where sockets[index] != nil { members[index % rooms] += 1 }
 
@@ -79,7 +79,7 @@ struct FanoutCommand: AsyncParsableCommand {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 let (sent, delivered) = shared.progress
-                FileHandle.standardError.write(Data("  \(Int((ContinuousClock.now - begin).seconds))s: \(sent) sent, \(delivered) delivered\n".utf8))
+                FileHandle.standardError.write(Data("  \(Int((ContinuousClock.now - begin) / .seconds(1)))s: \(sent) sent, \(delivered) delivered\n".utf8))
             }
         }
         await withTaskGroup(of: Void.self) { group in
@@ -90,7 +90,7 @@ struct FanoutCommand: AsyncParsableCommand {
                 }
             }
         }
-        let sendSeconds = (ContinuousClock.now - begin).seconds
+        let sendSeconds = (ContinuousClock.now - begin) / .seconds(1)
         // Drain: wait until every sent message reached every member of its room, or the drain time passes.
         let expected = { (0..<publishers).reduce(0) { $0 + shared.sent(by: $1) * members[$1 % rooms] } }
         let drainEnd = ContinuousClock.now + .milliseconds(Int64(drain * 1000))
@@ -99,7 +99,7 @@ struct FanoutCommand: AsyncParsableCommand {
         }
         progress.cancel()
         let report = shared.report(members: members, rooms: rooms)
-        let deliverySeconds = max(sendSeconds, (report.lastDelivery.map { $0 - begin } ?? .zero).seconds)
+        let deliverySeconds = max(sendSeconds, (report.lastDelivery.map { $0 - begin } ?? .zero) / .seconds(1))
         for socket in sockets { socket?.abort() }
 
         let result: [(String, String)] = [
@@ -314,7 +314,7 @@ struct IdleCommand: AsyncParsableCommand {
                 if let client { sockets.append(client) } else { failures += 1 }
             }
         }
-        let connectSeconds = (ContinuousClock.now - started).seconds
+        let connectSeconds = ((ContinuousClock.now - started) / .seconds(1))
         FileHandle.standardError.write(Data("holding \(sockets.count) connections (\(failures) failed) for \(duration) s\n".utf8))
         try? await Task.sleep(for: .milliseconds(Int64(duration * 1000)))
         let stillOpen = sockets.filter(\.isOpen).count

@@ -77,8 +77,8 @@ struct LayerFanoutCommand: AsyncParsableCommand {
         }
         let drops = localResult.dropped + (Int(remote.split(separator: " ")[2]) ?? 0)
         let local = localResult.received
-        let seconds = elapsed.seconds
-        let messagesPerSecond = Double(messages) / sent.seconds
+        let seconds = elapsed / .seconds(1)
+        let messagesPerSecond = Double(messages) / (sent / .seconds(1))
         let deliveriesPerSecond = Double(local + remoteDeliveries) / seconds
         if json {
             print(
@@ -86,7 +86,7 @@ struct LayerFanoutCommand: AsyncParsableCommand {
             )
         } else {
             print("group of \(2 * membersPerProcess) members over 2 processes, \(messages) groupSends (window \(window), \(payload)-byte text)")
-            print("  groupSend:  \(Int(messagesPerSecond)) messages/s (all sent after \(String(format: "%.2f", sent.seconds)) s)")
+            print("  groupSend:  \(Int(messagesPerSecond)) messages/s (all sent after \(String(format: "%.2f", sent / .seconds(1))) s)")
             print("  delivered:  \(local + remoteDeliveries) of \(2 * membersPerProcess * messages) in \(String(format: "%.2f", seconds)) s = \(Int(deliveriesPerSecond)) deliveries/s, \(drops) dropped")
         }
     }
@@ -213,12 +213,5 @@ final class LineReader: @unchecked Sendable {
             if data.isEmpty { return nil }
             buffer.append(data)
         }
-    }
-}
-
-extension Duration {
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }

@@ -72,8 +72,7 @@ struct RedisPublishCommand: AsyncParsableCommand {
             case .callers: try await runCallers(connection, command)
             }
             let elapsed = ContinuousClock.now - started
-            let (seconds, attoseconds) = elapsed.components
-            best = max(best, Double(count) / (Double(seconds) + Double(attoseconds) / 1e18))
+            best = max(best, Double(count) / (elapsed / .seconds(1)))
         }
         await connection.close()
         let rate = Int(best.rounded())

@@ -68,13 +68,6 @@ struct ValidationFailure: Error, CustomStringConvertible {
 }
 
 func milliseconds(_ duration: Duration) -> String {
-    let value = duration.seconds * 1000
+    let value = duration / .milliseconds(1)
     return String(Double(Int(value * 100)) / 100)
-}
-
-extension Duration {
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
 }

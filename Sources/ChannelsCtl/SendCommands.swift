@@ -3,7 +3,6 @@ import ChannelLayers
 import ChannelsProtocol
 import HiredisClient
 import OrderedCollections
-import HiredisClient
 
 /// Builds a layer message from JSON text (an object with a string `type`).
 func layerMessage(fromJSON text: String) throws(CtlFailure) -> Message {
@@ -37,6 +36,21 @@ func sendingLayer(_ options: RedisOptions) throws(CtlFailure) -> RedisPubSubChan
     }
 }
 
+/// Parses `json`, sends it with `deliver` through a one-off layer, and reports "sent to <kind> <name>".
+func send(
+    _ json: String, through redis: RedisOptions, to kind: String, _ name: String,
+    _ deliver: (RedisPubSubChannelLayer, Message) async throws(ChannelLayerError) -> Void
+) async throws(CtlFailure) {
+    let message = try layerMessage(fromJSON: json)
+    let layer = try sendingLayer(redis)
+    do throws(ChannelLayerError) {
+        try await deliver(layer, message)
+    } catch {
+        throw CtlFailure(error.message)
+    }
+    if redis.json { Output.json(Output.object(["sent": true, kind: .string(name)])) } else { print("sent to \(kind) \(name)") }
+}
+
 /// `channels-ctl send <group> <json>`
 struct SendCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -48,14 +62,9 @@ struct SendCommand: AsyncParsableCommand {
     @Argument(help: #"The message, e.g. '{"type": "chat.message", "message": "hi"}'."#) var json: String
 
     func run() async throws {
-        let message = try layerMessage(fromJSON: json)
-        let layer = try sendingLayer(redis)
-        do throws(ChannelLayerError) {
+        try await send(json, through: redis, to: "group", group) { layer, message throws(ChannelLayerError) in
             try await layer.groupSend(message, to: group)
-        } catch {
-            throw CtlFailure(error.message)
         }
-        if redis.json { Output.json(Output.object(["sent": true, "group": .string(group)])) } else { print("sent to group \(group)") }
     }
 }
 
@@ -68,14 +77,9 @@ struct SendChannelCommand: AsyncParsableCommand {
     @Argument(help: "The message.") var json: String
 
     func run() async throws {
-        let message = try layerMessage(fromJSON: json)
-        let layer = try sendingLayer(redis)
-        do throws(ChannelLayerError) {
+        try await send(json, through: redis, to: "channel", channel) { layer, message throws(ChannelLayerError) in
             try await layer.send(message, to: channel)
-        } catch {
-            throw CtlFailure(error.message)
         }
-        if redis.json { Output.json(Output.object(["sent": true, "channel": .string(channel)])) } else { print("sent to channel \(channel)") }
     }
 }
 

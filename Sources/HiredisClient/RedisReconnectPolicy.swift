@@ -26,18 +26,11 @@ public struct RedisReconnectPolicy: Sendable, Hashable {
 
     /// The delay before retry number `attempt` (1 for the first retry).
     public func delay(forAttempt attempt: Int) -> Duration {
-        let base = initialDelay.seconds * Foundationless.pow(multiplier, max(0, attempt - 1))
-        let capped = min(base, maximumDelay.seconds)
+        let base = initialDelay / .seconds(1) * Foundationless.pow(multiplier, max(0, attempt - 1))
+        let capped = min(base, maximumDelay / .seconds(1))
         let spread = capped * jitter
         let value = spread > 0 ? capped + Double.random(in: -spread...spread) : capped
-        return .nanoseconds(Int64(max(0, min(value, maximumDelay.seconds)) * 1e9))
-    }
-}
-
-extension Duration {
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
+        return .nanoseconds(Int64(max(0, min(value, maximumDelay / .seconds(1))) * 1e9))
     }
 }
 

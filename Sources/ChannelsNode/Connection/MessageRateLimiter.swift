@@ -16,10 +16,8 @@ struct MessageRateLimiter {
     /// Takes a token; `false` when the client is over its rate.
     mutating func allow(now: ContinuousClock.Instant = .now) -> Bool {
         guard perSecond > 0 else { return true }
-        let elapsed = now - last
+        tokens = min(burst, tokens + (now - last) / .seconds(1) * perSecond)
         last = now
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        tokens = min(burst, tokens + seconds * perSecond)
         guard tokens >= 1 else { return false }
         tokens -= 1
         return true
