@@ -132,6 +132,18 @@ import CryptoExtras
         #expect(node.log.contains("not a PEM RSA public key"))
     }
 
+    @Test(arguments: [
+        (["CHANNELS_MAX_CONNECTIONS": "-1"], [String](), "--max-connections must be 0 or more"),
+        (["CHANNELS_MESSAGE_BURST": "0"], [], "--message-burst positive"),
+        (["CHANNELS_MAX_MESSAGES_PER_SECOND": "fast"], [], "is not a valid number"),
+        ([:], ["--jwt-hs256-secret-file", "/nonexistent/secret"], "cannot read the HS256 secret file"),
+    ])
+    func invalidLimitsAndKeyFilesStopTheNodeWithAReason(environment: [String: String], arguments: [String], reason: String) async throws {
+        let node = try await NodeProcess.start(arguments: arguments, environment: environment, waitForReady: false)
+        #expect(await node.exitStatus() != 0)
+        #expect(node.log.contains(reason), "\(node.log)")
+    }
+
     @Test func theConnectionLimitRefusesWith1013AndFreesPlacesOnClose() async throws {
         let node = try await NodeProcess.start(arguments: ["--max-connections", "3"])
         var clients: [ChatClient] = []
