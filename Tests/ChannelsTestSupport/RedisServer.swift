@@ -174,23 +174,56 @@ public final class RedisServer: Sendable {
 
 /// A port on 127.0.0.1 that nothing listened on a moment ago.
 public func freePort() throws -> Int {
+    let (fd, port) = try bindLoopback(port: 0)
+    close(fd)
+    return port
+}
+
+/// The first of `count` consecutive loopback ports that are all free now, for programs that take a base port
+/// (`scripts/cluster`). Chosen below the kernel's ephemeral range, where client sockets of earlier tests
+/// (thousands, some in TIME_WAIT) would otherwise sit next to a port the kernel called free.
+public func freeConsecutivePorts(_ count: Int) throws -> Int {
+    let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+        .split(whereSeparator: \.isWhitespace).compactMap { Int($0) } ?? []
+    let ephemeralLow = range.first ?? 32768
+    for _ in 0..<200 {
+        let base = Int.random(in: 10_000...(ephemeralLow - count - 1))
+        var held: [Int32] = []
+        defer { for fd in held { close(fd) } }
+        for port in base..<base + count {
+            guard let (fd, _) = try? bindLoopback(port: port) else { break }
+            held.append(fd)
+        }
+        if held.count == count { return base }
+    }
+    throw TestSupportError("no \(count) consecutive free loopback ports below \(ephemeralLow)")
+}
+
+/// A TCP socket bound to 127.0.0.1:`port` (0: any free port) and the port it got.
+private func bindLoopback(port: Int) throws -> (Int32, Int) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestSupportError("socket() failed: errno \(errno)") }
-    defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
+    address.sin_port = UInt16(port).bigEndian
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     let bound = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard bound == 0 else { throw TestSupportError("bind() failed: errno \(errno)") }
+    guard bound == 0 else {
+        let code = errno
+        close(fd)
+        throw TestSupportError("bind() to port \(port) failed: errno \(code)")
+    }
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     let named = withUnsafeMutablePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
     }
-    guard named == 0 else { throw TestSupportError("getsockname() failed: errno \(errno)") }
-    return Int(UInt16(bigEndian: address.sin_port))
+    guard named == 0 else {
+        close(fd)
+        throw TestSupportError("getsockname() failed: errno \(errno)")
+    }
+    return (fd, Int(UInt16(bigEndian: address.sin_port)))
 }
 
 /// A failure of the test harness itself (not of the code under test).

@@ -16,7 +16,7 @@ public final class ScriptedCluster: Sendable {
     public static func up(nodes: Int = 3) async throws -> ScriptedCluster {
         let cluster = ScriptedCluster(
             directory: FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(UUID().uuidString.prefix(8))").path,
-            port: try freePort(), redisPort: try freePort(), basePort: try freePort(), nodes: nodes
+            port: try freePort(), redisPort: try freePort(), basePort: try freeConsecutivePorts(nodes), nodes: nodes
         )
         let result = try await cluster.script("up")
         guard result.status == 0 else {
@@ -30,7 +30,7 @@ public final class ScriptedCluster: Sendable {
         self.directory = directory
         self.port = port
         self.redisPort = redisPort
-        // Node ports are consecutive from basePort; a free port's neighbours are free in practice on a test machine.
+        // Node ports are consecutive from basePort.
         self.basePort = basePort
         self.nodes = nodes
     }
