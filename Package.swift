@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "HiredisClient", targets: ["HiredisClient"]),
         .library(name: "ChannelsProtocol", targets: ["ChannelsProtocol"]),
         .library(name: "ChannelLayers", targets: ["ChannelLayers"]),
+        .library(name: "ChannelLayersRedis", targets: ["ChannelLayersRedis"]),
         .library(name: "ChannelsNode", targets: ["ChannelsNode"]),
         .library(name: "ChannelsWebSocketClient", targets: ["ChannelsWebSocketClient"]),
         .executable(name: "channels-node", targets: ["ChannelsNodeMain"]),
@@ -27,11 +28,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
-        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
-        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
-        // Only the tests use it directly, to make RSA keys.
+        // SHA-1 for the WebSocket handshake; the tests make RSA keys with it.
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
@@ -58,33 +57,57 @@ let package = Package(
             dependencies: [.product(name: "OrderedCollections", package: "swift-collections")],
             swiftSettings: swiftSettings
         ),
-        // The channel layer API, the in-memory layer and the Redis pub/sub layer.
+        // The channel layer API, local delivery (inboxes, the dispatcher) and the in-memory layer; no Redis.
         .target(
             name: "ChannelLayers",
             dependencies: [
+                "ChannelsProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The Redis pub/sub layer on channels_redis' wire, its sharding and the membership registry.
+        .target(
+            name: "ChannelLayersRedis",
+            dependencies: [
+                "ChannelLayers",
                 "ChannelsProtocol",
                 "HiredisClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "DequeModule", package: "swift-collections"),
             ],
             swiftSettings: swiftSettings
         ),
-        // Consumers, routing and WebSocket serving on Hummingbird.
+        // Consumers, routing and WebSocket serving on SwiftNIO.
         .target(
             name: "ChannelsNode",
             dependencies: [
                 "ChannelLayers",
                 "ChannelsProtocol",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The chat app of the seed article: its consumer and demo page, served by channels-node.
+        .target(
+            name: "ChannelsChat",
+            dependencies: [
+                "ChannelsNode",
+                "ChannelLayers",
+                "ChannelsProtocol",
+                .product(name: "OrderedCollections", package: "swift-collections"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -102,7 +125,9 @@ let package = Package(
             name: "ChannelsNodeMain",
             dependencies: [
                 "ChannelsNode",
+                "ChannelsChat",
                 "ChannelLayers",
+                "ChannelLayersRedis",
                 "HiredisClient",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -118,6 +143,7 @@ let package = Package(
             dependencies: [
                 "HiredisClient",
                 "ChannelLayers",
+                "ChannelLayersRedis",
                 "ChannelsProtocol",
                 .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -129,6 +155,7 @@ let package = Package(
             dependencies: [
                 "HiredisClient",
                 "ChannelLayers",
+                "ChannelLayersRedis",
                 "ChannelsProtocol",
                 "ChannelsWebSocketClient",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -151,7 +178,16 @@ let package = Package(
         .testTarget(
             name: "ChannelLayersTests",
             dependencies: [
-                "ChannelLayers", "ChannelsProtocol", "HiredisClient", "ChannelsTestSupport",
+                "ChannelLayers", "ChannelsProtocol",
+                .product(name: "OrderedCollections", package: "swift-collections"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ChannelLayersRedisTests",
+            dependencies: [
+                "ChannelLayers", "ChannelLayersRedis", "ChannelsProtocol", "HiredisClient", "ChannelsTestSupport",
                 .product(name: "OrderedCollections", package: "swift-collections"),
             ],
             exclude: ["Interop"],
@@ -162,6 +198,8 @@ let package = Package(
             dependencies: [
                 "ChannelsNode", "ChannelLayers", "ChannelsProtocol", "HiredisClient", "ChannelsTestSupport",
                 "ChannelsWebSocketClient",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
             ],

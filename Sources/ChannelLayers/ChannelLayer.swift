@@ -9,6 +9,14 @@ public protocol ChannelLayer: Sendable {
     /// A new channel name unique to this process, ready to receive (`{prefix}specific.<32 hex>` by default).
     func newChannel(prefix: String) async throws(ChannelLayerError) -> String
 
+    /// A new channel name unique to this process whose messages, and those of the groups it joins, are
+    /// pushed to `inbox` instead of queued: ``receive(from:)`` is not used for it.
+    ///
+    /// Group messages reach every local inbox of a group with one hop per event loop. Nothing is dropped
+    /// on the way: when the inboxes' event loops fall behind, the layer stops taking new messages (the
+    /// Redis layer stops reading its subscription, the in-memory `groupSend` waits) until they catch up.
+    func newChannel(prefix: String, inbox: any ChannelInbox) async throws(ChannelLayerError) -> String
+
     /// Sends a message to a channel.
     func send(_ message: Message, to channel: String) async throws(ChannelLayerError)
 

@@ -1,5 +1,4 @@
 import ChannelsProtocol
-import HiredisClient
 
 /// Why a channel layer call failed.
 public struct ChannelLayerError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -27,26 +26,31 @@ public struct ChannelLayerError: Error, Sendable, Hashable, CustomStringConverti
 
     public let code: Code
     public let message: String
-    /// The Redis error behind a ``Code/redis`` failure.
-    public let redisError: RedisError?
+    /// The error behind a ``Code/redis`` failure (a `RedisError` for the Redis layers).
+    public let underlying: (any Error & Sendable)?
 
-    public init(_ code: Code, _ message: String, redisError: RedisError? = nil) {
+    public init(_ code: Code, _ message: String, underlying: (any Error & Sendable)? = nil) {
         self.code = code
         self.message = message
-        self.redisError = redisError
+        self.underlying = underlying
     }
 
     public var description: String { message }
 
-    static func channelFull(_ channel: String) -> ChannelLayerError {
+    public static func == (lhs: ChannelLayerError, rhs: ChannelLayerError) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(code)
+        hasher.combine(message)
+    }
+
+    package static func channelFull(_ channel: String) -> ChannelLayerError {
         ChannelLayerError(.channelFull, "ChannelFull: channel \(channel) holds its capacity of messages; the receiver is not keeping up")
     }
 
-    init(_ error: ProtocolError) {
+    package init(_ error: ProtocolError) {
         self.init(error.code == .invalidName ? .invalidName : .invalidMessage, error.message)
-    }
-
-    init(_ error: RedisError, doing what: String) {
-        self.init(.redis, "\(what) failed: \(error.message)", redisError: error)
     }
 }

@@ -1,6 +1,6 @@
 /// Makes channel names like `asgispecific.0f3c...` (32 hex digits of a random version-4 UUID).
-enum ChannelName {
-    static func random(prefix: String) -> String {
+package enum ChannelName {
+    package static func random(prefix: String) -> String {
         var generator = SystemRandomNumberGenerator()
         var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
         bytes[6] = bytes[6] & 0x0f | 0x40

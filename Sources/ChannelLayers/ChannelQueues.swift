@@ -6,7 +6,7 @@ import Synchronization
 ///
 /// A queue keeps at most `capacity` messages, each for at most `expiry`. A message for a channel with a
 /// waiting receiver is handed over directly. Fan-out to many channels takes the lock once.
-final class ChannelQueues: Sendable {
+package final class ChannelQueues: Sendable {
     typealias Waiter = CheckedContinuation<Result<Message, ChannelLayerError>, Never>
 
     private struct Entry {
@@ -29,23 +29,23 @@ final class ChannelQueues: Sendable {
         var expired = 0
     }
 
-    enum PutResult {
+    package enum PutResult {
         case delivered
         case full
         case noSuchChannel
     }
 
-    let capacity: Int
-    let expiry: Duration
+    package let capacity: Int
+    package let expiry: Duration
     private let state = Mutex(State())
 
-    init(capacity: Int, expiry: Duration) {
+    package init(capacity: Int, expiry: Duration) {
         self.capacity = capacity
         self.expiry = expiry
     }
 
     /// Registers a channel of this process.
-    func register(_ channel: String) {
+    package func register(_ channel: String) {
         state.withLock { state in
             if state.queues[channel] == nil {
                 state.queues[channel] = Queue(registered: true)
@@ -55,18 +55,18 @@ final class ChannelQueues: Sendable {
         }
     }
 
-    func isRegistered(_ channel: String) -> Bool {
+    package func isRegistered(_ channel: String) -> Bool {
         state.withLock { $0.queues[channel]?.registered == true }
     }
 
-    var registeredCount: Int { state.withLock { $0.queues.values.lazy.filter(\.registered).count } }
+    package var registeredCount: Int { state.withLock { $0.queues.values.lazy.filter(\.registered).count } }
 
-    var counters: (deliveries: Int, dropped: Int, expired: Int) {
+    package var counters: (deliveries: Int, dropped: Int, expired: Int) {
         state.withLock { ($0.deliveries, $0.dropped, $0.expired) }
     }
 
     /// Puts a message on one channel; `create` makes a queue for an unknown channel (the in-memory layer).
-    func put(_ message: Message, on channel: String, create: Bool) -> PutResult {
+    package func put(_ message: Message, on channel: String, create: Bool) -> PutResult {
         let now = ContinuousClock.now
         let (result, waiter): (PutResult, Waiter?) = state.withLock { state in
             if state.queues[channel] == nil {
@@ -82,7 +82,7 @@ final class ChannelQueues: Sendable {
     /// Puts a message on every channel given that this process holds; full queues miss it.
     /// Returns how many took it.
     @discardableResult
-    func putMany(_ message: Message, on channels: some Sequence<String>) -> Int {
+    package func putMany(_ message: Message, on channels: some Sequence<String>) -> Int {
         let now = ContinuousClock.now
         var waiters: [Waiter] = []
         let delivered = state.withLock { state in
@@ -131,7 +131,7 @@ final class ChannelQueues: Sendable {
 
     /// Takes up to `limit` queued messages of `channel` at once, or waits for the next one when none is
     /// queued; registers the channel if needed.
-    func receive(from channel: String, upTo limit: Int) async -> Result<[Message], ChannelLayerError> {
+    package func receive(from channel: String, upTo limit: Int) async -> Result<[Message], ChannelLayerError> {
         // Queued messages are taken without suspending; only an empty queue makes a waiter.
         let queued = state.withLock { state in Self.take(upTo: limit, from: channel, now: .now, state: &state) }
         if let queued { return queued }
@@ -175,7 +175,7 @@ final class ChannelQueues: Sendable {
     }
 
     /// Removes a channel; its waiting receivers fail with ``ChannelLayerError/Code/closed``.
-    func remove(_ channel: String) {
+    package func remove(_ channel: String) {
         let waiters = state.withLock { state in state.queues.removeValue(forKey: channel)?.waiters ?? [] }
         for waiter in waiters {
             waiter.continuation.resume(returning: .failure(ChannelLayerError(.closed, "channel \(channel) was deleted")))
@@ -183,7 +183,7 @@ final class ChannelQueues: Sendable {
     }
 
     /// Removes every channel.
-    func removeAll() {
+    package func removeAll() {
         let queues = state.withLock { state in
             defer { state.queues = [:] }
             return state.queues

@@ -4,7 +4,8 @@ import Synchronization
 /// The channel layer for a single process, like Django Channels' `InMemoryChannelLayer`.
 ///
 /// Defaults match Django's: 100 messages per channel, messages expire after 60 s, group memberships after
-/// 86,400 s. Nothing leaves the process.
+/// 86,400 s. Nothing leaves the process. Channels made with an inbox (WebSocket connections) get their
+/// messages pushed, with no queue and no expiry: a live connection does not silently leave its groups.
 public final class InMemoryChannelLayer: ChannelLayer {
     /// The layer's limits.
     public struct Configuration: Sendable, Hashable {
@@ -12,7 +13,7 @@ public final class InMemoryChannelLayer: ChannelLayer {
         public var capacity: Int
         /// How long an unreceived message is kept.
         public var expiry: Duration
-        /// How long a group membership lasts without being renewed by another `groupAdd`.
+        /// How long a group membership of a queued channel lasts without being renewed by another `groupAdd`.
         public var groupExpiry: Duration
 
         public init(capacity: Int = 100, expiry: Duration = .seconds(60), groupExpiry: Duration = .seconds(86_400)) {
@@ -22,11 +23,21 @@ public final class InMemoryChannelLayer: ChannelLayer {
         }
     }
 
+    private struct Groups {
+        /// group -> queued channel -> when the membership expires.
+        var queued: [String: [String: ContinuousClock.Instant]] = [:]
+        /// group -> pushed members by event loop.
+        var pushed = GroupIndex()
+        var inboxes: [String: any ChannelInbox] = [:]
+        var groupsOfInbox: [String: Set<String>] = [:]
+        var sent = 0
+        var groupSends = 0
+    }
+
     public let configuration: Configuration
     private let queues: ChannelQueues
-    /// group -> channel -> when the membership expires.
-    private let groups = Mutex<[String: [String: ContinuousClock.Instant]]>([:])
-    private let counters = Mutex((sent: 0, groupSends: 0))
+    private let dispatcher = InboxDispatcher()
+    private let state = Mutex(Groups())
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
@@ -39,11 +50,23 @@ public final class InMemoryChannelLayer: ChannelLayer {
         return channel
     }
 
+    public func newChannel(prefix: String, inbox: any ChannelInbox) async throws(ChannelLayerError) -> String {
+        let channel = ChannelName.random(prefix: prefix)
+        state.withLock { $0.inboxes[channel] = inbox }
+        return channel
+    }
+
     public func send(_ message: Message, to channel: String) async throws(ChannelLayerError) {
         try LayerValidation.message(message)
         try LayerValidation.channel(channel)
+        if let inbox = state.withLock({ $0.inboxes[channel] }) {
+            await dispatcher.waitForRoom()
+            dispatcher.dispatch(Delivery(message), to: inbox)
+            state.withLock { $0.sent += 1 }
+            return
+        }
         switch queues.put(message, on: channel, create: true) {
-        case .delivered: counters.withLock { $0.sent += 1 }
+        case .delivered: state.withLock { $0.sent += 1 }
         case .full: throw .channelFull(channel)
         case .noSuchChannel: break
         }
@@ -61,61 +84,88 @@ public final class InMemoryChannelLayer: ChannelLayer {
     public func groupAdd(_ group: String, channel: String) async throws(ChannelLayerError) {
         try LayerValidation.membership(group, channel)
         let expiresAt = ContinuousClock.now + configuration.groupExpiry
-        groups.withLock { $0[group, default: [:]][channel] = expiresAt }
+        state.withLock { state in
+            if let inbox = state.inboxes[channel] {
+                state.pushed.add(inbox, to: group)
+                state.groupsOfInbox[channel, default: []].insert(group)
+            } else {
+                state.queued[group, default: [:]][channel] = expiresAt
+            }
+        }
     }
 
     public func groupDiscard(_ group: String, channel: String) async throws(ChannelLayerError) {
         try LayerValidation.membership(group, channel)
-        groups.withLock { groups in
-            groups[group]?[channel] = nil
-            if groups[group]?.isEmpty == true { groups[group] = nil }
+        state.withLock { state in
+            if let inbox = state.inboxes[channel] {
+                state.pushed.remove(inbox, from: group)
+                state.groupsOfInbox[channel]?.remove(group)
+            }
+            state.queued[group]?[channel] = nil
+            if state.queued[group]?.isEmpty == true { state.queued[group] = nil }
         }
     }
 
     public func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError) {
         try LayerValidation.message(message)
         try LayerValidation.group(group)
+        // A publisher that outruns the event loops waits here instead of anyone losing the message.
+        await dispatcher.waitForRoom()
         let now = ContinuousClock.now
-        let members: [String] = groups.withLock { groups in
-            guard var members = groups[group] else { return [] }
-            members = members.filter { $0.value > now }
-            groups[group] = members.isEmpty ? nil : members
-            return Array(members.keys)
+        let (pushed, queued): ([GroupIndex.LoopMembers], [String]) = state.withLock { state in
+            state.groupSends += 1
+            var queued: [String] = []
+            if var members = state.queued[group] {
+                members = members.filter { $0.value > now }
+                state.queued[group] = members.isEmpty ? nil : members
+                queued = Array(members.keys)
+            }
+            return (state.pushed.members(of: group), queued)
         }
-        counters.withLock { $0.groupSends += 1 }
-        // Members whose queue is full miss the message; ChannelQueues counts the drop.
-        for member in members {
+        if !pushed.isEmpty { dispatcher.dispatch(Delivery(message, group: group), to: pushed) }
+        // Queued members whose queue is full miss the message; ChannelQueues counts the drop.
+        for member in queued {
             _ = queues.put(message, on: member, create: true)
         }
     }
 
     public func deleteChannel(_ channel: String) async {
         queues.remove(channel)
-        groups.withLock { groups in
-            for group in Array(groups.keys) {
-                groups[group]?[channel] = nil
-                if groups[group]?.isEmpty == true { groups[group] = nil }
+        state.withLock { state in
+            if let inbox = state.inboxes.removeValue(forKey: channel) {
+                for group in state.groupsOfInbox.removeValue(forKey: channel) ?? [] {
+                    state.pushed.remove(inbox, from: group)
+                }
+            }
+            for group in Array(state.queued.keys) {
+                state.queued[group]?[channel] = nil
+                if state.queued[group]?.isEmpty == true { state.queued[group] = nil }
             }
         }
     }
 
     public func flush() async throws(ChannelLayerError) {
         queues.removeAll()
-        groups.withLock { $0 = [:] }
+        state.withLock { state in
+            state.queued = [:]
+            state.pushed.removeAll()
+            state.groupsOfInbox = [:]
+        }
     }
 
     public var statistics: ChannelLayerStatistics {
         var statistics = ChannelLayerStatistics()
         let queueCounters = queues.counters
-        let (sent, groupSends) = counters.withLock { ($0.sent, $0.groupSends) }
-        statistics.messagesSent = sent
-        statistics.groupSends = groupSends
-        statistics.deliveries = queueCounters.deliveries
+        state.withLock { state in
+            statistics.messagesSent = state.sent
+            statistics.groupSends = state.groupSends
+            statistics.localGroups = Set(state.queued.keys).union(state.groupsOfInbox.values.joined()).count
+            statistics.localChannels = state.inboxes.count
+        }
+        statistics.deliveries = queueCounters.deliveries + dispatcher.deliveries
         statistics.dropped = queueCounters.dropped
         statistics.expired = queueCounters.expired
-        statistics.localChannels = queues.registeredCount
-        statistics.localGroups = groups.withLock { $0.count }
+        statistics.localChannels += queues.registeredCount
         return statistics
     }
-
 }

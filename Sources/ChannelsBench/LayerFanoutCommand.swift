@@ -1,5 +1,6 @@
 import ArgumentParser
 import ChannelLayers
+import ChannelLayersRedis
 import ChannelsProtocol
 import Foundation
 import Synchronization

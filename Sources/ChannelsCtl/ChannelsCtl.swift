@@ -1,5 +1,6 @@
 import ArgumentParser
 import ChannelLayers
+import ChannelLayersRedis
 import HiredisClient
 
 /// `channels-ctl`: operator commands against the Redis a swift-channels cluster uses.

@@ -1,5 +1,7 @@
 import ArgumentParser
 import ChannelLayers
+import ChannelLayersRedis
+import ChannelsChat
 import ChannelsNode
 import Foundation
 import Logging
@@ -187,7 +189,7 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
         router.add("/ws/chat/<room>/", ChatConsumer.self)
         let node = ChannelsNode(
             configuration: configuration, layer: layer, layerRunner: layerRunner, router: router, middleware: middleware,
-            metricsExport: { registry.emitToString() }, logger: logger
+            pages: ["/": ChannelsNode.Page(body: DemoPage.html)], metricsExport: { registry.emitToString() }, logger: logger
         )
         connectionCount.set(node)
         let group = ServiceGroup(

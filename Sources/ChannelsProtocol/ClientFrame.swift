@@ -21,6 +21,9 @@ public enum ClientFrame {
         public static let forbidden = ErrorCode(rawValue: "forbidden")
         /// The node could not pass the message on (its channel layer lost Redis); it was not delivered.
         public static let unavailable = ErrorCode(rawValue: "unavailable")
+        /// Messages for this connection were lost on the way (the node lost its Redis subscription):
+        /// the app should reload its state, or recover from history.
+        public static let messagesLost = ErrorCode(rawValue: "messages_lost")
     }
 
     /// Bounds for inbound frames.

@@ -47,7 +47,7 @@ final class RedisPubSubHandler: ChannelInboundHandler {
         guard !batch.isEmpty else { return }
         let messages = batch
         batch.removeAll(keepingCapacity: true)
-        if subscriber.deliver(messages) == .stopProducing {
+        if !subscriber.deliver(messages) {
             // Stop reading: Redis buffers for us (up to its client-output-buffer-limit) until the consumer catches up.
             subscriber.pauseReading(channel: context.channel, connectionID: connectionID)
         }

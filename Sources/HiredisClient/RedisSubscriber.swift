@@ -134,26 +134,36 @@ public final class RedisSubscriber: Sendable {
     public let reconnectPolicy: RedisReconnectPolicy
     /// How often an idle connection is checked with `PING`; `nil` turns the check off.
     public let healthCheckInterval: Duration?
-    /// Received messages.
+    /// Received messages (unused when the subscriber was made with a message handler).
     public let messages: Messages
+
+    /// Takes the messages of one socket read, on the subscriber's event loop; returns `false` to stop
+    /// reading until ``resumeReading()``.
+    public typealias MessageHandler = @Sendable ([RedisPubSubMessage]) -> Bool
     /// Connection state changes (the newest 256 are kept for a slow reader).
     public let events: AsyncStream<Event>
 
     private let eventLoop: any EventLoop
+    private let handler: MessageHandler?
     private let box = StateBox()
     private let source: Messages.Base.Source
     private let eventContinuation: AsyncStream<Event>.Continuation
     private let logger: Logger
 
     /// Creates a subscriber; nothing connects until ``run()``.
+    /// - Parameter onMessages: takes messages straight from the event loop, in the order Redis sent them,
+    ///   instead of ``messages``: no task hop. Return `false` from it to stop reading the socket (Redis then
+    ///   buffers for this subscriber) until ``resumeReading()``.
     public init(
         configuration: RedisConfiguration,
         reconnectPolicy: RedisReconnectPolicy = RedisReconnectPolicy(),
         healthCheckInterval: Duration? = .seconds(5),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "HiredisClient.subscriber")
+        logger: Logger = Logger(label: "HiredisClient.subscriber"),
+        onMessages: MessageHandler? = nil
     ) {
         self.configuration = configuration
+        self.handler = onMessages
         self.reconnectPolicy = reconnectPolicy
         self.healthCheckInterval = healthCheckInterval
         self.logger = logger
@@ -272,10 +282,20 @@ public final class RedisSubscriber: Sendable {
 
     // MARK: - Called by the handler, on the event loop
 
-    func deliver(_ batch: [RedisPubSubMessage]) -> Messages.Base.Source.YieldResult {
+    /// Returns whether to keep reading.
+    func deliver(_ batch: [RedisPubSubMessage]) -> Bool {
         box.mutex.withLock { $0.statistics.messagesReceived += batch.count }
-        return source.yield(contentsOf: batch)
+        if let handler { return handler(batch) }
+        return source.yield(contentsOf: batch) != .stopProducing
     }
+
+    /// Reads the socket again after the message handler returned `false`.
+    public func resumeReading() {
+        ReadDemand(eventLoop: eventLoop, state: box).produceMore()
+    }
+
+    /// The event loop the connection and the message handler run on.
+    public var connectionEventLoop: any EventLoop { eventLoop }
 
     func pauseReading(channel: any Channel, connectionID: Int) {
         let current = box.mutex.withLock { state -> Bool in

@@ -81,7 +81,7 @@ import Testing
     @Test func aDjangoGroupSendReachesClientsOnSwiftNodes() async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let python = try PythonProcess.interpreter(packageRoot: root)
-        let script = root.appendingPathComponent("Tests/ChannelLayersTests/Interop/channels_interop.py").path
+        let script = root.appendingPathComponent("Tests/ChannelLayersRedisTests/Interop/channels_interop.py").path
         try await withCluster { cluster in
             var clients: [ChatClient] = []
             for index in 0..<9 { clients.append(try await ChatClient.connect(port: cluster.nodes[index % 3].port, room: "lobby")) }

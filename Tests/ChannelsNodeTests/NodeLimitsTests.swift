@@ -104,12 +104,13 @@ import Testing
         await #expect {
             _ = try await WebSocketClient.connect(host: "127.0.0.1", port: node.port, path: "/ws/nothing/")
         } throws: { error in
-            (error as? WebSocketClient.ConnectError)?.status == 400
+            (error as? WebSocketClient.ConnectError)?.status == 404
         }
-        // A room name that makes an invalid group: accepted as WebSocket, then closed with 1008.
+        // A room name that makes an invalid group: accepted as WebSocket, then closed with 1008 and the rule.
         let client = try await ChatClient.connect(port: node.port, room: "bad%20room")
         let badRoomClose = await client.client.closed()
         #expect(badRoomClose?.code == 1008)
+        #expect(badRoomClose?.reason.hasPrefix("invalid room: group names are ASCII letters") == true)
     }
 
     @Test func metricsCountConnectionsAndMessages() async throws {

@@ -1,255 +1,403 @@
 import ChannelLayers
 import ChannelsProtocol
 import CoreMetrics
-import HummingbirdWebSocket
+import DequeModule
 import Logging
 import NIOCore
 import NIOWebSocket
 import Synchronization
 
-
-/// Runs one WebSocket connection: its channel in the layer, its consumer, its outbound queue.
+/// One WebSocket connection: a channel handler on its event loop, and the layer's inbox for its channel.
 ///
-/// Client frames and layer messages are handed to the consumer one at a time, in arrival order. Each
-/// source has at most one item in flight, so a busy consumer backs up into TCP (client frames) or into the
-/// layer's bounded queue (layer messages, where drops are counted), never into memory here.
-struct WebSocketConnection {
-    enum Event {
+/// A group message takes a straight line: the layer hands it to this inbox on the connection's event loop,
+/// a ``ForwardRule`` turns it into a frame made once for every member, the frame is written and the batch
+/// flushed once. No task runs for that, and an idle connection has no task at all.
+///
+/// Consumer code (client frames, handlers with code, `connect`, `disconnect`) runs in a task started when
+/// the mailbox has work and ended when it is empty, one at a time and in arrival order, like Django's
+/// consumers. While it runs, forwarded messages wait in the mailbox behind the events before them, so
+/// frames reach the client in the order their messages arrived.
+///
+/// Bounds: the socket's pending bytes (``ConnectionLimits/maxQueuedBytes``, NIO's write-buffer high
+/// water mark) and the mailbox (``ConnectionLimits/maxQueuedMessages``); past either the client is
+/// closed with 4008 and counted. While client frames wait for the consumer the socket is not read.
+///
+/// Unchecked Sendable: everything mutable is touched on ``eventLoop`` only, except the consumer, its
+/// context and the channel name, which the preparing task sets before the upgrade completes (the
+/// upgrade's future orders those writes before any read on the loop) and the mailbox task uses one at a time.
+final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked Sendable {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = ByteBuffer
+
+    private enum Event {
         case text(String)
         case binary([UInt8])
-        /// Layer messages in arrival order: a connection that fell behind takes what queued up in one hop.
-        case layer([Message])
-        case clientGone(code: UInt16)
-        case layerFailed(ChannelLayerError)
+        case layer(Delivery)
+        case lost(String)
+        /// The socket closed: run `disconnect` and leave the groups.
+        case gone(code: UInt16)
     }
 
-    let route: ConsumerRouter.Route
+    private enum State {
+        case open
+        /// A close frame was sent; waiting for the client's, or the timeout.
+        case closing
+        case closed
+    }
+
+    let eventLoop: any EventLoop
+    let channel: any Channel
+    let route: ConsumerRouter.Route?
     let scope: Scope
     let layer: any ChannelLayer
     let limits: ConnectionLimits
-    let metrics: NodeMetrics
-    let logger: Logger
-    let rawChannel: any Channel
-    let registry: ConnectionRegistry
+    private let metrics: NodeMetrics
+    private let logger: Logger
+    private let warnings: WarningLimiter
+    private let pingInterval: TimeAmount
+    private let onClosed: @Sendable (WebSocketConnection) -> Void
 
-    /// What `prepare` made before the handshake answer: the channel, the consumer, its decision.
-    ///
-    /// Unchecked Sendable: made in the upgrade decision's task and handed exactly once to the connection's
-    /// task (``take()``); the consumer inside is never used by two tasks.
-    final class Prepared: @unchecked Sendable {
-        let channelName: String
-        let queue: OutboundQueue
-        let context: ConsumerContext
-        let consumer: ConsumerDriver
-        let decision: ConnectDecision
-        private let taken = Mutex(false)
+    /// Set by ``prepare()`` before the upgrade.
+    private(set) var channelName = ""
+    private var consumer: ConsumerDriver?
+    private var consumerContext: ConsumerContext?
+    /// Whether `connect()` accepted: only then does the consumer get `disconnect`.
+    private var accepted = false
+    /// Close at once with this after the upgrade (a refused handshake or `connect()`).
+    private var refusal: (code: UInt16, reason: String)?
 
-        init(channelName: String, queue: OutboundQueue, context: ConsumerContext, consumer: ConsumerDriver, decision: ConnectDecision) {
-            self.channelName = channelName
-            self.queue = queue
-            self.context = context
-            self.consumer = consumer
-            self.decision = decision
-        }
+    // Event-loop state.
+    private var handlerContext: ChannelHandlerContext?
+    private var mailbox = Deque<Event>()
+    private var running = false
+    private var state = State.open
+    private var inBatch = false
+    private var unflushedFrames = 0
+    private var readPaused = false
+    private var pendingClientFrames = 0
+    private var rateLimiter: MessageRateLimiter
+    private var pingTask: RepeatedTask?
+    private var heardSincePing = true
+    private var closeTimeout: Scheduled<Void>?
+    /// The close code the consumer's `disconnect` gets.
+    private var endCode = CloseCode.abnormal
+    /// Read by the mailbox task: the code the connection is closing with, 0 while open.
+    private let closingCode = Atomic<UInt16>(0)
 
-        /// Claims the prepared connection; `false` if someone already did.
-        func take() -> Bool {
-            taken.withLock { taken in
-                defer { taken = true }
-                return !taken
-            }
-        }
+    /// Client frames waiting for the consumer before the socket stops being read.
+    static let maxPendingClientFrames = 32
+
+    init(
+        channel: any Channel, route: ConsumerRouter.Route?, scope: Scope, layer: any ChannelLayer, limits: ConnectionLimits,
+        metrics: NodeMetrics, logger: Logger, warnings: WarningLimiter, pingInterval: Duration,
+        onClosed: @escaping @Sendable (WebSocketConnection) -> Void
+    ) {
+        self.eventLoop = channel.eventLoop
+        self.channel = channel
+        self.route = route
+        self.scope = scope
+        self.layer = layer
+        self.limits = limits
+        self.metrics = metrics
+        self.logger = logger
+        self.warnings = warnings
+        self.pingInterval = .nanoseconds(Int64(pingInterval / .nanoseconds(1)))
+        self.onClosed = onClosed
+        self.rateLimiter = MessageRateLimiter(perSecond: limits.maxMessagesPerSecond, burst: limits.messageBurst)
     }
 
-    /// Creates the connection's channel and consumer and runs `connect()` before the handshake is answered,
+    // MARK: - Before the upgrade (in the handshake's task)
+
+    /// Makes the connection's channel and consumer and runs `connect()` before the handshake is answered,
     /// as Django Channels does: once a client sees the socket open, its consumer has joined its groups.
-    /// Returns `nil` when the layer cannot make a channel.
-    func prepare() async -> Prepared? {
-        let channelName: String
+    func prepare() async {
+        guard let route else { return }
         do {
-            channelName = try await layer.newChannel()
+            channelName = try await layer.newChannel(prefix: "specific.", inbox: self)
         } catch {
             logger.warning("refusing a connection: the channel layer cannot create a channel", metadata: ["error": "\(error.message)"])
-            return nil
-        }
-        let queue = OutboundQueue(maxMessages: limits.maxQueuedMessages, maxBytes: limits.maxQueuedBytes)
-        let rawChannel = self.rawChannel
-        let metrics = self.metrics
-        let context = ConsumerContext(
-            channelName: channelName, layer: layer, scope: scope, limits: limits, outbound: queue,
-            onSlowClient: {
-                metrics.slowClientCloses.increment()
-                queue.close(code: CloseCode.slowClient, reason: "client too slow: outbound queue full", discard: true)
-                // A client that does not read may never take the close frame either.
-                rawChannel.eventLoop.scheduleTask(in: .seconds(2)) { rawChannel.close(promise: nil) }
-            }
-        )
-        let consumer = route.makeDriver(context)
-        let decision: ConnectDecision
-        do {
-            decision = try await consumer.connect()
-        } catch {
-            logger.warning("consumer connect() failed", metadata: ["error": "\(error)", "path": "\(scope.path)"])
-            decision = .reject(code: CloseCode.internalError)
-        }
-        let prepared = Prepared(channelName: channelName, queue: queue, context: context, consumer: consumer, decision: decision)
-        // The upgrade may still fail (the client went away): then nobody runs the connection, so clean up here.
-        rawChannel.closeFuture.whenComplete { [self] _ in
-            guard prepared.take() else { return }
-            Task { await cleanUp(prepared.context, consumer: nil, channelName: channelName, code: CloseCode.normal) }
-        }
-        return prepared
-    }
-
-    /// Serves the connection. Rethrows what the inbound stream failed with (invalid UTF-8, a message over the
-    /// size limit, a protocol error) so that the WebSocket handler closes with the matching code.
-    func run(_ prepared: Prepared, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
-        guard prepared.take() else { return }
-        metrics.connectionOpened()
-        defer { metrics.connectionClosed() }
-        let queue = prepared.queue
-        let id = registry.add(queue)
-        defer { registry.remove(id) }
-        let channelName = prepared.channelName
-        let context = prepared.context
-        let consumer = prepared.consumer
-        let metrics = self.metrics
-
-        let inboundFailure = FailureBox()
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { [rawChannel] in await Self.send(queue, to: outbound, channel: rawChannel, metrics: metrics) }
-            var closeCode = CloseCode.normal
-            defer { group.cancelAll() }
-
-            if case .reject(let code) = prepared.decision {
-                queue.close(code: code, reason: code == CloseCode.internalError ? "internal error" : "connection rejected")
-                await cleanUp(context, consumer: nil, channelName: channelName, code: code)
-                await group.next()
-                return
-            }
-
-            let (events, continuation) = AsyncStream.makeStream(of: (Event, CheckedContinuation<Void, Never>?).self)
-            let maxSize = limits.maxMessageSize
-            group.addTask {
-                do {
-                    var messages = inbound.messages(maxSize: maxSize).makeAsyncIterator()
-                    while let message = try await messages.next() {
-                        let event: Event
-                        switch message {
-                        case .text(let text): event = .text(text)
-                        case .binary(let buffer): event = .binary(Array(buffer: buffer))
-                        }
-                        await Self.hand(event, to: continuation)
-                    }
-                } catch {
-                    inboundFailure.set(error)
-                }
-                continuation.yield((.clientGone(code: CloseCode.normal), nil))
-            }
-            group.addTask {
-                while !Task.isCancelled {
-                    do throws(ChannelLayerError) {
-                        // No more than the outbound queue has room for: a backlog waits in the layer's queue
-                        // (bounded, drops counted), and the client is closed as slow only when it is.
-                        let messages = try await layer.receive(from: channelName, upTo: min(Self.layerBatch, queue.room))
-                        await Self.hand(.layer(messages), to: continuation)
-                    } catch {
-                        if error.code != .cancelled && error.code != .closed { continuation.yield((.layerFailed(error), nil)) }
-                        return
-                    }
-                }
-            }
-
-            var rateLimiter = MessageRateLimiter(perSecond: limits.maxMessagesPerSecond, burst: limits.messageBurst)
-            var iterator = events.makeAsyncIterator()
-            while let (event, done) = await iterator.next() {
-                defer { done?.resume() }
-                switch event {
-                case .text, .binary:
-                    metrics.messagesIn.increment()
-                    // A client closed for its rate has its backlog dropped; any other closing connection's
-                    // messages, already read, are still handled (nothing it sent is lost).
-                    guard queue.closingCode != CloseCode.rateLimited else { break }
-                    guard rateLimiter.allow() else {
-                        metrics.rateLimitCloses.increment()
-                        queue.close(code: CloseCode.rateLimited, reason: "more than \(limits.maxMessagesPerSecond) messages per second")
-                        break
-                    }
-                    do {
-                        if case .text(let text) = event { try await consumer.receiveText(text) }
-                        if case .binary(let bytes) = event { try await consumer.receiveBinary(bytes) }
-                    } catch {
-                        fail(queue, error)
-                    }
-                case .layer(let messages):
-                    for message in messages where queue.closingCode == nil {
-                        observeLatency(message)
-                        do {
-                            if try await !consumer.handle(message) {
-                                logger.warning("no handler for a layer message", metadata: ["type": "\(message.type ?? "?")", "path": "\(scope.path)"])
-                            }
-                        } catch {
-                            fail(queue, error)
-                        }
-                    }
-                case .layerFailed(let error):
-                    logger.warning("the channel layer failed this connection", metadata: ["error": "\(error.message)"])
-                    queue.close(code: CloseCode.internalError, reason: "channel layer failed")
-                case .clientGone(let code):
-                    closeCode = queue.closingCode ?? code
-                }
-                if case .clientGone = event { break }
-            }
-            continuation.finish()
-            // Producers may still wait for events the loop will never handle: release them, or their tasks
-            // (and with them this connection) would never end.
-            while let (_, done) = await iterator.next() { done?.resume() }
-            queue.finish()
-            await cleanUp(context, consumer: consumer, channelName: channelName, code: closeCode)
-        }
-        if let error = inboundFailure.error, queue.closingCode == nil { throw error }
-    }
-
-    /// At most this many layer messages are handed to the consumer loop at once.
-    static let layerBatch = 64
-
-    /// The error the inbound stream ended with, handed from its reader task to the connection.
-    final class FailureBox: Sendable {
-        private let value = Mutex<(any Error)?>(nil)
-        func set(_ error: any Error) { value.withLock { $0 = error } }
-        var error: (any Error)? { value.withLock { $0 } }
-    }
-
-    /// Hands an event to the connection's loop and waits until the loop took it. When the loop has already
-    /// ended, the event is dropped and the wait ends at once.
-    private static func hand(
-        _ event: Event,
-        to continuation: AsyncStream<(Event, CheckedContinuation<Void, Never>?)>.Continuation
-    ) async {
-        await withCheckedContinuation { done in
-            if case .terminated = continuation.yield((event, done)) { done.resume() }
-        }
-    }
-
-    private func fail(_ queue: OutboundQueue, _ error: any Error) {
-        // Redis unreachable is not the client's fault nor the consumer's: say the message was lost, keep the
-        // connection (the layer reconnects by itself), count it.
-        if let layerError = error as? ChannelLayerError, layerError.code == .redis {
-            metrics.publishFailures.increment()
-            logger.warning("the channel layer could not take a message", metadata: ["error": "\(layerError.message)"])
-            _ = queue.enqueue(.text(ClientFrame.error(.unavailable, detail: "the channel layer is unavailable; the message was not delivered")))
+            refusal = (CloseCode.internalError, "channel layer unavailable")
             return
         }
-        logger.error("consumer failed; closing the connection with 1011", metadata: ["error": "\(error)", "path": "\(scope.path)"])
-        queue.close(code: CloseCode.internalError, reason: "internal error")
+        let context = ConsumerContext(channelName: channelName, layer: layer, scope: scope, limits: limits, connection: self)
+        let consumer = route.makeDriver(context)
+        self.consumerContext = context
+        self.consumer = consumer
+        do {
+            switch try await consumer.connect() {
+            case .accept: accepted = true
+            case .reject(let code, let reason): refusal = (code, reason ?? "connection rejected")
+            }
+        } catch {
+            logger.warning("consumer connect() failed", metadata: ["error": "\(error)", "path": "\(scope.path)"])
+            refusal = (CloseCode.internalError, "internal error")
+        }
     }
 
-    private func cleanUp(_ context: ConsumerContext, consumer: ConsumerDriver?, channelName: String, code: UInt16) async {
-        await consumer?.disconnect(code)
-        for group in context.groups {
-            try? await layer.groupDiscard(group, channel: channelName)
+    /// Closes at once after the upgrade: a handshake step refused the connection.
+    func refuse(code: UInt16, reason: String) {
+        refusal = (code, reason)
+    }
+
+    /// The upgrade did not happen (the client left first): forget the channel and the memberships.
+    func abandon() {
+        eventLoop.execute { [self] in
+            guard handlerContext == nil, state == .open else { return }
+            state = .closed
+            enqueue(.gone(code: CloseCode.abnormal))
         }
-        await layer.deleteChannel(channelName)
+    }
+
+    // MARK: - Channel handler
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        handlerContext = context
+        if let refusal {
+            // A refused consumer gets no disconnect, but its channel and memberships go when the socket closes.
+            close(code: refusal.code, reason: refusal.reason)
+            return
+        }
+        let interval = pingInterval
+        pingTask = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in checkAlive() }
+        startTaskIfNeeded()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        heardSincePing = true
+        // RFC 6455 5.1: a server must close the connection when a client frame is not masked.
+        guard frame.maskKey != nil else {
+            close(code: CloseCode.protocolError, reason: "client frames must be masked")
+            return
+        }
+        switch frame.opcode {
+        case .text, .binary:
+            guard state == .open else { return }
+            metrics.messagesIn.increment()
+            guard rateLimiter.allow() else {
+                metrics.rateLimitCloses.increment()
+                close(code: CloseCode.rateLimited, reason: "more than \(limits.maxMessagesPerSecond) messages per second")
+                return
+            }
+            let data = frame.unmaskedData
+            if frame.opcode == .text {
+                guard let text = String(validating: data.readableBytesView, as: UTF8.self) else {
+                    close(code: CloseCode.invalidPayload, reason: "a text frame must be UTF-8")
+                    return
+                }
+                enqueue(.text(text))
+            } else {
+                enqueue(.binary(Array(data.readableBytesView)))
+            }
+            pendingClientFrames += 1
+            if pendingClientFrames >= Self.maxPendingClientFrames, !readPaused {
+                readPaused = true
+                try? context.channel.syncOptions?.setOption(.autoRead, value: false)
+            }
+        case .ping:
+            guard state == .open else { return }
+            write(ServerFrame.make(.pong, payload: frame.unmaskedData.readableBytesView))
+            flush()
+        case .pong:
+            break
+        case .connectionClose:
+            var data = frame.unmaskedData
+            let code = data.readInteger(as: UInt16.self) ?? CloseCode.normal
+            if state == .open {
+                // Answer with the client's code, then close once the answer is out.
+                endCode = code
+                state = .closing
+                closingCode.store(code, ordering: .relaxed)
+                context.writeAndFlush(wrapOutboundOut(ServerFrame.close(code: code, reason: ""))).whenComplete { _ in
+                    context.close(promise: nil)
+                }
+            } else {
+                context.close(promise: nil)
+            }
+        default:
+            close(code: CloseCode.protocolError, reason: "unknown opcode")
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        // More than maxQueuedBytes wait for a client that does not read: it is slow, not the node.
+        if !context.channel.isWritable, state == .open { closeAsSlow("outbound buffer full") }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch error {
+        case NIOWebSocketError.invalidFrameLength, NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
+            close(code: CloseCode.messageTooBig, reason: "message larger than \(limits.maxMessageSize) bytes")
+        case is NIOWebSocketError, is NIOWebSocketFrameAggregator.Error:
+            close(code: CloseCode.protocolError, reason: "WebSocket protocol error")
+        default:
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        pingTask?.cancel()
+        closeTimeout?.cancel()
+        let wasClosedBefore = state == .closed
+        state = .closed
+        if closingCode.load(ordering: .relaxed) == 0 { closingCode.store(endCode, ordering: .relaxed) }
+        // Layer messages for a client that is gone are of no use; what it sent before leaving is still handled.
+        mailbox.removeAll { if case .layer = $0 { true } else { false } }
+        if !wasClosedBefore { enqueue(.gone(code: endCode)) }
+        if readPaused { readPaused = false }
+        onClosed(self)
+        context.fireChannelInactive()
+    }
+
+    // MARK: - Inbox
+
+    func receive(_ delivery: Delivery) -> Bool {
+        guard state == .open else { return false }
+        if let name = delivery.handlerName, let rule = route?.rules[name], !running, mailbox.isEmpty, handlerContext != nil {
+            guard let frame = delivery.prepared(for: ObjectIdentifier(rule), { makeFrame(rule, delivery) }) else { return false }
+            write(frame)
+        } else {
+            enqueue(.layer(delivery))
+        }
+        defer { inBatch = true }
+        return !inBatch
+    }
+
+    func endOfBatch() {
+        inBatch = false
+        flush()
+    }
+
+    func messagesLost(reason: String) {
+        guard state == .open else { return }
+        enqueue(.lost(reason))
+    }
+
+    // MARK: - From the consumer's task, or a drain
+
+    /// Writes a frame the consumer made; hops to the event loop.
+    func post(_ frame: ByteBuffer) {
+        eventLoop.execute { [self] in
+            write(frame)
+            flush()
+        }
+    }
+
+    /// Closes after the frames already written; from any thread.
+    func requestClose(code: UInt16, reason: String) {
+        eventLoop.execute { [self] in close(code: code, reason: reason) }
+    }
+
+    // MARK: - Internals
+
+    private func makeFrame(_ rule: ForwardRule, _ delivery: Delivery) -> ByteBuffer? {
+        if let frame = rule.frame(for: delivery.message) { return frame }
+        // Made once per message and node: one count and at most one log line for the whole group.
+        metrics.unencodable.increment()
+        warnings.warn("dropped a layer message JSON cannot carry (bytes, NaN or infinity)", metadata: ["type": "\(delivery.message.type ?? "?")"])
+        return nil
+    }
+
+    private func enqueue(_ event: Event) {
+        if mailbox.count >= limits.maxQueuedMessages, case .layer = event {
+            closeAsSlow("more than \(limits.maxQueuedMessages) messages wait for the consumer")
+            return
+        }
+        mailbox.append(event)
+        startTaskIfNeeded()
+    }
+
+    private func startTaskIfNeeded() {
+        guard !running, !mailbox.isEmpty, handlerContext != nil || state == .closed else { return }
+        running = true
+        let events = Array(mailbox)
+        mailbox.removeAll()
+        pendingClientFrames = 0
+        Task { [self] in
+            await process(events)
+            eventLoop.execute { [self] in taskEnded() }
+        }
+    }
+
+    private func taskEnded() {
+        running = false
+        if readPaused, state == .open {
+            readPaused = false
+            try? channel.syncOptions?.setOption(.autoRead, value: true)
+            channel.read()
+        }
+        startTaskIfNeeded()
+    }
+
+    /// Runs in the mailbox task: consumer code, one event at a time.
+    private func process(_ events: [Event]) async {
+        for event in events {
+            let closing = closingCode.load(ordering: .relaxed)
+            switch event {
+            case .text(let text):
+                // A client closed for its rate has its backlog dropped; other closing clients' messages,
+                // already read, are still handled (nothing it sent is lost).
+                guard closing != CloseCode.rateLimited else { continue }
+                guard let consumer else { continue }
+                await run { try await consumer.receiveText(text) }
+            case .binary(let bytes):
+                guard closing != CloseCode.rateLimited else { continue }
+                guard let consumer else { continue }
+                await run { try await consumer.receiveBinary(bytes) }
+            case .layer(let delivery):
+                guard closing == 0, let consumer else { continue }
+                await handle(delivery, consumer)
+            case .lost(let reason):
+                guard closing == 0 else { continue }
+                post(ServerFrame.text(ClientFrame.error(.messagesLost, detail: reason)))
+            case .gone(let code):
+                if accepted { await consumer?.disconnect(code) }
+                if let consumerContext {
+                    for group in consumerContext.groups {
+                        try? await layer.groupDiscard(group, channel: channelName)
+                    }
+                }
+                if !channelName.isEmpty { await layer.deleteChannel(channelName) }
+                self.consumer = nil
+                self.consumerContext = nil
+                return
+            }
+        }
+    }
+
+    private func handle(_ delivery: Delivery, _ consumer: ConsumerDriver) async {
+        guard let name = delivery.handlerName else {
+            warnings.warn("dropped a layer message without a valid type", metadata: ["path": "\(scope.path)"])
+            metrics.noHandler.increment()
+            return
+        }
+        if let rule = route?.rules[name] {
+            if let frame = delivery.prepared(for: ObjectIdentifier(rule), { makeFrame(rule, delivery) }) { post(frame) }
+            return
+        }
+        guard route?.handlers.contains(name) == true else {
+            warnings.warn("no handler for a layer message", metadata: ["type": "\(delivery.message.type ?? "?")", "path": "\(scope.path)"])
+            metrics.noHandler.increment()
+            return
+        }
+        observeLatency(delivery.message)
+        await run { _ = try await consumer.handle(delivery.message) }
+    }
+
+    private func run(_ body: () async throws -> Void) async {
+        do {
+            try await body()
+        } catch let error as ChannelLayerError where error.code == .redis {
+            // Redis unreachable is not the client's fault nor the consumer's: say the message was lost, keep
+            // the connection (the layer reconnects by itself), count it.
+            metrics.publishFailures.increment()
+            warnings.warn("the channel layer could not take a message", metadata: ["error": "\(error.message)"])
+            post(ServerFrame.text(ClientFrame.error(.unavailable, detail: "the channel layer is unavailable; the message was not delivered")))
+        } catch {
+            logger.error("consumer failed; closing the connection with 1011", metadata: ["error": "\(error)", "path": "\(scope.path)"])
+            requestClose(code: CloseCode.internalError, reason: "internal error")
+        }
     }
 
     private func observeLatency(_ message: Message) {
@@ -258,45 +406,46 @@ struct WebSocketConnection {
         if seconds >= 0 && seconds < 3600 { metrics.publishToDeliver.recordNanoseconds(Int64(seconds * 1e9)) }
     }
 
-    /// Writes queued frames to the client until the queue closes or finishes.
-    ///
-    /// A batch goes to the socket in one event-loop hop: written straight into the channel pipeline (the
-    /// frame encoder sits below Hummingbird's handler, which forwards writes it did not make) and flushed once.
-    /// Going through the WebSocket writer would cost an actor hop and an async-writer hop per frame, the
-    /// largest share of a delivery's CPU in the fan-out profile (BENCHMARKS.md). No extension rewrites
-    /// frames on this server, so nothing is skipped. Waiting for the write keeps backpressure: while the
-    /// socket is full the queue fills and the slow-client rule applies. The close frame still goes through
-    /// the writer, after every frame before it was written.
-    private static func send(
-        _ queue: OutboundQueue, to outbound: WebSocketOutboundWriter, channel: any Channel, metrics: NodeMetrics
-    ) async {
-        while let batch = await queue.next() {
-            switch batch {
-            case .frames(let frames):
-                let written = channel.eventLoop.makePromise(of: Void.self)
-                channel.eventLoop.execute {
-                    for (index, frame) in frames.enumerated() {
-                        let data: ByteBuffer
-                        let opcode: WebSocketOpcode
-                        switch frame {
-                        case .text(let text): (data, opcode) = (channel.allocator.buffer(string: text), .text)
-                        case .binary(let bytes): (data, opcode) = (channel.allocator.buffer(bytes: bytes), .binary)
-                        }
-                        let promise = index == frames.count - 1 ? written : nil
-                        channel.write(NIOAny(WebSocketFrame(fin: true, opcode: opcode, data: data)), promise: promise)
-                    }
-                    channel.flush()
-                }
-                do {
-                    try await written.futureResult.get()
-                    metrics.messagesOut.increment(by: frames.count)
-                } catch {
-                    return
-                }
-            case .close(let code, let reason):
-                try? await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: reason)
-                return
-            }
+    private func write(_ frame: ByteBuffer) {
+        guard state == .open, let handlerContext else { return }
+        handlerContext.write(wrapOutboundOut(frame), promise: nil)
+        unflushedFrames += 1
+    }
+
+    private func flush() {
+        guard unflushedFrames > 0, let handlerContext else { return }
+        handlerContext.flush()
+        metrics.messagesOut.increment(by: unflushedFrames)
+        unflushedFrames = 0
+    }
+
+    private func closeAsSlow(_ why: String) {
+        guard state == .open else { return }
+        metrics.slowClientCloses.increment()
+        close(code: CloseCode.slowClient, reason: "client too slow: \(why)", timeout: .seconds(2))
+    }
+
+    /// Sends a close frame after what was written, then closes the socket when the client answers or
+    /// after `timeout` (a client that does not read may never take the frame).
+    private func close(code: UInt16, reason: String, timeout: TimeAmount = .seconds(3)) {
+        guard state == .open else { return }
+        state = .closing
+        endCode = code
+        closingCode.store(code, ordering: .relaxed)
+        guard let handlerContext else { return }
+        flush()
+        handlerContext.writeAndFlush(wrapOutboundOut(ServerFrame.close(code: code, reason: reason)), promise: nil)
+        closeTimeout = eventLoop.scheduleTask(in: timeout) { [channel] in channel.close(promise: nil) }
+    }
+
+    private func checkAlive() {
+        guard state == .open, let handlerContext else { return }
+        if !heardSincePing {
+            // Nothing, not even a pong, since the last ping: the peer is gone without a FIN.
+            close(code: CloseCode.pingTimeout, reason: "no answer to ping", timeout: .seconds(1))
+            return
         }
+        heardSincePing = false
+        handlerContext.writeAndFlush(wrapOutboundOut(ServerFrame.make(.ping, payload: [UInt8]())), promise: nil)
     }
 }

@@ -12,12 +12,16 @@ public enum CloseCode {
     public static let messageTooBig: UInt16 = 1009
     /// 1002: a WebSocket protocol error (a bad fragment sequence, say).
     public static let protocolError: UInt16 = 1002
+    /// 1006: the socket closed without a close frame (never sent; what `disconnect` gets then).
+    public static let abnormal: UInt16 = 1006
     /// 1011: the consumer failed, or the channel layer could not serve the connection (Redis down).
     public static let internalError: UInt16 = 1011
     /// 1013: the node is draining and takes no new connections; try again (another node).
     public static let tryAgainLater: UInt16 = 1013
     /// 4008: the client did not read fast enough and its outbound queue filled up.
     public static let slowClient: UInt16 = 4008
+    /// 4408: the client answered nothing, not even a pong, for a whole ping interval.
+    public static let pingTimeout: UInt16 = 4408
     /// 4029: the client sent messages faster than the node's rate limit allows.
     public static let rateLimited: UInt16 = 4029
     /// 4403: `connect()` rejected the connection (the Django convention for a denied connection is 403).

@@ -1,10 +1,11 @@
 import ChannelLayers
 import ChannelsProtocol
+import NIOWebSocket
 import OrderedCollections
 
 /// A consumer's view of its connection: its channel, the layer, the scope, and ways to answer.
 ///
-/// Used from the connection's task only, like the consumer itself.
+/// Used from the consumer's own code only, one event at a time, like the consumer itself.
 public final class ConsumerContext {
     /// This connection's channel name in the layer.
     public let channelName: String
@@ -17,34 +18,25 @@ public final class ConsumerContext {
     /// Groups joined through ``groupAdd(_:)``; the node leaves them when the connection ends.
     public private(set) var groups: Set<String> = []
 
-    let outbound: OutboundQueue
-    let onSlowClient: @Sendable () -> Void
+    private let connection: WebSocketConnection
 
-    init(
-        channelName: String,
-        layer: any ChannelLayer,
-        scope: Scope,
-        limits: ConnectionLimits,
-        outbound: OutboundQueue,
-        onSlowClient: @escaping @Sendable () -> Void
-    ) {
+    init(channelName: String, layer: any ChannelLayer, scope: Scope, limits: ConnectionLimits, connection: WebSocketConnection) {
         self.channelName = channelName
         self.layer = layer
         self.scope = scope
         self.limits = limits
-        self.outbound = outbound
-        self.onSlowClient = onSlowClient
+        self.connection = connection
     }
 
-    /// Queues a text frame for the client. Never waits: a client whose queue is full is closed with
-    /// ``CloseCode/slowClient``.
+    /// Sends a text frame to the client. Never waits: a client that does not read is closed with
+    /// ``CloseCode/slowClient`` once its outbound buffer is full.
     public func send(text: String) {
-        enqueue(.text(text))
+        connection.post(ServerFrame.text(text))
     }
 
-    /// Queues a binary frame for the client.
+    /// Sends a binary frame to the client.
     public func send(binary: [UInt8]) {
-        enqueue(.binary(binary))
+        connection.post(ServerFrame.make(.binary, payload: binary))
     }
 
     /// Queues a JSON object as a text frame (the client frame format).
@@ -52,9 +44,9 @@ public final class ConsumerContext {
         send(text: try ClientFrame.encode(object))
     }
 
-    /// Closes the connection after the frames already queued.
+    /// Closes the connection after the frames already sent.
     public func close(code: UInt16 = CloseCode.normal, reason: String = "") {
-        outbound.close(code: code, reason: reason)
+        connection.requestClose(code: code, reason: reason)
     }
 
     /// Answers a frame the consumer could not use, following the node's invalid-frame policy: an error frame
@@ -82,12 +74,6 @@ public final class ConsumerContext {
     public func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError) {
         try await layer.groupSend(message, to: group)
     }
-
-    private func enqueue(_ frame: OutboundQueue.Frame) {
-        if case .overflow = outbound.enqueue(frame) {
-            onSlowClient()
-        }
-    }
 }
 
 /// Limits and policies every connection of a node follows.
@@ -102,9 +88,9 @@ public struct ConnectionLimits: Sendable, Hashable {
 
     /// The largest message a client may send; larger ones close the connection with 1009.
     public var maxMessageSize: Int
-    /// Frames queued for one client before it is closed as a slow client (4008).
+    /// Layer messages waiting for a consumer's own handler code before the client is closed as slow (4008).
     public var maxQueuedMessages: Int
-    /// Bytes queued for one client before it is closed as a slow client (4008).
+    /// Bytes waiting to be written to one client before it is closed as a slow client (4008).
     public var maxQueuedBytes: Int
     /// What happens to frames a consumer cannot use.
     public var invalidFramePolicy: InvalidFramePolicy

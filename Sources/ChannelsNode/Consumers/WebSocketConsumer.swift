@@ -6,7 +6,7 @@ import ChannelsProtocol
 /// The node creates one instance per connection and calls it from one task, in order: ``connect()``, then
 /// ``receive(text:)``, ``receive(binary:)`` and layer messages as they come, then ``disconnect(code:)``.
 /// Layer messages go to the handler named after their `type` (`chat.message` to `chat_message`), looked
-/// up in ``messageHandlers``:
+/// up in ``forwardRules`` (no code: the node forwards fields to the client) and ``messageHandlers``:
 ///
 /// ```swift
 /// final class EchoConsumer: WebSocketConsumer {
@@ -25,6 +25,10 @@ public protocol WebSocketConsumer: AnyObject {
 
     /// Layer message handlers by name (`chat_message`); read once per connection.
     static var messageHandlers: [String: Handler] { get }
+
+    /// Handlers that only forward fields of the event to the client, by name; read once per route.
+    /// They run without waking a task. A name in both tables uses the rule.
+    static var forwardRules: [String: ForwardRule] { get }
 
     /// Creates the consumer for a connection.
     init(context: ConsumerContext)
@@ -46,13 +50,14 @@ public protocol WebSocketConsumer: AnyObject {
 /// What ``WebSocketConsumer/connect()`` decides.
 public enum ConnectDecision: Sendable, Equatable {
     case accept
-    /// Refuse the connection: the node accepts the upgrade and closes at once with `code`
-    /// (browsers cannot see an HTTP status for a refused WebSocket).
-    case reject(code: UInt16)
+    /// Refuse the connection: the node accepts the upgrade and closes at once with `code` and `reason`
+    /// (browsers cannot see an HTTP status for a refused WebSocket, but they see these).
+    case reject(code: UInt16, reason: String? = nil)
 }
 
 extension WebSocketConsumer {
     public static var messageHandlers: [String: Handler] { [:] }
+    public static var forwardRules: [String: ForwardRule] { [:] }
     public func connect() async throws -> ConnectDecision { .accept }
     public func receive(text: String) async throws {}
     public func receive(binary: [UInt8]) async throws {}

@@ -14,6 +14,10 @@ public struct ConsumerRouter: Sendable {
         let pattern: String
         let segments: [Segment]
         let makeDriver: @Sendable (ConsumerContext) -> ConsumerDriver
+        /// The consumer type's forwarding rules, made once so that their frames are shared per message.
+        let rules: [String: ForwardRule]
+        /// Names with handler code.
+        let handlers: Set<String>
     }
 
     private(set) var routes: [Route] = []
@@ -30,7 +34,12 @@ public struct ConsumerRouter: Sendable {
             }
             return .literal(String(part))
         }
-        routes.append(Route(pattern: pattern, segments: segments, makeDriver: { ConsumerDriver.make(C.self, context: $0) }))
+        routes.append(
+            Route(
+                pattern: pattern, segments: segments, makeDriver: { ConsumerDriver.make(C.self, context: $0) },
+                rules: C.forwardRules, handlers: Set(C.messageHandlers.keys)
+            )
+        )
     }
 
     /// The route for `path` and its parameters, or `nil`.
@@ -55,8 +64,10 @@ public struct ConsumerRouter: Sendable {
 }
 
 /// A consumer behind closures, so the node can drive any consumer type the same way.
-/// Lives in the connection's task only.
-struct ConsumerDriver {
+///
+/// Unchecked Sendable: the connection runs at most one task at a time with consumer code (its mailbox's
+/// `running` flag, kept on its event loop), so the consumer is never used by two tasks at once.
+struct ConsumerDriver: @unchecked Sendable {
     let connect: () async throws -> ConnectDecision
     let receiveText: (String) async throws -> Void
     let receiveBinary: ([UInt8]) async throws -> Void

@@ -1,18 +1,21 @@
 import ChannelLayers
+import ChannelsProtocol
 import CoreMetrics
-import HTTPTypes
-import Hummingbird
-import HummingbirdWebSocket
 import Logging
 import NIOCore
+import NIOHTTP1
+import NIOPosix
 import NIOWebSocket
 import ServiceLifecycle
 import Synchronization
 
-/// A WebSocket front node: serves consumers over WebSocket, the demo page, health, readiness and metrics.
+/// A WebSocket front node: serves consumers over WebSocket, pages, health, readiness and metrics.
 ///
 /// Stateless: every connection's state lives in its consumer and the channel layer, so any client may
 /// connect to any node and no load balancer needs sticky sessions.
+///
+/// The node is a SwiftNIO server of its own: a WebSocket connection is a channel handler and the layer's
+/// inbox for its channel (``WebSocketConnection``), with no task while it is idle.
 ///
 /// On graceful shutdown (SIGTERM in `channels-node`): readiness turns false, new WebSocket upgrades are
 /// refused with 503, open connections are closed with 1001 at ``NodeConfiguration/drainCloseRate`` per
@@ -23,18 +26,31 @@ public final class ChannelsNode: Service {
     /// (``RedisPubSubChannelLayer/Configuration/unlistedGroupPrefixes``).
     public static let probeGroupPrefix = "channels.probe."
 
+    /// A fixed page the node serves at a path (the demo page, a client script).
+    public struct Page: Sendable {
+        public var contentType: String
+        public var body: String
+        public init(contentType: String = "text/html; charset=utf-8", body: String) {
+            self.contentType = contentType
+            self.body = body
+        }
+    }
+
     public let configuration: NodeConfiguration
     public let layer: any ChannelLayer
     private let layerRunner: (@Sendable () async throws -> Void)?
     private let router: ConsumerRouter
     private let middleware: [any HandshakeMiddleware]
+    private let pages: [String: Page]
     private let metricsExport: (@Sendable () -> String)?
     private let logger: Logger
+    private let warnings: WarningLimiter
     private let metrics = NodeMetrics()
     private let connections = ConnectionRegistry()
     private let probe: ReadinessProbe
     private let draining = Atomic<Bool>(false)
     private let admission: ConnectionAdmission
+    private let eventLoopGroup: any EventLoopGroup
 
     /// Creates a node.
     /// - Parameters:
@@ -42,6 +58,7 @@ public final class ChannelsNode: Service {
     ///   - layerRunner: runs the layer for the node's lifetime (``RedisPubSubChannelLayer/run()``), if it needs it.
     ///   - router: which consumer serves which path.
     ///   - middleware: handshake steps, in order (an origin check is added from the configuration).
+    ///   - pages: fixed pages by path (`/` for a demo page).
     ///   - metricsExport: renders the metrics for `/metrics` (Prometheus text); `nil` answers 404.
     public init(
         configuration: NodeConfiguration,
@@ -49,7 +66,9 @@ public final class ChannelsNode: Service {
         layerRunner: (@Sendable () async throws -> Void)? = nil,
         router: ConsumerRouter,
         middleware: [any HandshakeMiddleware] = [],
+        pages: [String: Page] = [:],
         metricsExport: (@Sendable () -> String)? = nil,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "channels-node")
     ) {
         self.configuration = configuration
@@ -59,8 +78,11 @@ public final class ChannelsNode: Service {
         var steps = middleware
         if !configuration.allowedOrigins.isEmpty { steps.insert(OriginCheckMiddleware(allowed: configuration.allowedOrigins), at: 0) }
         self.middleware = steps
+        self.pages = pages
         self.metricsExport = metricsExport
         self.logger = logger
+        self.warnings = WarningLimiter(logger: logger)
+        self.eventLoopGroup = eventLoopGroup
         self.admission = ConnectionAdmission(limit: configuration.maxConnections)
         self.probe = ReadinessProbe(layer: layer, nodeID: configuration.nodeID, interval: configuration.readinessProbeInterval)
     }
@@ -72,34 +94,11 @@ public final class ChannelsNode: Service {
     public var connectionCount: Int { connections.count }
 
     public func run() async throws {
-        let app = Application(
-            router: makeRouter(),
-            server: .http1WebSocketUpgrade(configuration: webSocketConfiguration) { [self] request, channel, _ in
-                await shouldUpgrade(request, channel: channel)
-            },
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
-            onServerRunning: { [logger, configuration] channel in
-                logger.info(
-                    "listening",
-                    metadata: ["address": "\(channel.localAddress?.description ?? "?")", "node": "\(configuration.nodeID)"]
-                )
-            },
-            logger: logger
-        )
-        // The HTTP server and the layer run outside the graceful-shutdown context: the node closes WebSockets
-        // itself, paced and with 1001, instead of Hummingbird closing them all at once. The first of these
-        // to report decides what happens: a graceful shutdown request drains, a failure is rethrown.
+        let server = try await bind()
+        logger.info("listening", metadata: ["address": "\(server.localAddress?.description ?? "?")", "node": "\(configuration.nodeID)"])
+        // The first of these to report decides what happens: a graceful shutdown request drains, a failure is rethrown.
         let (outcomes, report) = AsyncStream.makeStream(of: Result<Void, any Error>.self)
-        // Its own group, so that the server is stopped gracefully once the drain is done.
-        let serverGroup = ServiceGroup(services: [app], logger: logger)
-        let server = Task.detached {
-            do {
-                try await serverGroup.run()
-                report.yield(.failure(ChannelLayerError(.closed, "the HTTP server stopped")))
-            } catch {
-                report.yield(.failure(error))
-            }
-        }
+        server.closeFuture.whenComplete { _ in report.yield(.failure(ChannelLayerError(.closed, "the HTTP server stopped"))) }
         let layerTask = layerRunner.map { runner in
             Task.detached {
                 do {
@@ -118,33 +117,88 @@ public final class ChannelsNode: Service {
             shutdownWatcher.cancel()
             probeTask.cancel()
             layerTask?.cancel()
-            server.cancel()
         }
         var first: Result<Void, any Error>? = nil
         for await outcome in outcomes {
             first = outcome
             break
         }
-        if case .failure(let error) = first { throw error }
+        if case .failure(let error) = first {
+            try? await server.close()
+            throw error
+        }
         if first != nil { await drain() }
+        try? await server.close()
         probeTask.cancel()
         layerTask?.cancel()
         await layerTask?.value
-        await serverGroup.triggerGracefulShutdown()
-        await server.value
         logger.info("stopped", metadata: ["node": "\(configuration.nodeID)"])
     }
 
-    private var webSocketConfiguration: HTTP1WebSocketUpgradeChannel.Configuration {
-        .init(
-            ws: WebSocketServerConfiguration(
-                maxFrameSize: configuration.limits.maxMessageSize,
-                autoPing: .enabled(timePeriod: configuration.pingInterval),
-                closeTimeout: .seconds(3),
-                validateUTF8: true
+    private func bind() async throws -> any Channel {
+        let limits = configuration.limits
+        let bootstrap = ServerBootstrap(group: eventLoopGroup)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: limits.maxQueuedBytes / 2, high: limits.maxQueuedBytes))
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture { try initialize(channel) }
+            }
+        do {
+            return try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        } catch let error as IOError where error.errnoCode == 98 {
+            throw NodeError(
+                "cannot listen on \(configuration.host):\(configuration.port): the address is in use; stop what listens there or pick another --port"
             )
-        )
+        } catch {
+            throw NodeError("cannot listen on \(configuration.host):\(configuration.port): \(error)")
+        }
     }
+
+    /// The pipeline of a new connection: HTTP/1.1 with the WebSocket upgrade, then plain requests.
+    private func initialize(_ channel: any Channel) throws {
+        let http = HTTPRequestHandler { [self] head, upgradeError in await answer(head, upgradeError: upgradeError) }
+        let prepared = PreparedConnection()
+        let upgrader = WebSocketUpgrader(
+            shouldUpgrade: { [self] channel, head in
+                let promise = channel.eventLoop.makePromise(of: Bool.self)
+                promise.completeWithTask {
+                    guard let connection = await self.prepareConnection(head, channel: channel) else { return false }
+                    prepared.connection.withLock { $0 = connection }
+                    return true
+                }
+                return promise.futureResult
+            },
+            installHandlers: { [self] channel, _ in
+                channel.eventLoop.makeCompletedFuture {
+                    guard let connection = prepared.connection.withLock({ $0 }) else { throw WebSocketHandshakeError.notAWebSocketPath }
+                    let maxSize = configuration.limits.maxMessageSize
+                    let operations = channel.pipeline.syncOperations
+                    try operations.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxSize)))
+                    try operations.addHandler(
+                        NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024, maxAccumulatedFrameSize: maxSize)
+                    )
+                    try operations.addHandler(connection)
+                    connections.add(connection)
+                    metrics.connectionOpened()
+                }
+            }
+        )
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+            withServerUpgrade: (
+                upgraders: [upgrader],
+                completionHandler: { context in
+                    // The HTTP handler must not see WebSocket bytes.
+                    context.pipeline.removeHandler(name: Self.httpHandlerName, promise: nil)
+                }
+            ),
+            withErrorHandling: true
+        )
+        try channel.pipeline.syncOperations.addHandler(http, name: Self.httpHandlerName)
+    }
+
+    private static let httpHandlerName = "channels.http"
 
     private func drain() async {
         draining.store(true, ordering: .relaxed)
@@ -168,10 +222,10 @@ public final class ChannelsNode: Service {
         case notFound
     }
 
-    private func handshake(path fullPath: String, headers: HTTPFields, clientAddress: String?) async -> Handshake {
-        let pathEnd = fullPath.firstIndex(of: "?") ?? fullPath.endIndex
-        let path = fullPath[..<pathEnd]
-        let query = pathEnd < fullPath.endIndex ? fullPath[fullPath.index(after: pathEnd)...] : ""
+    private func handshake(uri: String, headers: HTTPHeaders, clientAddress: String?) async -> Handshake {
+        let pathEnd = uri.firstIndex(of: "?") ?? uri.endIndex
+        let path = uri[..<pathEnd]
+        let query = pathEnd < uri.endIndex ? uri[uri.index(after: pathEnd)...] : ""
         guard let (route, parameters) = router.match(path) else { return .notFound }
         if draining.load(ordering: .relaxed) {
             return .reject(HandshakeRejection(status: 503, reason: "node draining; connect again"))
@@ -181,7 +235,7 @@ public final class ChannelsNode: Service {
                 path: String(path),
                 parameters: parameters,
                 query: Scope.parseQuery(query),
-                headers: headers.map { (name: $0.name.canonicalName, value: $0.value) },
+                headers: headers.map { (name: $0.name.lowercased(), value: $0.value) },
                 clientAddress: clientAddress
             )
         )
@@ -195,100 +249,112 @@ public final class ChannelsNode: Service {
         return .accept(route, request.scope)
     }
 
-    private func shouldUpgrade(
-        _ request: HTTPRequest,
-        channel: any Channel
-    ) async -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
-        let result = await handshake(path: request.path ?? "/", headers: request.headerFields, clientAddress: channel.remoteAddress?.description)
-        let route: ConsumerRouter.Route
-        let scope: Scope
+    /// Runs the handshake and, when it passes, the consumer's `connect()`; `nil` for a path no consumer serves.
+    private func prepareConnection(_ head: HTTPRequestHead, channel: any Channel) async -> WebSocketConnection? {
+        let result = await handshake(uri: head.uri, headers: head.headers, clientAddress: channel.remoteAddress?.description)
+        let connection: WebSocketConnection
         switch result {
         case .notFound:
-            // Hummingbird answers a refused upgrade with 400; a plain GET to the same path gets 404.
-            return .dontUpgrade
+            return nil
         case .reject(let rejection):
-            return refuse(rejection)
-        case .accept(let acceptedRoute, let acceptedScope):
-            route = acceptedRoute
-            scope = acceptedScope
-        }
-        // Counted from here until the socket closes, whichever way the connection ends.
-        guard admission.admit() else {
-            metrics.refusedAtLimit.increment()
-            return refuse(HandshakeRejection(status: 503, reason: "node at its connection limit (\(configuration.maxConnections)); connect again"))
-        }
-        channel.closeFuture.whenComplete { [admission] _ in admission.release() }
-        let connection = WebSocketConnection(
-            route: route, scope: scope, layer: layer, limits: configuration.limits, metrics: metrics, logger: logger,
-            rawChannel: channel, registry: connections
-        )
-        guard let prepared = await connection.prepare() else {
-            return .upgrade([:]) { _, outbound, _ in
-                try? await outbound.close(WebSocketErrorCode(codeNumber: Int(CloseCode.internalError)), reason: "channel layer unavailable")
+            // A browser cannot read the HTTP status of a refused WebSocket, but it can read a close code:
+            // accept, then close at once with 4000 + the status (503 becomes 1013) and the reason.
+            metrics.refusedHandshakes.increment()
+            connection = makeConnection(channel: channel, route: nil, scope: Scope(path: head.uri))
+            let code = rejection.status == 503 ? CloseCode.tryAgainLater : CloseCode.rejectedHandshake(status: rejection.status)
+            connection.refuse(code: code, reason: rejection.reason)
+            return connection
+        case .accept(let route, let scope):
+            // Counted from here until the socket closes, whichever way the connection ends.
+            guard admission.admit() else {
+                metrics.refusedAtLimit.increment()
+                metrics.refusedHandshakes.increment()
+                connection = makeConnection(channel: channel, route: nil, scope: scope)
+                connection.refuse(
+                    code: CloseCode.tryAgainLater,
+                    reason: "node at its connection limit (\(configuration.maxConnections)); connect again"
+                )
+                return connection
             }
-        }
-        return .upgrade([:]) { inbound, outbound, _ in
-            try await connection.run(prepared, inbound: inbound, outbound: outbound)
+            channel.closeFuture.whenComplete { [admission] _ in admission.release() }
+            connection = makeConnection(channel: channel, route: route, scope: scope)
+            await connection.prepare()
+            // The upgrade may still fail (the client went away): then nobody runs the connection.
+            channel.closeFuture.whenComplete { _ in connection.abandon() }
+            return connection
         }
     }
 
-    /// A browser cannot read the HTTP status of a refused WebSocket, but it can read a close code: accept,
-    /// then close at once with 4000 + the status (4403, 4401...; 503 becomes 1013) and the reason.
-    private func refuse(
-        _ rejection: HandshakeRejection
-    ) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
-        metrics.refusedHandshakes.increment()
-        return .upgrade([:]) { _, outbound, _ in
-            let code = rejection.status == 503 ? CloseCode.tryAgainLater : CloseCode.rejectedHandshake(status: rejection.status)
-            try? await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: String(rejection.reason.prefix(120)))
-        }
+    private func makeConnection(channel: any Channel, route: ConsumerRouter.Route?, scope: Scope) -> WebSocketConnection {
+        WebSocketConnection(
+            channel: channel, route: route, scope: scope, layer: layer, limits: configuration.limits, metrics: metrics,
+            logger: logger, warnings: warnings, pingInterval: configuration.pingInterval,
+            onClosed: { [connections, metrics] connection in
+                connections.remove(connection)
+                metrics.connectionClosed()
+            }
+        )
     }
 
     // MARK: - HTTP
 
-    private func makeRouter() -> Router<BasicRequestContext> {
-        let router = Router()
-        router.get("/") { _, _ in
-            Response(
-                status: .ok,
-                headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
-                body: .init(byteBuffer: ByteBuffer(string: DemoPage.html))
+    private func answer(_ head: HTTPRequestHead, upgradeError: (any Error)?) async -> HTTPAnswer {
+        guard head.method == .GET || head.method == .HEAD else {
+            return .text(.methodNotAllowed, "only GET is served here\n", headers: ["Allow": "GET, HEAD"])
+        }
+        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? "/"
+        if let page = pages[path] {
+            return HTTPAnswer(
+                status: .ok, headers: ["Content-Type": page.contentType, "Cache-Control": "no-store"], body: ByteBuffer(string: page.body)
             )
         }
-        router.get("/healthz") { _, _ in
-            Self.text(.ok, "ok\n")
-        }
-        router.get("/readyz") { [self] _, _ in
-            if draining.load(ordering: .relaxed) { return Self.text(.serviceUnavailable, "draining\n") }
-            return probe.isPassing ? Self.text(.ok, "ready\n") : Self.text(.serviceUnavailable, "channel layer round trip failing\n")
-        }
-        router.get("/metrics") { [self] _, _ in
-            guard let metricsExport else { return Self.text(.notFound, "metrics are not enabled\n") }
+        switch path {
+        case "/healthz":
+            return .text(.ok, "ok\n")
+        case "/readyz":
+            if draining.load(ordering: .relaxed) { return .text(.serviceUnavailable, "draining\n") }
+            return probe.isPassing ? .text(.ok, "ready\n") : .text(.serviceUnavailable, "channel layer round trip failing\n")
+        case "/metrics":
+            guard let metricsExport else { return .text(.notFound, "metrics are not enabled\n") }
             metrics.update(from: layer.statistics)
-            return Response(
-                status: .ok,
-                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(string: metricsExport()))
-            )
+            return HTTPAnswer(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: ByteBuffer(string: metricsExport()))
+        default:
+            break
         }
         // A request to a WebSocket path that was not upgraded: say why.
-        router.get("**") { [self] request, _ in
-            let result = await handshake(path: request.uri.description, headers: request.headers, clientAddress: nil)
-            switch result {
-            case .notFound:
-                return Self.text(.notFound, "not found\n")
-            case .reject(let rejection):
-                return Self.text(HTTPResponse.Status(code: rejection.status), rejection.reason + "\n")
-            case .accept:
-                return Self.text(.upgradeRequired, "this is a WebSocket endpoint: connect with a WebSocket client\n")
+        switch await handshake(uri: head.uri, headers: head.headers, clientAddress: nil) {
+        case .notFound:
+            return .text(.notFound, "not found\n")
+        case .reject(let rejection):
+            return .text(HTTPResponseStatus(statusCode: rejection.status), rejection.reason + "\n")
+        case .accept:
+            var handshakeError = upgradeError as? WebSocketHandshakeError
+            if handshakeError == nil, head.headers["upgrade"].contains(where: { $0.lowercased() == "websocket" }) {
+                // NIO skips the upgrader when a required header is missing: find out which.
+                do { _ = try WebSocketUpgrader.acceptValue(for: head.headers) } catch { handshakeError = error }
+            }
+            switch handshakeError {
+            case .unsupportedVersion:
+                return .text(.upgradeRequired, WebSocketHandshakeError.unsupportedVersion.reason + "\n", headers: ["Sec-WebSocket-Version": "13"])
+            case .some(let error):
+                return .text(.badRequest, error.reason + "\n")
+            case nil:
+                return .text(.upgradeRequired, "this is a WebSocket endpoint: connect with a WebSocket client\n", headers: ["Sec-WebSocket-Version": "13"])
             }
         }
-        return router
     }
+}
 
-    private static func text(_ status: HTTPResponse.Status, _ body: String) -> Response {
-        Response(status: status, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: body)))
-    }
+/// Hands the connection that the handshake prepared to the upgrade's pipeline step.
+private final class PreparedConnection: Sendable {
+    let connection = Mutex<WebSocketConnection?>(nil)
+}
+
+/// Why the node could not start or stopped, in words for an operator.
+public struct NodeError: Error, CustomStringConvertible {
+    public let message: String
+    init(_ message: String) { self.message = message }
+    public var description: String { message }
 }
 
 /// Where a node listens and the limits its connections follow.

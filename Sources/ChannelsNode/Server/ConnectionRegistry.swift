@@ -2,34 +2,30 @@ import Synchronization
 
 /// The live connections of a node, so that a drain can close them.
 final class ConnectionRegistry: Sendable {
-    private let state = Mutex((next: 0, queues: [Int: OutboundQueue]()))
+    private let connections = Mutex<[ObjectIdentifier: WebSocketConnection]>([:])
 
-    func add(_ queue: OutboundQueue) -> Int {
-        state.withLock { state in
-            defer { state.next += 1 }
-            state.queues[state.next] = queue
-            return state.next
-        }
+    func add(_ connection: WebSocketConnection) {
+        connections.withLock { $0[ObjectIdentifier(connection)] = connection }
     }
 
-    func remove(_ id: Int) {
-        _ = state.withLock { $0.queues.removeValue(forKey: id) }
+    func remove(_ connection: WebSocketConnection) {
+        _ = connections.withLock { $0.removeValue(forKey: ObjectIdentifier(connection)) }
     }
 
-    var count: Int { state.withLock { $0.queues.count } }
+    var count: Int { connections.withLock { $0.count } }
 
     /// Closes every connection with `code`, `perSecond` at a time, so clients reconnect elsewhere gradually.
     func closeAll(code: UInt16, reason: String, perSecond: Int, until deadline: ContinuousClock.Instant) async {
-        let queues = state.withLock { Array($0.queues.values) }
+        let all = connections.withLock { Array($0.values) }
         let batch = max(1, perSecond / 20)
-        for (index, queue) in queues.enumerated() {
-            queue.close(code: code, reason: reason)
+        for (index, connection) in all.enumerated() {
+            connection.requestClose(code: code, reason: reason)
             if (index + 1) % batch == 0 {
                 if ContinuousClock.now >= deadline { break }
                 try? await Task.sleep(for: .milliseconds(50))
             }
         }
         // Whatever the pacing did not reach before the deadline is closed now.
-        for queue in queues { queue.close(code: code, reason: reason) }
+        for connection in all { connection.requestClose(code: code, reason: reason) }
     }
 }

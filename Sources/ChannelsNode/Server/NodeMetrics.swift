@@ -12,7 +12,9 @@ import Synchronization
 /// (histogram, for messages that carry a `sent_at` Unix time, as the chat consumer's do),
 /// `channels_handshakes_refused_total` (middleware, draining, limit), `channels_connection_limit_refusals_total`,
 /// `channels_rate_limit_closes_total`, `channels_publish_failures_total` (client messages the layer could not
-/// publish, a Redis outage: each is a message lost).
+/// publish, a Redis outage: each is a message lost), `channels_unencodable_total` (layer messages JSON cannot
+/// carry, counted once per message and node), `channels_no_handler_total` (layer messages the consumer has no
+/// handler for).
 final class NodeMetrics: Sendable {
     let connections = Gauge(label: "channels_connections")
     let connectionsTotal = Counter(label: "channels_connections_total")
@@ -30,6 +32,8 @@ final class NodeMetrics: Sendable {
     let refusedAtLimit = Counter(label: "channels_connection_limit_refusals_total")
     let rateLimitCloses = Counter(label: "channels_rate_limit_closes_total")
     let publishFailures = Counter(label: "channels_publish_failures_total")
+    let unencodable = Counter(label: "channels_unencodable_total")
+    let noHandler = Counter(label: "channels_no_handler_total")
 
     private let open = Mutex(0)
     private let lastLayer = Mutex(ChannelLayerStatistics())

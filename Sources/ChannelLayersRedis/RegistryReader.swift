@@ -1,3 +1,4 @@
+import ChannelLayers
 import HiredisClient
 
 /// The names of the membership registry's keys (see ``RedisPubSubChannelLayer`` and the README).

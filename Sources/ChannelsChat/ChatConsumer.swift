@@ -1,4 +1,5 @@
 import ChannelLayers
+import ChannelsNode
 import ChannelsProtocol
 import OrderedCollections
 
@@ -11,7 +12,9 @@ import OrderedCollections
 /// A frame that is not JSON, or lacks a string `message`, is answered per the node's invalid-frame policy.
 /// Group-sent messages also carry `sent_at` (Unix seconds) for the node's publish-to-deliver histogram.
 public final class ChatConsumer: WebSocketConsumer {
-    public static var messageHandlers: [String: Handler] { ["chat_message": ChatConsumer.chatMessage] }
+    /// `chat.message` events go to the client as `{"message": ...}`, without waking a task. Django's consumer
+    /// would fail on a missing key; answering with an empty string keeps the room alive.
+    public static var forwardRules: [String: ForwardRule] { ["chat_message": ForwardRule(fields: ["message"], missing: "")] }
 
     let context: ConsumerContext
     private var roomGroupName = ""
@@ -24,10 +27,13 @@ public final class ChatConsumer: WebSocketConsumer {
         let room = context.scope.parameters["room"] ?? ""
         roomGroupName = "chat_\(room)"
         guard ChannelNames.isValidGroup(roomGroupName) else {
-            return .reject(code: CloseCode.policyViolation)
+            return .reject(
+                code: CloseCode.policyViolation,
+                reason: "invalid room: group names are ASCII letters, digits, '-', '_' or '.', under 100 characters"
+            )
         }
         if let allowed = context.scope.user?["groups"]?.array?.compactMap(\.string), !allowed.contains(roomGroupName) {
-            return .reject(code: CloseCode.policyViolation)
+            return .reject(code: CloseCode.policyViolation, reason: "your token does not allow \(roomGroupName)")
         }
         try await context.groupAdd(roomGroupName)
         return .accept
@@ -46,11 +52,5 @@ public final class ChatConsumer: WebSocketConsumer {
             return
         }
         try await context.groupSend(["type": "chat.message", "message": .string(message), "sent_at": .double(WallClock.now())], to: roomGroupName)
-    }
-
-    func chatMessage(_ event: Message) async throws {
-        // Django's consumer would fail on a missing key; answering with an empty string keeps the room alive.
-        let message = event["message"] ?? ""
-        try context.send(json: ["message": message])
     }
 }

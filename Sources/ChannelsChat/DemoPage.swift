@@ -1,6 +1,6 @@
 /// The demo chat page served at `/`: plain HTML and JavaScript, no build step.
-enum DemoPage {
-    static let html = #"""
+public enum DemoPage {
+    public static let html = #"""
     <!doctype html>
     <html lang="en">
     <head>

@@ -1,4 +1,5 @@
 import ChannelLayers
+import ChannelLayersRedis
 import ChannelsProtocol
 import ChannelsTestSupport
 import HiredisClient
@@ -173,7 +174,7 @@ import Testing
             try await layer.run()
         } throws: { error in
             guard let error = error as? ChannelLayerError else { return false }
-            return error.code == .redis && error.redisError?.code == .authenticationFailed
+            return error.code == .redis && (error.underlying as? RedisError)?.code == .authenticationFailed
         }
     }
 

@@ -1,4 +1,5 @@
 import ChannelLayers
+import ChannelLayersRedis
 import ChannelsTestSupport
 import HiredisClient
 

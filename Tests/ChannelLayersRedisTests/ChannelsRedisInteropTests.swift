@@ -1,4 +1,5 @@
 import ChannelLayers
+import ChannelLayersRedis
 import ChannelsProtocol
 import ChannelsTestSupport
 import Foundation
@@ -9,7 +10,7 @@ import Testing
 /// The real Python channels_redis (from PyPI, in the venv `scripts/setup-interop` makes) on the same Redis.
 @Suite struct ChannelsRedisInteropTests {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let script = packageRoot.appendingPathComponent("Tests/ChannelLayersTests/Interop/channels_interop.py").path
+    static let script = packageRoot.appendingPathComponent("Tests/ChannelLayersRedisTests/Interop/channels_interop.py").path
 
     func python(_ arguments: String...) throws -> PythonProcess {
         try PythonProcess(python: try PythonProcess.interpreter(packageRoot: Self.packageRoot), script: Self.script, arguments: arguments)

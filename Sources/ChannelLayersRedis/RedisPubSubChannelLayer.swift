@@ -1,3 +1,4 @@
+import ChannelLayers
 import ChannelsProtocol
 import HiredisClient
 import Logging
@@ -86,6 +87,11 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         /// group -> local member -> join time (Unix seconds).
         var groups: [String: [String: Double]] = [:]
         var groupsOfChannel: [String: Set<String>] = [:]
+        /// Channels whose messages are pushed to an inbox, and the groups' pushed members by event loop.
+        var inboxes: [String: any ChannelInbox] = [:]
+        var pushed = GroupIndex()
+        /// group -> local members that are queues (receive()), not inboxes.
+        var queuedMembers: [String: Set<String>] = [:]
         var messagesSent = 0
         var groupSends = 0
         var undecodable = 0
@@ -96,6 +102,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     public let configuration: Configuration
     private let shards: [Shard]
     private let queues: ChannelQueues
+    private let dispatcher = InboxDispatcher()
     private let reconciler: SubscriptionReconciler
     private let registry: MembershipRegistry?
     private let state = Mutex(State())
@@ -122,13 +129,16 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         self.logger = logger
         self.connectionCount = connectionCount
         self.groupPrefix = "\(configuration.prefix)__group__"
+        // The subscribers hand their messages to the layer on their event loop, set once `self` exists.
+        let router = MessageRouter()
         let shards = configuration.hosts.map { host in
             var host = host
             if host.clientName == nil { host.clientName = "channels-\(configuration.nodeID)" }
             return Shard(
                 client: RedisClient(configuration: host, reconnectPolicy: configuration.reconnectPolicy, eventLoopGroup: eventLoopGroup, logger: logger),
                 subscriber: RedisSubscriber(
-                    configuration: host, reconnectPolicy: configuration.reconnectPolicy, eventLoopGroup: eventLoopGroup, logger: logger
+                    configuration: host, reconnectPolicy: configuration.reconnectPolicy, eventLoopGroup: eventLoopGroup, logger: logger,
+                    onMessages: { messages in router.route(messages) }
                 )
             )
         }
@@ -148,6 +158,24 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
                 client: shards[0].client, prefix: configuration.prefix, nodeID: configuration.nodeID,
                 ttl: configuration.registryTTL, logger: logger
             ) : nil
+        router.layer.withLock { $0 = self }
+        for shard in shards {
+            router.subscribers.withLock { $0[ObjectIdentifier(shard.subscriber.connectionEventLoop)] = shard.subscriber }
+        }
+    }
+
+    /// Lets the subscribers, made before the layer, reach it; they live and end with the layer.
+    private final class MessageRouter: Sendable {
+        let layer = Mutex<RedisPubSubChannelLayer?>(nil)
+        let subscribers = Mutex<[ObjectIdentifier: RedisSubscriber]>([:])
+
+        func route(_ messages: [RedisPubSubMessage]) -> Bool {
+            guard let layer = layer.withLock({ $0 }) else { return true }
+            return layer.deliver(messages, resume: { [self] in
+                // Resumes every subscriber: cheap, and a paused one is found without bookkeeping.
+                for subscriber in subscribers.withLock({ Array($0.values) }) { subscriber.resumeReading() }
+            })
+        }
     }
 
     // MARK: - Running
@@ -159,10 +187,9 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     public func run() async throws(ChannelLayerError) {
         do {
             try await withThrowingDiscardingTaskGroup { group in
-                for shard in shards {
+                for (index, shard) in shards.enumerated() {
                     group.addTask { try await shard.subscriber.run() }
-                    group.addTask { await self.deliver(from: shard.subscriber) }
-                    group.addTask { await self.watch(shard.subscriber) }
+                    group.addTask { await self.watch(shard.subscriber, shard: index) }
                 }
                 if let registry {
                     group.addTask { await registry.run() }
@@ -199,9 +226,29 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         return channel
     }
 
+    public func newChannel(prefix: String, inbox: any ChannelInbox) async throws(ChannelLayerError) -> String {
+        let channel = ChannelName.random(prefix: configuration.prefix + prefix)
+        try LayerValidation.channel(channel)
+        state.withLock { $0.inboxes[channel] = inbox }
+        do {
+            try await reconciler.want(channel)
+        } catch {
+            _ = state.withLock { $0.inboxes.removeValue(forKey: channel) }
+            reconciler.unwant(channel)
+            throw error
+        }
+        return channel
+    }
+
     public func send(_ message: Message, to channel: String) async throws(ChannelLayerError) {
         try LayerValidation.channel(channel)
         try LayerValidation.message(message)
+        if let inbox = state.withLock({ $0.inboxes[channel] }) {
+            await dispatcher.waitForRoom()
+            dispatcher.dispatch(Delivery(message), to: inbox)
+            state.withLock { $0.messagesSent += 1 }
+            return
+        }
         if queues.isRegistered(channel) {
             switch queues.put(message, on: channel, create: false) {
             case .delivered:
@@ -232,7 +279,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
 
     public func groupAdd(_ group: String, channel: String) async throws(ChannelLayerError) {
         try LayerValidation.membership(group, channel)
-        guard queues.isRegistered(channel) else {
+        guard queues.isRegistered(channel) || state.withLock({ $0.inboxes[channel] != nil }) else {
             throw ChannelLayerError(
                 .notLocal,
                 "You can only call groupAdd() on channels that exist in-process; use the consumer's own channel name (got \(channel))"
@@ -242,6 +289,11 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         let isNew = state.withLock { state -> Bool in
             state.groupsOfChannel[channel, default: []].insert(group)
             if state.groups[group]?[channel] != nil { return false }
+            if let inbox = state.inboxes[channel] {
+                state.pushed.add(inbox, to: group)
+            } else {
+                state.queuedMembers[group, default: []].insert(channel)
+            }
             state.groups[group, default: [:]][channel] = joinedAt
             return true
         }
@@ -264,6 +316,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     public func deleteChannel(_ channel: String) async {
         let groups = state.withLock { $0.groupsOfChannel[channel] ?? [] }
         for group in groups { discard(group, channel: channel) }
+        _ = state.withLock { $0.inboxes.removeValue(forKey: channel) }
         queues.remove(channel)
         reconciler.unwant(channel)
     }
@@ -273,6 +326,8 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             defer {
                 state.groups = [:]
                 state.groupsOfChannel = [:]
+                state.pushed.removeAll()
+                state.queuedMembers = [:]
             }
             return Array(state.groups.keys)
         }
@@ -302,10 +357,10 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             statistics.redisResubscriptions = state.resubscriptions
             statistics.localGroups = state.groups.count
         }
-        statistics.deliveries = counters.deliveries
+        statistics.deliveries = counters.deliveries + dispatcher.deliveries
         statistics.dropped = counters.dropped
         statistics.expired = counters.expired
-        statistics.localChannels = queues.registeredCount
+        statistics.localChannels = queues.registeredCount + state.withLock { $0.inboxes.count }
         return statistics
     }
 
@@ -330,6 +385,12 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             state.groupsOfChannel[channel]?.remove(group)
             if state.groupsOfChannel[channel]?.isEmpty == true { state.groupsOfChannel[channel] = nil }
             guard state.groups[group]?.removeValue(forKey: channel) != nil else { return (false, false) }
+            if let inbox = state.inboxes[channel] {
+                state.pushed.remove(inbox, from: group)
+            } else {
+                state.queuedMembers[group]?.remove(channel)
+                if state.queuedMembers[group]?.isEmpty == true { state.queuedMembers[group] = nil }
+            }
             if state.groups[group]!.isEmpty {
                 state.groups[group] = nil
                 return (true, true)
@@ -341,18 +402,28 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         if groupEmpty { reconciler.unwant(groupPrefix + group) }
     }
 
-    /// Routes messages from one host to local queues, decoding each payload once.
-    private func deliver(from subscriber: RedisSubscriber) async {
-        for await message in subscriber.messages {
+    /// Routes the messages of one read from a host to local inboxes and queues, decoding each payload once.
+    /// Runs on the subscriber's event loop. Returns `false` when the inboxes' event loops are behind: the
+    /// subscriber stops reading (Redis buffers for it) until `resume` is called, and nothing is dropped.
+    private func deliver(_ messages: [RedisPubSubMessage], resume: @escaping @Sendable () -> Void) -> Bool {
+        for message in messages {
             if message.channel.hasPrefix(groupPrefix) {
                 let group = String(message.channel.utf8.dropFirst(groupPrefix.utf8.count))!
-                let members = state.withLock { $0.groups[group].map { Array($0.keys) } } ?? []
-                guard !members.isEmpty, let decoded = decode(message) else { continue }
-                queues.putMany(decoded, on: members)
+                let (pushed, queued) = state.withLock { state in
+                    (state.pushed.members(of: group), state.queuedMembers[group])
+                }
+                guard !pushed.isEmpty || queued != nil, let decoded = decode(message) else { continue }
+                if !pushed.isEmpty { dispatcher.dispatch(Delivery(decoded, group: group), to: pushed) }
+                if let queued { queues.putMany(decoded, on: queued) }
+            } else if let inbox = state.withLock({ $0.inboxes[message.channel] }) {
+                if let decoded = decode(message) { dispatcher.dispatch(Delivery(decoded), to: inbox) }
             } else if queues.isRegistered(message.channel), let decoded = decode(message) {
                 _ = queues.put(decoded, on: message.channel, create: false)
             }
         }
+        if dispatcher.hasRoom { return true }
+        dispatcher.whenDrained(resume)
+        return false
     }
 
     private func decode(_ message: RedisPubSubMessage) -> Message? {
@@ -368,11 +439,12 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         }
     }
 
-    private func watch(_ subscriber: RedisSubscriber) async {
+    private func watch(_ subscriber: RedisSubscriber, shard index: Int) async {
         for await event in subscriber.events {
             switch event {
             case .connectionLost(let error):
                 state.withLock { $0.connectionLosses += 1 }
+                tellInboxesOfLoss(onShard: index)
                 logger.warning("lost the Redis pub/sub connection; messages sent until it is back are lost", metadata: ["error": "\(error.message)"])
             case .resubscribed(let channels, let patterns):
                 state.withLock { $0.resubscriptions += 1 }
@@ -386,6 +458,23 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             case .connected, .stopped:
                 break
             }
+        }
+    }
+
+    /// Messages published while a subscription is down never reach this node: tell the inboxes whose
+    /// channel or groups live on that shard, so their clients know (and can recover from history).
+    private func tellInboxesOfLoss(onShard index: Int) {
+        let affected = state.withLock { state in
+            state.inboxes.filter { channel, _ in
+                ShardRing.index(of: channel, hostCount: shards.count) == index
+                    || (state.groupsOfChannel[channel] ?? []).contains {
+                        ShardRing.index(of: groupPrefix + $0, hostCount: shards.count) == index
+                    }
+            }.map(\.value)
+        }
+        let reason = "this node lost its Redis subscription; messages sent until it is back are not delivered"
+        for inbox in affected {
+            inbox.eventLoop.execute { inbox.messagesLost(reason: reason) }
         }
     }
 

@@ -1,3 +1,4 @@
+import ChannelLayers
 /// channels_redis' mapping from a Redis channel name to one of several hosts.
 ///
 /// `Int(Double(crc32(utf8(name)) & 0xFFF) / (4096.0 / Double(hostCount)))` with zlib's CRC-32, applied to

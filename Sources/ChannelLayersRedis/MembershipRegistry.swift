@@ -1,3 +1,4 @@
+import ChannelLayers
 import HiredisClient
 import Logging
 import Synchronization

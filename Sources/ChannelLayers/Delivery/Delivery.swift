@@ -1,0 +1,35 @@
+import ChannelsProtocol
+import NIOCore
+import Synchronization
+
+/// One message on its way to a node's local inboxes, decoded once and shared by all of them.
+///
+/// What an inbox makes of a message for its client (a WebSocket frame for one output shape) is made by
+/// the first inbox that needs it and reused by the others, on any event loop.
+public final class Delivery: Sendable {
+    /// The message.
+    public let message: Message
+    /// The handler its `type` names (`chat.message` -> `chat_message`), or `nil` when it has no valid type.
+    public let handlerName: String?
+    /// The group it was sent to, or `nil` for a message sent to one channel.
+    public let group: String?
+
+    private let frames = Mutex<[ObjectIdentifier: ByteBuffer?]>([:])
+
+    public init(_ message: Message, group: String? = nil) {
+        self.message = message
+        self.handlerName = try? message.handlerName()
+        self.group = group
+    }
+
+    /// The bytes prepared for `shape`, made by `make` the first time any inbox asks; `nil` when `make`
+    /// found the message cannot take that shape (it is not asked again).
+    public func prepared(for shape: ObjectIdentifier, _ make: () -> ByteBuffer?) -> ByteBuffer? {
+        frames.withLock { frames in
+            if let made = frames[shape] { return made }
+            let made = make()
+            frames[shape] = made
+            return made
+        }
+    }
+}

@@ -1,0 +1,120 @@
+import NIOCore
+import Synchronization
+
+/// Hands messages to local inboxes: one hop per event loop, however many inboxes a message goes to there.
+///
+/// Each event loop has a mailbox. A dispatch appends to the mailboxes of the loops its inboxes live on and
+/// schedules a drain only when the mailbox was empty, so under load one drain takes everything that piled
+/// up (messages stored once, read once per loop turn) and each inbox flushes once per drain.
+///
+/// Nothing is dropped here. A producer that outruns the event loops is told to wait: ``hasRoom`` turns
+/// false past ``highWater`` undrained messages, and ``whenDrained(_:)`` runs its action once the mailboxes
+/// are back under ``lowWater``. The Redis layer stops reading its subscription socket meanwhile; the
+/// in-memory layer's `groupSend` waits.
+package final class InboxDispatcher: Sendable {
+    /// Messages waiting in mailboxes before producers are asked to wait.
+    package let highWater: Int
+    /// Messages waiting in mailboxes below which waiting producers go on.
+    package let lowWater: Int
+
+    private final class Mailbox: Sendable {
+        let eventLoop: any EventLoop
+        let items = Mutex<(pending: [(Delivery, [any ChannelInbox])], scheduled: Bool)>(([], false))
+        init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+    }
+
+    private let mailboxes = Mutex<[ObjectIdentifier: Mailbox]>([:])
+    private let undrained = Atomic<Int>(0)
+    private let waiting = Mutex<[@Sendable () -> Void]>([])
+    private let delivered = Atomic<Int>(0)
+
+    package init(highWater: Int = 4096, lowWater: Int = 1024) {
+        self.highWater = highWater
+        self.lowWater = lowWater
+    }
+
+    /// Deliveries made so far (one per inbox per message).
+    package var deliveries: Int { delivered.load(ordering: .relaxed) }
+
+    /// Whether producers may go on without waiting.
+    package var hasRoom: Bool { undrained.load(ordering: .relaxed) < highWater }
+
+    /// Sends `delivery` to each group of inboxes, every inbox of a group living on its `eventLoop`.
+    package func dispatch(_ delivery: Delivery, to members: [GroupIndex.LoopMembers]) {
+        for loop in members where !loop.inboxes.isEmpty {
+            post(delivery, to: loop.inboxes, on: loop.eventLoop)
+        }
+    }
+
+    /// Sends `delivery` to one inbox.
+    package func dispatch(_ delivery: Delivery, to inbox: any ChannelInbox) {
+        post(delivery, to: [inbox], on: inbox.eventLoop)
+    }
+
+    /// Runs `action` once fewer than ``lowWater`` messages wait (at once if that is already so).
+    package func whenDrained(_ action: @escaping @Sendable () -> Void) {
+        let now = waiting.withLock { waiting -> Bool in
+            if undrained.load(ordering: .relaxed) < lowWater { return true }
+            waiting.append(action)
+            return false
+        }
+        if now { action() }
+    }
+
+    /// Waits until producers may go on.
+    package func waitForRoom() async {
+        guard !hasRoom else { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            whenDrained { continuation.resume() }
+        }
+    }
+
+    private func mailbox(for eventLoop: any EventLoop) -> Mailbox {
+        let key = ObjectIdentifier(eventLoop)
+        return mailboxes.withLock { mailboxes in
+            if let mailbox = mailboxes[key] { return mailbox }
+            let mailbox = Mailbox(eventLoop: eventLoop)
+            mailboxes[key] = mailbox
+            return mailbox
+        }
+    }
+
+    private func post(_ delivery: Delivery, to inboxes: [any ChannelInbox], on eventLoop: any EventLoop) {
+        let mailbox = mailbox(for: eventLoop)
+        undrained.add(1, ordering: .relaxed)
+        let schedule = mailbox.items.withLock { items in
+            items.pending.append((delivery, inboxes))
+            defer { items.scheduled = true }
+            return !items.scheduled
+        }
+        if schedule { eventLoop.execute { self.drain(mailbox) } }
+    }
+
+    private func drain(_ mailbox: Mailbox) {
+        let items = mailbox.items.withLock { items in
+            defer {
+                items.pending = []
+                items.scheduled = false
+            }
+            return items.pending
+        }
+        var touched: [any ChannelInbox] = []
+        var count = 0
+        for (delivery, inboxes) in items {
+            count += inboxes.count
+            for inbox in inboxes where inbox.receive(delivery) {
+                touched.append(inbox)
+            }
+        }
+        for inbox in touched { inbox.endOfBatch() }
+        delivered.add(count, ordering: .relaxed)
+        let left = undrained.subtract(items.count, ordering: .relaxed).newValue
+        if left < lowWater {
+            let actions = waiting.withLock { waiting in
+                defer { waiting = [] }
+                return waiting
+            }
+            for action in actions { action() }
+        }
+    }
+}
