@@ -293,10 +293,12 @@ struct IdleCommand: AsyncParsableCommand {
     @Option(help: "Connections.") var connections = 1000
     @Option(help: "Seconds to hold them.") var duration = 10.0
     @Option(help: "Path.") var path = "/ws/chat/idle/"
+    @Option(help: "Spread the connections over this many chat rooms, /ws/chat/idle-<n>/ (0: every one on --path).") var rooms = 0
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
         raiseFileLimit()
+        let rooms = self.rooms, path = self.path
         let started = ContinuousClock.now
         var sockets: [WebSocketClient] = []
         var failures = 0
@@ -305,7 +307,8 @@ struct IdleCommand: AsyncParsableCommand {
                 for index in start..<min(start + 64, connections) {
                     let node = nodes[index % nodes.count].split(separator: ":")
                     group.addTask {
-                        try? await WebSocketClient.connect(host: String(node[0]), port: Int(node[1]) ?? 8000, path: path)
+                        let target = rooms > 0 ? "/ws/chat/idle-\(index % rooms)/" : path
+                        return try? await WebSocketClient.connect(host: String(node[0]), port: Int(node[1]) ?? 8000, path: target)
                     }
                 }
                 return await group.reduce(into: []) { $0.append($1) }

@@ -55,7 +55,8 @@ struct CheckCommand: AsyncParsableCommand {
         await connection.close()
     }
 
-    private func failure(_ error: some Error) -> some Error {
+    // Returns a concrete type: an opaque `some Error` here crashed swiftc 6.3.1 in release builds (IRGen).
+    private func failure(_ error: any Error) -> ValidationFailure {
         let message = (error as? RedisError)?.message ?? "\(error)"
         return ValidationFailure(message: "channels-ctl check: \(message)")
     }

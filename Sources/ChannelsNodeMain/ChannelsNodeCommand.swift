@@ -48,10 +48,10 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
     @Option(help: "Largest client message in bytes; larger ones close with 1009 (CHANNELS_MAX_MESSAGE_SIZE). [default: 65536]")
     var maxMessageSize: Int?
 
-    @Option(help: "Frames queued per client before it is closed as slow, 4008 (CHANNELS_MAX_QUEUED_MESSAGES). [default: 1024]")
+    @Option(help: "Layer messages waiting for a consumer's handler code before the client is closed as slow, 4008 (CHANNELS_MAX_QUEUED_MESSAGES). [default: 1024]")
     var maxQueuedMessages: Int?
 
-    @Option(help: "Bytes queued per client before it is closed as slow, 4008 (CHANNELS_MAX_QUEUED_BYTES). [default: 4194304]")
+    @Option(help: "Bytes waiting to be written to a client before it is closed as slow, 4008 (CHANNELS_MAX_QUEUED_BYTES). [default: 4194304]")
     var maxQueuedBytes: Int?
 
     @Option(help: "Invalid frames: error-frame or close (1007) (CHANNELS_INVALID_FRAME). [default: error-frame]")

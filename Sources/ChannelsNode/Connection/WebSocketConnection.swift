@@ -336,13 +336,11 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
             let closing = closingCode.load(ordering: .relaxed)
             switch event {
             case .text(let text):
-                // A client closed for its rate has its backlog dropped; other closing clients' messages,
-                // already read, are still handled (nothing it sent is lost).
-                guard closing != CloseCode.rateLimited else { continue }
+                // Every frame here was read within the client's rate and before any close: it is handled
+                // (nothing a client sent is lost); what a client sends past its rate is never queued.
                 guard let consumer else { continue }
                 await run { try await consumer.receiveText(text) }
             case .binary(let bytes):
-                guard closing != CloseCode.rateLimited else { continue }
                 guard let consumer else { continue }
                 await run { try await consumer.receiveBinary(bytes) }
             case .layer(let delivery):
