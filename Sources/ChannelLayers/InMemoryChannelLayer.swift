@@ -60,8 +60,7 @@ public final class InMemoryChannelLayer: ChannelLayer {
         try LayerValidation.message(message)
         try LayerValidation.channel(channel)
         if let inbox = state.withLock({ $0.inboxes[channel] }) {
-            await dispatcher.waitForRoom()
-            dispatcher.dispatch(Delivery(message), to: inbox)
+            await dispatcher.send(message, to: inbox)
             state.withLock { $0.sent += 1 }
             return
         }

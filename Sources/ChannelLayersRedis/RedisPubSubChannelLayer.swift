@@ -244,8 +244,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         try LayerValidation.channel(channel)
         try LayerValidation.message(message)
         if let inbox = state.withLock({ $0.inboxes[channel] }) {
-            await dispatcher.waitForRoom()
-            dispatcher.dispatch(Delivery(message), to: inbox)
+            await dispatcher.send(message, to: inbox)
             state.withLock { $0.messagesSent += 1 }
             return
         }

@@ -1,3 +1,4 @@
+import ChannelsProtocol
 import NIOCore
 import Synchronization
 
@@ -49,6 +50,12 @@ package final class InboxDispatcher: Sendable {
     /// Sends `delivery` to one inbox.
     package func dispatch(_ delivery: Delivery, to inbox: any ChannelInbox) {
         post(delivery, to: [inbox], on: inbox.eventLoop)
+    }
+
+    /// Sends a message to one inbox, waiting first while producers are asked to (a layer's `send`).
+    package func send(_ message: Message, to inbox: any ChannelInbox) async {
+        await waitForRoom()
+        dispatch(Delivery(message), to: inbox)
     }
 
     /// Runs `action` once fewer than ``lowWater`` messages wait (at once if that is already so).
