@@ -285,6 +285,11 @@ final class Locked<Value>: @unchecked Sendable {
     }
 }
 
+/// Text frames received by the idle connections, counted on their event loops.
+final class ReceivedCount: Sendable {
+    let value = Atomic<Int>(0)
+}
+
 /// `channels-bench idle`: holds N connections open.
 struct IdleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "idle", abstract: "Hold N idle WebSocket connections for a while.")
@@ -294,11 +299,16 @@ struct IdleCommand: AsyncParsableCommand {
     @Option(help: "Seconds to hold them.") var duration = 10.0
     @Option(help: "Path.") var path = "/ws/chat/idle/"
     @Option(help: "Spread the connections over this many chat rooms, /ws/chat/idle-<n>/ (0: every one on --path).") var rooms = 0
+    @Option(help: "Connect from this many loopback addresses, 127.0.0.1 up (one has ~28,000 ports towards a server).")
+    var sourceAddresses = 1
+    @Flag(help: "Once all are connected, one sends a chat message; report how many received it (one room: --rooms 0).")
+    var broadcast = false
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
         raiseFileLimit()
-        let rooms = self.rooms, path = self.path
+        let rooms = self.rooms, path = self.path, sources = max(1, sourceAddresses)
+        let received = ReceivedCount()
         let started = ContinuousClock.now
         var sockets: [WebSocketClient] = []
         var failures = 0
@@ -308,7 +318,13 @@ struct IdleCommand: AsyncParsableCommand {
                     let node = nodes[index % nodes.count].split(separator: ":")
                     group.addTask {
                         let target = rooms > 0 ? "/ws/chat/idle-\(index % rooms)/" : path
-                        return try? await WebSocketClient.connect(host: String(node[0]), port: Int(node[1]) ?? 8000, path: target)
+                        return try? await WebSocketClient.connect(
+                            host: String(node[0]), port: Int(node[1]) ?? 8000, path: target,
+                            localAddress: sources > 1 ? "127.0.0.\(1 + index % sources)" : nil,
+                            onMessage: { message in
+                                if message.text != nil { received.value.add(1, ordering: .relaxed) }
+                            }
+                        )
                     }
                 }
                 return await group.reduce(into: []) { $0.append($1) }
@@ -320,12 +336,23 @@ struct IdleCommand: AsyncParsableCommand {
         let connectSeconds = ((ContinuousClock.now - started) / .seconds(1))
         FileHandle.standardError.write(Data("holding \(sockets.count) connections (\(failures) failed) for \(duration) s\n".utf8))
         try? await Task.sleep(for: .milliseconds(Int64(duration * 1000)))
+        var broadcastReceived = -1
+        if broadcast, let first = sockets.first {
+            first.send(text: #"{"message": "broadcast"}"#)
+            let deadline = ContinuousClock.now + .seconds(60)
+            while received.value.load(ordering: .relaxed) < sockets.count, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            broadcastReceived = received.value.load(ordering: .relaxed)
+        }
         let stillOpen = sockets.filter(\.isOpen).count
         for socket in sockets { socket.abort() }
+        let broadcastJSON = broadcast ? #","broadcast_received":\#(broadcastReceived)"# : ""
         if json {
-            print(#"{"connections":\#(sockets.count),"connect_failures":\#(failures),"connect_seconds":\#(format(connectSeconds)),"still_open":\#(stillOpen)}"#)
+            print(#"{"connections":\#(sockets.count),"connect_failures":\#(failures),"connect_seconds":\#(format(connectSeconds)),"still_open":\#(stillOpen)\#(broadcastJSON)}"#)
         } else {
-            print("connected \(sockets.count), failures \(failures), in \(format(connectSeconds)) s; still open after \(duration) s: \(stillOpen)")
+            print("connected \(sockets.count), failures \(failures), in \(format(connectSeconds)) s; still open after \(duration) s: \(stillOpen)"
+                + (broadcast ? "; broadcast received by \(broadcastReceived)" : ""))
         }
         if sockets.isEmpty && connections > 0 {
             throw BenchFailure(description: "no connection could be opened to \(nodes.joined(separator: ", ")); is a node listening there?")

@@ -53,6 +53,7 @@ public final class WebSocketClient: Sendable {
         path: String,
         headers: [(String, String)] = [],
         maxFrameSize: Int = 1 << 20,
+        localAddress: String? = nil,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         onMessage: (@Sendable (Message) -> Void)? = nil
     ) async throws -> WebSocketClient {
@@ -65,7 +66,7 @@ public final class WebSocketClient: Sendable {
         for index in keyBytes.indices { keyBytes[index] = .random(in: 0...255) }
         let key = base64(keyBytes)
 
-        let bootstrap = ClientBootstrap(group: eventLoop)
+        var bootstrap = ClientBootstrap(group: eventLoop)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in
@@ -79,6 +80,14 @@ public final class WebSocketClient: Sendable {
                     )
                 }
             }
+        // A source address of our own: one address has only ~28,000 ephemeral ports towards one server.
+        if let localAddress {
+            do {
+                bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: localAddress, port: 0))
+            } catch {
+                throw ConnectError(status: nil, description: "invalid source address \(localAddress): \(error)")
+            }
+        }
         let channel: any Channel
         do {
             channel = try await bootstrap.connect(host: host, port: port).get()

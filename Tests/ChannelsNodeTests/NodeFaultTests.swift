@@ -41,6 +41,10 @@ import Testing
         }
         // Messages sent while Redis is gone are refused to the publisher, counted, and the connections stay.
         #expect(await eventually(timeout: .seconds(10)) { publisher.frames.contains { $0.contains(#""error":"unavailable""#) } })
+        // Every member is told that messages for it may be lost: no loss is silent.
+        #expect(await eventually(timeout: .seconds(10)) {
+            clients.allSatisfy { $0.frames.contains { $0.contains(#""error":"messages_lost""#) } }
+        })
 
         try await redis.restart()
         let restarted = ContinuousClock.now

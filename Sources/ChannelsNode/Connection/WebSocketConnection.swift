@@ -79,6 +79,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     private var pingTask: RepeatedTask?
     private var heardSincePing = true
     private var closeTimeout: Scheduled<Void>?
+    private var lastRule: (name: String, rule: ForwardRule?)?
     /// The close code the consumer's `disconnect` gets.
     private var endCode = CloseCode.abnormal
     /// Read by the mailbox task: the code the connection is closing with, 0 while open.
@@ -254,7 +255,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
 
     func receive(_ delivery: Delivery) -> Bool {
         guard state == .open else { return false }
-        if let name = delivery.handlerName, let rule = route?.rules[name], !running, mailbox.isEmpty, handlerContext != nil {
+        if let name = delivery.handlerName, let rule = rule(for: name), !running, mailbox.isEmpty, handlerContext != nil {
             guard let frame = delivery.prepared(for: ObjectIdentifier(rule), { makeFrame(rule, delivery) }) else { return false }
             write(frame)
         } else {
@@ -290,6 +291,14 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     }
 
     // MARK: - Internals
+
+    /// The route's rule for a handler name; the last answer is kept, since a connection mostly gets one type.
+    private func rule(for name: String) -> ForwardRule? {
+        if let lastRule, lastRule.name == name { return lastRule.rule }
+        let rule = route?.rules[name]
+        lastRule = (name, rule)
+        return rule
+    }
 
     private func makeFrame(_ rule: ForwardRule, _ delivery: Delivery) -> ByteBuffer? {
         if let frame = rule.frame(for: delivery.message) { return frame }
