@@ -98,24 +98,29 @@ package final class InboxDispatcher: Sendable {
     }
 
     private func drain(_ mailbox: Mailbox) {
-        let items = mailbox.items.withLock { items in
-            defer {
-                items.pending = []
-                items.scheduled = false
-            }
-            return items.pending
-        }
         var touched: [any ChannelInbox] = []
         var count = 0
-        for (delivery, inboxes) in items {
-            count += inboxes.count
-            for inbox in inboxes where inbox.receive(delivery) {
-                touched.append(inbox)
+        var taken = 0
+        // Messages that arrive while this drain writes are taken too before anything is flushed: under load a
+        // batch grows instead of each message costing every member its own socket write.
+        for _ in 0..<Self.maxRounds {
+            let items = mailbox.items.withLock { items in
+                defer { items.pending = [] }
+                if items.pending.isEmpty { items.scheduled = false }
+                return items.pending
+            }
+            if items.isEmpty { break }
+            taken += items.count
+            for (delivery, inboxes) in items {
+                count += inboxes.count
+                for inbox in inboxes where inbox.receive(delivery) {
+                    touched.append(inbox)
+                }
             }
         }
         for inbox in touched { inbox.endOfBatch() }
         delivered.add(count, ordering: .relaxed)
-        let left = undrained.subtract(items.count, ordering: .relaxed).newValue
+        let left = undrained.subtract(taken, ordering: .relaxed).newValue
         if left < lowWater {
             let actions = waiting.withLock { waiting in
                 defer { waiting = [] }
@@ -123,5 +128,17 @@ package final class InboxDispatcher: Sendable {
             }
             for action in actions { action() }
         }
+        // Still more after the last round: go on in a new task, so other work on this loop gets its turn.
+        let more = mailbox.items.withLock { items in
+            if items.pending.isEmpty {
+                items.scheduled = false
+                return false
+            }
+            return true
+        }
+        if more { mailbox.eventLoop.execute { self.drain(mailbox) } }
     }
+
+    /// Rounds of a drain before it yields the event loop.
+    private static let maxRounds = 8
 }

@@ -73,6 +73,8 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     private var state = State.open
     private var inBatch = false
     private var unflushedFrames = 0
+    /// Frames of the current batch, gathered into one buffer: one pipeline write and one iovec per batch.
+    private var unwritten: ByteBuffer?
     private var readPaused = false
     private var pendingClientFrames = 0
     private var rateLimiter: MessageRateLimiter
@@ -209,6 +211,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
                 endCode = code
                 state = .closing
                 closingCode.store(code, ordering: .relaxed)
+                flush()
                 context.writeAndFlush(wrapOutboundOut(ServerFrame.close(code: code, reason: ""))).whenComplete { _ in
                     context.close(promise: nil)
                 }
@@ -414,17 +417,34 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     }
 
     private func write(_ frame: ByteBuffer) {
-        guard state == .open, let handlerContext else { return }
-        handlerContext.write(wrapOutboundOut(frame), promise: nil)
+        guard state == .open, handlerContext != nil else { return }
+        // Small frames are copied together; the first is shared as is (a frame alone costs no copy).
+        if unwritten == nil || frame.readableBytes > Self.gatherLimit {
+            writeGathered()
+            unwritten = frame
+        } else {
+            unwritten!.writeImmutableBuffer(frame)
+        }
         unflushedFrames += 1
+        if unwritten!.readableBytes > Self.gatherLimit { writeGathered() }
+    }
+
+    private func writeGathered() {
+        guard let buffer = unwritten, let handlerContext else { return }
+        unwritten = nil
+        handlerContext.write(wrapOutboundOut(buffer), promise: nil)
     }
 
     private func flush() {
         guard unflushedFrames > 0, let handlerContext else { return }
+        writeGathered()
         handlerContext.flush()
         metrics.messagesOut.increment(by: unflushedFrames)
         unflushedFrames = 0
     }
+
+    /// Frames up to this size are gathered into one buffer per batch; larger ones are written as they are.
+    static let gatherLimit = 16 * 1024
 
     private func closeAsSlow(_ why: String) {
         guard state == .open else { return }
@@ -453,6 +473,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
             return
         }
         heardSincePing = false
+        flush()
         handlerContext.writeAndFlush(wrapOutboundOut(ServerFrame.make(.ping, payload: [UInt8]())), promise: nil)
     }
 }
