@@ -99,6 +99,12 @@ public final class WebSocketClient: Sendable {
             upgraded.fail(ConnectError(status: nil, description: "the connection closed during the upgrade"))
             continuation.finish()
         }
+        // A server that took the TCP connection but never answers the upgrade must not hang the caller.
+        let timeout = channel.eventLoop.scheduleTask(in: .seconds(10)) {
+            upgraded.fail(ConnectError(status: nil, description: "no answer to the WebSocket upgrade from \(host):\(port) within 10 s"))
+            channel.close(promise: nil)
+        }
+        upgraded.futureResult.whenComplete { _ in timeout.cancel() }
         try await upgraded.futureResult.get()
         return WebSocketClient(channel: channel, messages: stream, closeBox: closeBox)
     }
