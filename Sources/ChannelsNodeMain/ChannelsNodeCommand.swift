@@ -72,6 +72,12 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
     @Option(help: "WebSocket connections this node takes; more get 503/1013, 0 = no limit (CHANNELS_MAX_CONNECTIONS). [default: 0]")
     var maxConnections: Int?
 
+    @Option(help: "Seconds a connection may take to send a whole request head (CHANNELS_HANDSHAKE_TIMEOUT). [default: 10]")
+    var handshakeTimeout: Double?
+
+    @Option(help: "Connections that have not upgraded the node holds; more are closed at once, 0 = no limit (CHANNELS_MAX_PENDING_HANDSHAKES). [default: 1024]")
+    var maxPendingHandshakes: Int?
+
     @Option(help: "Messages per second a client may send; over it closes with 4029, 0 = no limit (CHANNELS_MAX_MESSAGES_PER_SECOND). [default: 0]")
     var maxMessagesPerSecond: Double?
 
@@ -89,6 +95,15 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
 
     @Option(help: "A value the aud claim of tokens must include (CHANNELS_JWT_AUDIENCE).")
     var jwtAudience: String?
+
+    @Option(help: "Seconds a token's exp may lie ahead; longer-lived tokens are refused (CHANNELS_JWT_MAX_LIFETIME). [default: no bound]")
+    var jwtMaxLifetime: Double?
+
+    @Option(help: "The kid HS256 tokens must carry (CHANNELS_JWT_HS256_KEY_ID). [default: any]")
+    var jwtHs256KeyId: String?
+
+    @Option(help: "The kid RS256 tokens must carry (CHANNELS_JWT_RS256_KEY_ID). [default: any]")
+    var jwtRs256KeyId: String?
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -150,8 +165,13 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
             allowedOrigins: list(allowedOrigins, "CHANNELS_ALLOWED_ORIGINS"),
             drainTime: .milliseconds(Int64(try number(drainTime, "CHANNELS_DRAIN_TIME", 30.0) * 1000)),
             drainCloseRate: try number(drainRate, "CHANNELS_DRAIN_RATE", 500),
-            maxConnections: try number(maxConnections, "CHANNELS_MAX_CONNECTIONS", 0)
+            maxConnections: try number(maxConnections, "CHANNELS_MAX_CONNECTIONS", 0),
+            handshakeTimeout: .milliseconds(Int64(try number(handshakeTimeout, "CHANNELS_HANDSHAKE_TIMEOUT", 10.0) * 1000)),
+            maxPendingHandshakes: try number(maxPendingHandshakes, "CHANNELS_MAX_PENDING_HANDSHAKES", 1024)
         )
+        guard configuration.handshakeTimeout > .zero, configuration.maxPendingHandshakes >= 0 else {
+            throw ValidationError("--handshake-timeout must be positive and --max-pending-handshakes 0 or more")
+        }
         guard configuration.maxConnections >= 0 else { throw ValidationError("--max-connections must be 0 or more") }
         let middleware = try await authentication(setting: setting)
 
@@ -225,6 +245,14 @@ extension ChannelsNodeCommand {
         }
         configuration.issuer = setting(jwtIssuer, "CHANNELS_JWT_ISSUER")
         configuration.audience = setting(jwtAudience, "CHANNELS_JWT_AUDIENCE")
+        configuration.hs256KeyID = setting(jwtHs256KeyId, "CHANNELS_JWT_HS256_KEY_ID")
+        configuration.rs256KeyID = setting(jwtRs256KeyId, "CHANNELS_JWT_RS256_KEY_ID")
+        if let text = setting(jwtMaxLifetime.map { String($0) }, "CHANNELS_JWT_MAX_LIFETIME") {
+            guard let seconds = Double(text), seconds > 0 else {
+                throw ValidationError("--jwt-max-lifetime must be a positive number of seconds, not '\(text)'")
+            }
+            configuration.maxLifetime = .milliseconds(Int64(seconds * 1000))
+        }
         guard configuration.hs256Secret != nil || configuration.rs256PublicKeyPEM != nil else { return [] }
         do {
             return [try await JWTAuthMiddleware(configuration: configuration)]

@@ -118,3 +118,37 @@ import Testing
         _ = await node.exitStatus()
     }
 }
+
+/// A hostile publisher on the shared Redis cannot close a room: what cannot become a frame is dropped once
+/// per node and counted, and every member stays.
+@Suite(.serialized) struct HostilePublisherTests {
+    @Test(arguments: ["bytes", "nan", "infinity", "oversized"])
+    func aMessageNoFrameCanCarryIsDroppedOnceAndNobodyIsClosed(kind: String) async throws {
+        let redis = try await RedisServer.start()
+        let nodes = [try await NodeProcess.start(redis: [redis.url]), try await NodeProcess.start(redis: [redis.url])]
+        var clients: [ChatClient] = []
+        for index in 0..<20 { clients.append(try await ChatClient.connect(port: nodes[index % 2].port, room: "hostile")) }
+        let publisher = try await RedisConnection.connect(configuration: redis.configuration())
+        let value: MessageValue =
+            switch kind {
+            case "bytes": .bytes([0x01, 0x00])
+            case "nan": .double(.nan)
+            case "infinity": .double(-.infinity)
+            default: .string(String(repeating: "x", count: 3 << 20))  // 3 MiB: over half the 4 MiB outbound buffer
+            }
+        let bad: Message = ["type": "chat.message", "message": value]
+        let good: Message = ["type": "chat.message", "message": "still here"]
+        try await publisher.send(RedisCommand("PUBLISH", "asgi__group__chat_hostile", .bytes(MessagePack.encode(bad))))
+        try await publisher.send(RedisCommand("PUBLISH", "asgi__group__chat_hostile", .bytes(MessagePack.encode(good))))
+        for client in clients {
+            #expect(await client.waitForFrames(1))
+            #expect(client.messages == ["still here"])
+            #expect(client.client.isOpen)
+        }
+        let counter = kind == "oversized" ? "channels_oversized_total" : "channels_unencodable_total"
+        for node in nodes {
+            #expect(NodeFaultTests.counter(counter, in: try await node.get("/metrics").body) == 1)
+        }
+        await publisher.close()
+    }
+}

@@ -189,6 +189,11 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
                     return
                 }
                 enqueue(.text(text))
+            } else if route?.acceptsBinary == false {
+                // Say so rather than drop it silently; the connection stays.
+                write(ServerFrame.text(ClientFrame.error(.invalidFrame, detail: "this endpoint takes text frames only")))
+                flush()
+                return
             } else {
                 enqueue(.binary(Array(data.readableBytesView)))
             }
@@ -304,11 +309,22 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     }
 
     private func makeFrame(_ rule: ForwardRule, _ delivery: Delivery) -> ByteBuffer? {
-        if let frame = rule.frame(for: delivery.message) { return frame }
         // Made once per message and node: one count and at most one log line for the whole group.
-        metrics.unencodable.increment()
-        warnings.warn("dropped a layer message JSON cannot carry (bytes, NaN or infinity)", metadata: ["type": "\(delivery.message.type ?? "?")"])
-        return nil
+        guard let frame = rule.frame(for: delivery.message) else {
+            metrics.unencodable.increment()
+            warnings.warn("dropped a layer message JSON cannot carry (bytes, NaN or infinity)", metadata: ["type": "\(delivery.message.type ?? "?")"])
+            return nil
+        }
+        // A frame that alone would fill a client's outbound buffer would close every member as slow.
+        guard frame.readableBytes <= limits.maxOutboundFrame else {
+            metrics.oversized.increment()
+            warnings.warn(
+                "dropped a layer message too large for a client frame",
+                metadata: ["type": "\(delivery.message.type ?? "?")", "bytes": "\(frame.readableBytes)", "limit": "\(limits.maxOutboundFrame)"]
+            )
+            return nil
+        }
+        return frame
     }
 
     private func enqueue(_ event: Event) {

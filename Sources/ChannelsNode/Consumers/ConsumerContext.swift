@@ -92,6 +92,9 @@ public struct ConnectionLimits: Sendable, Hashable {
     public var maxQueuedMessages: Int
     /// Bytes waiting to be written to one client before it is closed as a slow client (4008).
     public var maxQueuedBytes: Int
+    /// The largest frame a layer message may become (half of ``maxQueuedBytes``, so that an empty outbound
+    /// buffer always takes one); larger messages are dropped before fan-out and counted.
+    public var maxOutboundFrame: Int { maxQueuedBytes / 2 }
     /// What happens to frames a consumer cannot use.
     public var invalidFramePolicy: InvalidFramePolicy
     /// Messages per second a client may send on average; 0 = no limit. A client over it (after

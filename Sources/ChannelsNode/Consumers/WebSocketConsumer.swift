@@ -30,6 +30,10 @@ public protocol WebSocketConsumer: AnyObject {
     /// They run without waking a task. A name in both tables uses the rule.
     static var forwardRules: [String: ForwardRule] { get }
 
+    /// Whether ``receive(binary:)`` is implemented; when `false` (the default) a binary frame is answered
+    /// with an `invalid_frame` error frame and the connection stays.
+    static var acceptsBinary: Bool { get }
+
     /// Creates the consumer for a connection.
     init(context: ConsumerContext)
 
@@ -58,6 +62,7 @@ public enum ConnectDecision: Sendable, Equatable {
 extension WebSocketConsumer {
     public static var messageHandlers: [String: Handler] { [:] }
     public static var forwardRules: [String: ForwardRule] { [:] }
+    public static var acceptsBinary: Bool { false }
     public func connect() async throws -> ConnectDecision { .accept }
     public func receive(text: String) async throws {}
     public func receive(binary: [UInt8]) async throws {}

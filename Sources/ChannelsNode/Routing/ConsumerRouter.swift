@@ -18,6 +18,8 @@ public struct ConsumerRouter: Sendable {
         let rules: [String: ForwardRule]
         /// Names with handler code.
         let handlers: Set<String>
+        /// Whether the consumer takes binary frames.
+        let acceptsBinary: Bool
     }
 
     private(set) var routes: [Route] = []
@@ -37,7 +39,7 @@ public struct ConsumerRouter: Sendable {
         routes.append(
             Route(
                 pattern: pattern, segments: segments, makeDriver: { ConsumerDriver.make(C.self, context: $0) },
-                rules: C.forwardRules, handlers: Set(C.messageHandlers.keys)
+                rules: C.forwardRules, handlers: Set(C.messageHandlers.keys), acceptsBinary: C.acceptsBinary
             )
         )
     }

@@ -50,6 +50,8 @@ public final class ChannelsNode: Service {
     private let probe: ReadinessProbe
     private let draining = Atomic<Bool>(false)
     private let admission: ConnectionAdmission
+    private let pendingHandshakes = ConnectionAdmission(limit: 0)
+    private let acceptFailureLogged = Atomic<Bool>(false)
     private let eventLoopGroup: any EventLoopGroup
 
     /// Creates a node.
@@ -138,6 +140,19 @@ public final class ChannelsNode: Service {
     private func bind() async throws -> any Channel {
         let limits = configuration.limits
         let bootstrap = ServerBootstrap(group: eventLoopGroup)
+            .serverChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // Out of file descriptors: stop accepting for a moment instead of spinning, keep serving
+                    // the open connections, count it, say it once.
+                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler(backoffProvider: { [self] error in
+                        metrics.acceptFailures.increment()
+                        if !acceptFailureLogged.exchange(true, ordering: .relaxed) {
+                            logger.error("cannot accept connections (\(error)); pausing accepts for a second at a time; raise the open-file limit or lower --max-connections")
+                        }
+                        return AcceptBackoffHandler.defaultBackoffProvider(error: error)
+                    }))
+                }
+            }
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -158,7 +173,19 @@ public final class ChannelsNode: Service {
 
     /// The pipeline of a new connection: HTTP/1.1 with the WebSocket upgrade, then plain requests.
     private func initialize(_ channel: any Channel) throws {
-        let http = HTTPRequestHandler { [self] head, upgradeError in await answer(head, upgradeError: upgradeError) }
+        // Connections that have not upgraded are capped: each costs a socket and a parser, and sends nothing useful yet.
+        if configuration.maxPendingHandshakes > 0, pendingHandshakes.count >= configuration.maxPendingHandshakes {
+            metrics.pendingHandshakeRefusals.increment()
+            channel.close(promise: nil)
+            return
+        }
+        let pending = PendingSlot(admission: pendingHandshakes)
+        channel.closeFuture.whenComplete { _ in pending.release() }
+        let http = HTTPRequestHandler(
+            headTimeout: .nanoseconds(Int64(configuration.handshakeTimeout / .nanoseconds(1))),
+            onTimeout: { [metrics] in metrics.handshakeTimeouts.increment() },
+            onBadRequest: { [metrics] in metrics.badRequests.increment() }
+        ) { [self] head, upgradeError in await answer(head, upgradeError: upgradeError) }
         let prepared = PreparedConnection()
         let upgrader = WebSocketUpgrader(
             shouldUpgrade: { [self] channel, head in
@@ -180,6 +207,7 @@ public final class ChannelsNode: Service {
                         NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024, maxAccumulatedFrameSize: maxSize)
                     )
                     try operations.addHandler(connection)
+                    pending.release()
                     connections.add(connection)
                     metrics.connectionOpened()
                 }
@@ -193,7 +221,8 @@ public final class ChannelsNode: Service {
                     context.pipeline.removeHandler(name: Self.httpHandlerName, promise: nil)
                 }
             ),
-            withErrorHandling: true
+            // The HTTP handler answers parser errors itself: 431 for headers too large, 400 otherwise.
+            withErrorHandling: false
         )
         try channel.pipeline.syncOperations.addHandler(http, name: Self.httpHandlerName)
     }
@@ -345,6 +374,21 @@ public final class ChannelsNode: Service {
     }
 }
 
+/// A connection's place among those that have not upgraded, given back once.
+private final class PendingSlot: Sendable {
+    private let admission: ConnectionAdmission
+    private let released = Atomic<Bool>(false)
+
+    init(admission: ConnectionAdmission) {
+        self.admission = admission
+        _ = admission.admit()
+    }
+
+    func release() {
+        if !released.exchange(true, ordering: .relaxed) { admission.release() }
+    }
+}
+
 /// Hands the connection that the handshake prepared to the upgrade's pipeline step.
 private final class PreparedConnection: Sendable {
     let connection = Mutex<WebSocketConnection?>(nil)
@@ -380,6 +424,12 @@ public struct NodeConfiguration: Sendable {
     /// Open WebSocket connections (and upgrades in progress) the node accepts; 0 = no limit. Beyond it,
     /// handshakes are refused with HTTP 503 / close code 1013, so the load balancer tries another node.
     public var maxConnections: Int
+    /// How long a connection may take to send a whole request head (after connecting, or after its
+    /// previous answer) before it is closed.
+    public var handshakeTimeout: Duration
+    /// Connections that have not upgraded (nor finished a plain request) the node holds; more are closed
+    /// at once. 0 = no limit.
+    public var maxPendingHandshakes: Int
 
     public init(
         host: String = "127.0.0.1",
@@ -391,8 +441,12 @@ public struct NodeConfiguration: Sendable {
         drainCloseRate: Int = 500,
         readinessProbeInterval: Duration = .seconds(2),
         pingInterval: Duration = .seconds(30),
-        maxConnections: Int = 0
+        maxConnections: Int = 0,
+        handshakeTimeout: Duration = .seconds(10),
+        maxPendingHandshakes: Int = 1024
     ) {
+        self.handshakeTimeout = handshakeTimeout
+        self.maxPendingHandshakes = maxPendingHandshakes
         self.host = host
         self.port = port
         self.nodeID = nodeID

@@ -17,22 +17,59 @@ struct HTTPAnswer: Sendable {
 /// Serves the plain HTTP requests of a connection that did not upgrade (pages, health, metrics, and the
 /// reasons a WebSocket handshake was refused). Each request is answered by `respond` in a task of its own;
 /// NIO's pipelining handler keeps answers in request order.
+///
+/// A connection must send a whole request head within `headTimeout` of connecting or of its previous
+/// answer, or it is closed (sockets that send nothing, or a byte a second). Bytes the HTTP parser refuses
+/// get 431 (headers too large) or 400, then the socket closes.
 final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let respond: @Sendable (HTTPRequestHead, (any Error)?) async -> HTTPAnswer
+    private let headTimeout: TimeAmount
+    private let onTimeout: () -> Void
+    private let onBadRequest: () -> Void
     private var head: HTTPRequestHead?
     /// Why the WebSocket upgrade of the current request failed, if it did.
     private var upgradeError: (any Error)?
+    private var timeout: Scheduled<Void>?
 
-    init(respond: @escaping @Sendable (HTTPRequestHead, (any Error)?) async -> HTTPAnswer) {
+    init(
+        headTimeout: TimeAmount,
+        onTimeout: @escaping () -> Void,
+        onBadRequest: @escaping () -> Void,
+        respond: @escaping @Sendable (HTTPRequestHead, (any Error)?) async -> HTTPAnswer
+    ) {
+        self.headTimeout = headTimeout
+        self.onTimeout = onTimeout
+        self.onBadRequest = onBadRequest
         self.respond = respond
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        armTimeout(context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        timeout = nil
+    }
+
+    private func armTimeout(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        let channel = context.channel
+        let onTimeout = self.onTimeout
+        timeout = context.eventLoop.scheduleTask(in: headTimeout) {
+            onTimeout()
+            channel.close(promise: nil)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
+            timeout?.cancel()
+            timeout = nil
             self.head = head
         case .body:
             break
@@ -43,8 +80,9 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             upgradeError = nil
             let respond = self.respond
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            context.eventLoop.makeFutureWithTask { await respond(head, error) }.whenSuccess { answer in
+            context.eventLoop.makeFutureWithTask { await respond(head, error) }.whenSuccess { [self] answer in
                 Self.write(answer, for: head, on: bound.value)
+                if head.isKeepAlive { armTimeout(context: bound.value) }
             }
         }
     }
@@ -55,7 +93,21 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             upgradeError = error
             return
         }
-        context.fireErrorCaught(error)
+        if let error = error as? HTTPParserError {
+            onBadRequest()
+            let (status, text): (HTTPResponseStatus, String) =
+                switch error {
+                case .headerOverflow: (.requestHeaderFieldsTooLarge, "request headers too large\n")
+                default: (.badRequest, "malformed HTTP request\n")
+                }
+            var headers = HTTPHeaders([("Content-Type", "text/plain; charset=utf-8"), ("Connection", "close")])
+            headers.add(name: "Content-Length", value: "\(text.utf8.count)")
+            context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+            context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
+            context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil))).whenComplete { _ in context.close(promise: nil) }
+            return
+        }
+        context.close(promise: nil)
     }
 
     private static func write(_ answer: HTTPAnswer, for request: HTTPRequestHead, on context: ChannelHandlerContext) {

@@ -14,7 +14,10 @@ import Synchronization
 /// `channels_rate_limit_closes_total`, `channels_publish_failures_total` (client messages the layer could not
 /// publish, a Redis outage: each is a message lost), `channels_unencodable_total` (layer messages JSON cannot
 /// carry, counted once per message and node), `channels_no_handler_total` (layer messages the consumer has no
-/// handler for).
+/// handler for), `channels_oversized_total` (layer messages too large for a client frame, once per message and node),
+/// `channels_handshake_timeouts_total`, `channels_bad_requests_total` (HTTP the parser refused),
+/// `channels_pending_handshake_refusals_total` (over `maxPendingHandshakes`), `channels_accept_failures_total`
+/// (accept failed, out of file descriptors).
 final class NodeMetrics: Sendable {
     let connections = Gauge(label: "channels_connections")
     let connectionsTotal = Counter(label: "channels_connections_total")
@@ -34,6 +37,11 @@ final class NodeMetrics: Sendable {
     let publishFailures = Counter(label: "channels_publish_failures_total")
     let unencodable = Counter(label: "channels_unencodable_total")
     let noHandler = Counter(label: "channels_no_handler_total")
+    let oversized = Counter(label: "channels_oversized_total")
+    let handshakeTimeouts = Counter(label: "channels_handshake_timeouts_total")
+    let badRequests = Counter(label: "channels_bad_requests_total")
+    let pendingHandshakeRefusals = Counter(label: "channels_pending_handshake_refusals_total")
+    let acceptFailures = Counter(label: "channels_accept_failures_total")
 
     private let open = Mutex(0)
     private let lastLayer = Mutex(ChannelLayerStatistics())
