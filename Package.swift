@@ -204,7 +204,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
             ],
-            exclude: ["Browser"],
+            exclude: ["Browser", "Wire"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

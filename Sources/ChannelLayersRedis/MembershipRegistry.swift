@@ -8,7 +8,8 @@ import Synchronization
 /// With prefix `asgi`:
 /// - `asgi:registry:nodes`: sorted set, member = node id, score = last heartbeat (Unix seconds).
 /// - `asgi:registry:node:<node>`: hash `node`, `started_at`, `heartbeat_at`, `connections`, `channels`,
-///   `groups`; expires 30 s after the last heartbeat.
+///   `groups`, `auth` (a fingerprint of the node's authentication settings, `none` without them); expires
+///   30 s after the last heartbeat.
 /// - `asgi:registry:group:<group>:<node>`: hash, field = member channel, value = join time (Unix seconds);
 ///   expires 30 s after the last heartbeat, so the members of a node that died vanish on their own.
 ///
@@ -32,13 +33,15 @@ final class MembershipRegistry: Sendable {
     let prefix: String
     let nodeID: String
     let ttl: Duration
+    let authFingerprint: String
     let startedAt = WallClock.now()
     private let client: RedisClient
     private let logger: Logger
     private let queue = Mutex<(operations: [Operation], waiter: CheckedContinuation<Void, Never>?)>(([], nil))
     private let failures = Mutex(0)
 
-    init(client: RedisClient, prefix: String, nodeID: String, ttl: Duration, logger: Logger) {
+    init(client: RedisClient, prefix: String, nodeID: String, ttl: Duration, authFingerprint: String, logger: Logger) {
+        self.authFingerprint = authFingerprint
         self.client = client
         self.prefix = prefix
         self.nodeID = nodeID
@@ -126,7 +129,8 @@ final class MembershipRegistry: Sendable {
                     RedisCommand(
                         "HSET", .string(nodeKey), "node", .string(nodeID), "started_at", .string(String(startedAt)),
                         "heartbeat_at", .string(String(now)), "connections", .integer(snapshot.connections),
-                        "channels", .integer(snapshot.channels), "groups", .integer(snapshot.members.count)
+                        "channels", .integer(snapshot.channels), "groups", .integer(snapshot.members.count),
+                        "auth", .string(authFingerprint)
                     )
                 )
                 commands.append(RedisCommand("EXPIRE", .string(nodeKey), .integer(seconds)))

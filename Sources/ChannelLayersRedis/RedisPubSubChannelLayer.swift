@@ -45,6 +45,9 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         /// Groups whose names start with one of these are kept out of the registry (internal groups such as
         /// a node's readiness probe).
         public var unlistedGroupPrefixes: [String] = []
+        /// A fingerprint of the node's authentication settings, written to the registry so that a node
+        /// can see when its peers authenticate differently (`none`: no authentication).
+        public var authFingerprint = "none"
 
         public init(
             hosts: [RedisConfiguration],
@@ -156,7 +159,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             configuration.registry
             ? MembershipRegistry(
                 client: shards[0].client, prefix: configuration.prefix, nodeID: configuration.nodeID,
-                ttl: configuration.registryTTL, logger: logger
+                ttl: configuration.registryTTL, authFingerprint: configuration.authFingerprint, logger: logger
             ) : nil
         router.layer.withLock { $0 = self }
         for shard in shards {

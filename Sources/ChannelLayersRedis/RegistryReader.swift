@@ -57,6 +57,8 @@ public struct RegistryReader: Sendable {
         public let connections: Int?
         public let channels: Int?
         public let groups: Int?
+        /// A fingerprint of its authentication settings (`none` without any); nodes of one cluster must agree.
+        public let auth: String?
     }
 
     public let keys: RegistryKeys
@@ -121,7 +123,8 @@ public struct RegistryReader: Sendable {
                 startedAt: fields["started_at"].flatMap(Double.init),
                 connections: fields["connections"].flatMap { Int($0) },
                 channels: fields["channels"].flatMap { Int($0) },
-                groups: fields["groups"].flatMap { Int($0) }
+                groups: fields["groups"].flatMap { Int($0) },
+                auth: fields["auth"]
             )
         }.sorted { $0.id < $1.id }
     }

@@ -78,6 +78,9 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
     @Option(help: "Connections that have not upgraded the node holds; more are closed at once, 0 = no limit (CHANNELS_MAX_PENDING_HANDSHAKES). [default: 1024]")
     var maxPendingHandshakes: Int?
 
+    @Option(help: "Each socket's kernel send buffer in bytes; small keeps a slow client's backlog counted (CHANNELS_SOCKET_SEND_BUFFER). [default: 131072]")
+    var socketSendBuffer: Int?
+
     @Option(help: "Messages per second a client may send; over it closes with 4029, 0 = no limit (CHANNELS_MAX_MESSAGES_PER_SECOND). [default: 0]")
     var maxMessagesPerSecond: Double?
 
@@ -167,13 +170,15 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
             drainCloseRate: try number(drainRate, "CHANNELS_DRAIN_RATE", 500),
             maxConnections: try number(maxConnections, "CHANNELS_MAX_CONNECTIONS", 0),
             handshakeTimeout: .milliseconds(Int64(try number(handshakeTimeout, "CHANNELS_HANDSHAKE_TIMEOUT", 10.0) * 1000)),
-            maxPendingHandshakes: try number(maxPendingHandshakes, "CHANNELS_MAX_PENDING_HANDSHAKES", 1024)
+            maxPendingHandshakes: try number(maxPendingHandshakes, "CHANNELS_MAX_PENDING_HANDSHAKES", 1024),
+            socketSendBuffer: try number(socketSendBuffer, "CHANNELS_SOCKET_SEND_BUFFER", 128 * 1024)
         )
+        guard configuration.socketSendBuffer >= 4096 else { throw ValidationError("--socket-send-buffer must be at least 4096 bytes") }
         guard configuration.handshakeTimeout > .zero, configuration.maxPendingHandshakes >= 0 else {
             throw ValidationError("--handshake-timeout must be positive and --max-pending-handshakes 0 or more")
         }
         guard configuration.maxConnections >= 0 else { throw ValidationError("--max-connections must be 0 or more") }
-        let middleware = try await authentication(setting: setting)
+        let (middleware, authFingerprint) = try await authentication(setting: setting)
 
         let urls = list(redisURLs, "CHANNELS_REDIS_URL")
         let queueCapacity = try number(capacity, "CHANNELS_CAPACITY", 100)
@@ -194,6 +199,7 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
             layerConfiguration.nodeID = node_id
             layerConfiguration.capacity = queueCapacity
             layerConfiguration.unlistedGroupPrefixes = [ChannelsNode.probeGroupPrefix]
+            layerConfiguration.authFingerprint = authFingerprint
             let redisLayer: RedisPubSubChannelLayer
             do {
                 redisLayer = try RedisPubSubChannelLayer(configuration: layerConfiguration, connectionCount: { connectionCount.count })
@@ -202,6 +208,9 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
             }
             layer = redisLayer
             layerRunner = { try await redisLayer.run() }
+            let registryHost = layerConfiguration.hosts[0]
+            let prefix = layerConfiguration.prefix
+            Task { await Self.warnAboutPeersAuthenticatingDifferently(registryHost, prefix: prefix, nodeID: node_id, ours: authFingerprint, logger: logger) }
             logger.info("using the Redis pub/sub channel layer", metadata: ["redis": "\(layerConfiguration.hosts.map(\.redactedDescription))"])
         }
 
@@ -226,8 +235,26 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
 }
 
 extension ChannelsNodeCommand {
-    /// The JWT middleware when a key is configured; a key that cannot be read stops the node with one line.
-    func authentication(setting: (String?, String) -> String?) async throws -> [any HandshakeMiddleware] {
+    /// Authentication is per node: a node without the JWT settings of its peers opens their rooms to anyone
+    /// through Redis. Once the registry has this node's first heartbeat, compare with the live peers' and warn.
+    static func warnAboutPeersAuthenticatingDifferently(
+        _ host: RedisConfiguration, prefix: String, nodeID: String, ours: String, logger: Logger
+    ) async {
+        try? await Task.sleep(for: .seconds(2))
+        guard let connection = try? await RedisConnection.connect(configuration: host) else { return }
+        defer { Task { await connection.close() } }
+        guard let nodes = try? await RegistryReader(connection: connection, prefix: prefix).nodes() else { return }
+        let others = nodes.filter { $0.alive && $0.id != nodeID && $0.auth != nil && $0.auth != ours }
+        guard !others.isEmpty else { return }
+        logger.warning(
+            "nodes on this Redis authenticate differently from this one; every node of a cluster needs the same JWT settings, or clients of the weaker node reach the others' rooms through Redis",
+            metadata: ["nodes": "\(others.map(\.id))", "this_node": "\(ours == "none" ? "no authentication" : "JWT")"]
+        )
+    }
+
+    /// The JWT middleware when a key is configured, and the fingerprint of the settings (`none` without);
+    /// a key that cannot be read stops the node with one line.
+    func authentication(setting: (String?, String) -> String?) async throws -> (middleware: [any HandshakeMiddleware], fingerprint: String) {
         func read(_ path: String, _ what: String) throws -> String {
             guard let contents = FileManager.default.contents(atPath: path), let text = String(data: contents, encoding: .utf8) else {
                 throw ValidationError("cannot read the \(what) file \(path)")
@@ -253,9 +280,9 @@ extension ChannelsNodeCommand {
             }
             configuration.maxLifetime = .milliseconds(Int64(seconds * 1000))
         }
-        guard configuration.hs256Secret != nil || configuration.rs256PublicKeyPEM != nil else { return [] }
+        guard configuration.hs256Secret != nil || configuration.rs256PublicKeyPEM != nil else { return ([], "none") }
         do {
-            return [try await JWTAuthMiddleware(configuration: configuration)]
+            return ([try await JWTAuthMiddleware(configuration: configuration)], configuration.fingerprint)
         } catch {
             throw ValidationError(error.description)
         }

@@ -90,4 +90,17 @@ import Testing
         client.say("in")
         #expect(await client.waitForFrames(1))
     }
+
+    @Test func aNodeWarnsWhenItsPeersAuthenticateDifferently() async throws {
+        let redis = try await RedisServer.start()
+        let protected = try await NodeProcess.start(redis: [redis.url], arguments: ["--jwt-hs256-secret-file", try NodeSecurityTests.secretFile()])
+        let open = try await NodeProcess.start(redis: [redis.url])
+        #expect(await eventually(timeout: .seconds(10)) { open.log.contains("authenticate differently") }, "\(open.log)")
+        #expect(open.log.contains(protected.nodeID))
+        // Peers that agree say nothing.
+        let alsoProtected = try await NodeProcess.start(redis: [redis.url], arguments: ["--jwt-hs256-secret-file", try NodeSecurityTests.secretFile()])
+        try await Task.sleep(for: .seconds(3))
+        #expect(alsoProtected.log.contains("authenticate differently"))  // the open node is still there
+        #expect(alsoProtected.log.contains(open.nodeID) && !alsoProtected.log.contains("\"\(protected.nodeID)\""))
+    }
 }

@@ -217,8 +217,9 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
                 state = .closing
                 closingCode.store(code, ordering: .relaxed)
                 flush()
+                let channel = context.channel
                 context.writeAndFlush(wrapOutboundOut(ServerFrame.close(code: code, reason: ""))).whenComplete { _ in
-                    context.close(promise: nil)
+                    channel.close(promise: nil)
                 }
             } else {
                 context.close(promise: nil)

@@ -1,4 +1,5 @@
 import ChannelsProtocol
+import Crypto
 import FoundationEssentials
 import JWTKit
 
@@ -34,6 +35,16 @@ public struct JWTAuthMiddleware: HandshakeMiddleware {
         public var rs256KeyID: String?
         /// How far ahead `exp` may be; longer-lived tokens are refused. `nil`: no bound.
         public var maxLifetime: Duration?
+
+        /// A short digest of these settings (keys, issuer, audience, key ids, lifetime): nodes of one
+        /// cluster publish it in the registry and compare, without revealing the secret.
+        public var fingerprint: String {
+            let text = [
+                hs256Secret ?? "", rs256PublicKeyPEM ?? "", issuer ?? "", audience ?? "", hs256KeyID ?? "", rs256KeyID ?? "",
+                maxLifetime.map { "\($0)" } ?? "",
+            ].joined(separator: "\u{0}")
+            return "jwt-" + SHA256.hash(data: Array(text.utf8)).prefix(6).map { String($0, radix: 16).leftPadded() }.joined()
+        }
 
         public init(
             hs256Secret: String? = nil,
@@ -190,6 +201,10 @@ public struct JWTAuthMiddleware: HandshakeMiddleware {
         else { return nil }
         return Dictionary(uniqueKeysWithValues: object.map { ($0.key, $0.value) })
     }
+}
+
+extension String {
+    fileprivate func leftPadded() -> String { count == 1 ? "0" + self : self }
 }
 
 /// Base64url without padding (RFC 4648 §5), as JWTs use it.

@@ -156,6 +156,9 @@ public final class ChannelsNode: Service {
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // A small kernel send buffer keeps a non-reading client's backlog where the node counts it
+            // (the outbound buffer, --max-queued-bytes) instead of megabytes hidden in the kernel.
+            .childChannelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(configuration.socketSendBuffer))
             .childChannelOption(.writeBufferWaterMark, value: .init(low: limits.maxQueuedBytes / 2, high: limits.maxQueuedBytes))
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture { try initialize(channel) }
@@ -430,6 +433,8 @@ public struct NodeConfiguration: Sendable {
     /// Connections that have not upgraded (nor finished a plain request) the node holds; more are closed
     /// at once. 0 = no limit.
     public var maxPendingHandshakes: Int
+    /// Each socket's kernel send buffer in bytes (Linux doubles it for bookkeeping).
+    public var socketSendBuffer: Int
 
     public init(
         host: String = "127.0.0.1",
@@ -443,8 +448,10 @@ public struct NodeConfiguration: Sendable {
         pingInterval: Duration = .seconds(30),
         maxConnections: Int = 0,
         handshakeTimeout: Duration = .seconds(10),
-        maxPendingHandshakes: Int = 1024
+        maxPendingHandshakes: Int = 1024,
+        socketSendBuffer: Int = 128 * 1024
     ) {
+        self.socketSendBuffer = socketSendBuffer
         self.handshakeTimeout = handshakeTimeout
         self.maxPendingHandshakes = maxPendingHandshakes
         self.host = host

@@ -27,8 +27,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private let respond: @Sendable (HTTPRequestHead, (any Error)?) async -> HTTPAnswer
     private let headTimeout: TimeAmount
-    private let onTimeout: () -> Void
-    private let onBadRequest: () -> Void
+    private let onTimeout: @Sendable () -> Void
+    private let onBadRequest: @Sendable () -> Void
     private var head: HTTPRequestHead?
     /// Why the WebSocket upgrade of the current request failed, if it did.
     private var upgradeError: (any Error)?
@@ -36,8 +36,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     init(
         headTimeout: TimeAmount,
-        onTimeout: @escaping () -> Void,
-        onBadRequest: @escaping () -> Void,
+        onTimeout: @escaping @Sendable () -> Void,
+        onBadRequest: @escaping @Sendable () -> Void,
         respond: @escaping @Sendable (HTTPRequestHead, (any Error)?) async -> HTTPAnswer
     ) {
         self.headTimeout = headTimeout
@@ -79,10 +79,11 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             let error = upgradeError
             upgradeError = nil
             let respond = self.respond
-            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            context.eventLoop.makeFutureWithTask { await respond(head, error) }.whenSuccess { [self] answer in
-                Self.write(answer, for: head, on: bound.value)
-                if head.isKeepAlive { armTimeout(context: bound.value) }
+            let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+            context.eventLoop.makeFutureWithTask { await respond(head, error) }.whenSuccess { answer in
+                let (handler, context) = bound.value
+                Self.write(answer, for: head, on: context)
+                if head.isKeepAlive { handler.armTimeout(context: context) }
             }
         }
     }
@@ -104,7 +105,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             headers.add(name: "Content-Length", value: "\(text.utf8.count)")
             context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
             context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
-            context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil))).whenComplete { _ in context.close(promise: nil) }
+            let channel = context.channel
+            context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil))).whenComplete { _ in channel.close(promise: nil) }
             return
         }
         context.close(promise: nil)
@@ -118,7 +120,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: request.version, status: answer.status, headers: headers))), promise: nil)
         if request.method != .HEAD { context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(answer.body))), promise: nil) }
         let written = context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
-        if !keepAlive { written.whenComplete { _ in context.close(promise: nil) } }
+        let channel = context.channel
+        if !keepAlive { written.whenComplete { _ in channel.close(promise: nil) } }
     }
 }
 
