@@ -62,6 +62,7 @@ let package = Package(
             name: "ChannelLayers",
             dependencies: [
                 "ChannelsProtocol",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],

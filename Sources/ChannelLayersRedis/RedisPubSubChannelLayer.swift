@@ -111,6 +111,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     private let state = Mutex(State())
     private let connectionCount: @Sendable () -> Int?
     private let logger: Logger
+    private let warnings: WarningLimiter
     private let groupPrefix: String
 
     /// Creates the layer; nothing connects until ``run()``.
@@ -130,6 +131,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         }
         self.configuration = configuration
         self.logger = logger
+        self.warnings = WarningLimiter(logger: logger)
         self.connectionCount = connectionCount
         self.groupPrefix = "\(configuration.prefix)__group__"
         // The subscribers hand their messages to the layer on their event loop, set once `self` exists.
@@ -433,7 +435,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             return try MessagePack.decodeMessage(message.payload)
         } catch {
             state.withLock { $0.undecodable += 1 }
-            logger.warning(
+            warnings.warn(
                 "dropped a message that is not a msgpack channel layer message",
                 metadata: ["channel": "\(message.channel)", "error": "\(error.message)", "bytes": "\(message.payload.count)"]
             )
