@@ -37,6 +37,13 @@ public protocol ChannelLayer: Sendable {
     /// Sends a message to every member of a group, wherever it is.
     func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError)
 
+    /// Whether `group` keeps a history (offsets, epochs and recent messages for recovering clients).
+    func keepsHistory(_ group: String) -> Bool
+
+    /// The messages of a history group after `offset` (everything kept when `nil`, only the position when
+    /// `Int64.max`) and its newest position; `nil` when the group keeps no history.
+    func history(of group: String, after offset: Int64?) async throws(ChannelLayerError) -> GroupHistory?
+
     /// Forgets a channel of this process: its queue, its waiters and its group memberships.
     func deleteChannel(_ channel: String) async
 

@@ -15,11 +15,17 @@ public final class InMemoryChannelLayer: ChannelLayer {
         public var expiry: Duration
         /// How long a group membership of a queued channel lasts without being renewed by another `groupAdd`.
         public var groupExpiry: Duration
+        /// Which groups keep a history for recovering clients.
+        public var history: HistoryConfiguration
 
-        public init(capacity: Int = 100, expiry: Duration = .seconds(60), groupExpiry: Duration = .seconds(86_400)) {
+        public init(
+            capacity: Int = 100, expiry: Duration = .seconds(60), groupExpiry: Duration = .seconds(86_400),
+            history: HistoryConfiguration = .none
+        ) {
             self.capacity = capacity
             self.expiry = expiry
             self.groupExpiry = groupExpiry
+            self.history = history
         }
     }
 
@@ -32,6 +38,9 @@ public final class InMemoryChannelLayer: ChannelLayer {
         var groupsOfInbox: [String: Set<String>] = [:]
         var sent = 0
         var groupSends = 0
+        var histories: [String: HistoryRing] = [:]
+        /// This process's history epoch: it ends with the process (or a flush), so offsets never repeat in one.
+        var epoch = String(ChannelName.random(prefix: "").prefix(8))
     }
 
     public let configuration: Configuration
@@ -111,20 +120,46 @@ public final class InMemoryChannelLayer: ChannelLayer {
         // A publisher that outruns the event loops waits here instead of anyone losing the message.
         await dispatcher.waitForRoom()
         let now = ContinuousClock.now
-        let (pushed, queued): ([GroupIndex.LoopMembers], [String]) = state.withLock { state in
+        let keepsHistory = configuration.history.keepsHistory(group)
+        let (pushed, queued, position): ([GroupIndex.LoopMembers], [String], HistoryPosition?) = state.withLock { state in
             state.groupSends += 1
+            var position: HistoryPosition?
+            if keepsHistory {
+                // Offsets are taken under the same lock as the members, so deliveries follow offset order.
+                let offset = state.histories[group, default: HistoryRing(now: now)].append(message, size: configuration.history.size, now: now)
+                position = HistoryPosition(offset: offset, epoch: state.epoch)
+            }
             var queued: [String] = []
             if var members = state.queued[group] {
                 members = members.filter { $0.value > now }
                 state.queued[group] = members.isEmpty ? nil : members
                 queued = Array(members.keys)
             }
-            return (state.pushed.members(of: group), queued)
+            return (state.pushed.members(of: group), queued, position)
         }
-        if !pushed.isEmpty { dispatcher.dispatch(Delivery(message, group: group), to: pushed) }
+        if !pushed.isEmpty { dispatcher.dispatch(Delivery(message, group: group, position: position), to: pushed) }
         // Queued members whose queue is full miss the message; ChannelQueues counts the drop.
         for member in queued {
             _ = queues.put(message, on: member, create: true)
+        }
+    }
+
+    public func keepsHistory(_ group: String) -> Bool {
+        configuration.history.keepsHistory(group)
+    }
+
+    public func history(of group: String, after offset: Int64?) async throws(ChannelLayerError) -> GroupHistory? {
+        try LayerValidation.group(group)
+        guard keepsHistory(group) else { return nil }
+        let now = ContinuousClock.now
+        let ttl = configuration.history.ttl
+        return state.withLock { state in
+            guard var ring = state.histories[group] else {
+                return GroupHistory(top: HistoryPosition(offset: 0, epoch: state.epoch), messages: [], oldest: nil)
+            }
+            ring.expire(ttl: ttl, now: now)
+            state.histories[group] = ring
+            return GroupHistory(top: HistoryPosition(offset: ring.top, epoch: state.epoch), messages: ring.messages(after: offset), oldest: ring.oldest)
         }
     }
 
@@ -147,6 +182,8 @@ public final class InMemoryChannelLayer: ChannelLayer {
         queues.removeAll()
         state.withLock { state in
             state.queued = [:]
+            state.histories = [:]
+            state.epoch = String(ChannelName.random(prefix: "").prefix(8))
             state.pushed.removeAll()
             state.groupsOfInbox = [:]
         }

@@ -48,6 +48,8 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         /// A fingerprint of the node's authentication settings, written to the registry so that a node
         /// can see when its peers authenticate differently (`none`: no authentication).
         public var authFingerprint = "none"
+        /// Which groups keep a history for recovering clients (keys in ``HistoryScript``).
+        public var history = HistoryConfiguration.none
 
         public init(
             hosts: [RedisConfiguration],
@@ -313,8 +315,68 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     public func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError) {
         try LayerValidation.group(group)
         try LayerValidation.message(message)
-        try await publish(message, on: groupPrefix + group)
+        if configuration.history.keepsHistory(group) {
+            try await publishWithHistory(message, group: group)
+        } else {
+            try await publish(message, on: groupPrefix + group)
+        }
         state.withLock { $0.groupSends += 1 }
+    }
+
+    public func keepsHistory(_ group: String) -> Bool {
+        configuration.history.keepsHistory(group)
+    }
+
+    public func history(of group: String, after offset: Int64?) async throws(ChannelLayerError) -> GroupHistory? {
+        try LayerValidation.group(group)
+        guard keepsHistory(group) else { return nil }
+        let client = shard(for: groupPrefix + group).client
+        let meta = HistoryScript.metaKey(prefix: configuration.prefix, group: group)
+        let stream = HistoryScript.streamKey(prefix: configuration.prefix, group: group)
+        let replies: [RedisReply]
+        do {
+            replies = try await client.pipeline([
+                RedisCommand("HMGET", .string(meta), "offset", "epoch"),
+                // After the newest possible offset: nothing to read, only the position.
+                offset == .max
+                    ? RedisCommand("XLEN", .string(stream))
+                    : RedisCommand("XRANGE", .string(stream), .string("\((offset ?? 0) + 1)-0"), "+"),
+                RedisCommand("XRANGE", .string(stream), "-", "+", "COUNT", 1),
+            ])
+        } catch {
+            throw ChannelLayerError(error, doing: "reading the history of \(group)")
+        }
+        let fields = replies[0].array ?? []
+        let top = fields.first?.string.flatMap { Int64($0) } ?? 0
+        // No epoch yet: nothing was sent since Redis had no history; the first message will make one.
+        let epoch = fields.count > 1 ? fields[1].string ?? "" : ""
+        var messages: [(offset: Int64, message: Message)] = []
+        for entry in replies[1].array ?? [] {
+            guard let (offset, message) = Self.historyEntry(entry) else { continue }
+            messages.append((offset, message))
+        }
+        let oldest = (replies[2].array?.first).flatMap { Self.historyEntry($0)?.offset }
+        return GroupHistory(top: HistoryPosition(offset: top, epoch: epoch), messages: messages, oldest: oldest)
+    }
+
+    /// An XRANGE entry `[id, [field, value]]` as its offset and the message without the history keys.
+    private static func historyEntry(_ entry: RedisReply) -> (offset: Int64, message: Message)? {
+        guard let parts = entry.array, parts.count == 2, let id = parts[0].string,
+            let offset = Int64(id.split(separator: "-").first ?? ""), let values = parts[1].array, values.count >= 2,
+            let payload = values[1].bytes, let decoded = try? MessagePack.decodeMessage(payload)
+        else { return nil }
+        return (offset, stripHistoryKeys(decoded).message)
+    }
+
+    /// The message without `__offset` and `__epoch`, and the position they gave.
+    private static func stripHistoryKeys(_ message: Message) -> (message: Message, position: HistoryPosition?) {
+        guard let offset = message[HistoryScript.offsetKey]?.int, let epoch = message[HistoryScript.epochKey]?.string else {
+            return (message, nil)
+        }
+        var stripped = message
+        stripped[HistoryScript.offsetKey] = nil
+        stripped[HistoryScript.epochKey] = nil
+        return (stripped, HistoryPosition(offset: offset, epoch: epoch))
     }
 
     public func deleteChannel(_ channel: String) async {
@@ -375,6 +437,27 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     }
 
 
+    /// One script call: the message goes into the group's history with the next offset, then is published
+    /// with its offset and epoch.
+    private func publishWithHistory(_ message: Message, group: String) async throws(ChannelLayerError) {
+        let channel = groupPrefix + group
+        let history = configuration.history
+        do {
+            try await shard(for: channel).client.send(
+                RedisCommand(
+                    "EVAL", .string(HistoryScript.publish), 2,
+                    .string(HistoryScript.metaKey(prefix: configuration.prefix, group: group)),
+                    .string(HistoryScript.streamKey(prefix: configuration.prefix, group: group)),
+                    .string(channel), .bytes(MessagePack.encode(message)), .integer(history.size),
+                    .integer(max(1, Int(history.ttl.components.seconds))), .integer(max(HistoryScript.metaTTLSeconds, Int(history.ttl.components.seconds))),
+                    .string(String(ChannelName.random(prefix: "").prefix(8)))
+                )
+            )
+        } catch {
+            throw ChannelLayerError(error, doing: "publishing to \(channel) with history")
+        }
+    }
+
     private func publish(_ message: Message, on name: String) async throws(ChannelLayerError) {
         let payload = MessagePack.encode(message)
         do {
@@ -417,8 +500,9 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
                     (state.pushed.members(of: group), state.queuedMembers[group])
                 }
                 guard !pushed.isEmpty || queued != nil, let decoded = decode(message) else { continue }
-                if !pushed.isEmpty { dispatcher.dispatch(Delivery(decoded, group: group), to: pushed) }
-                if let queued { queues.putMany(decoded, on: queued) }
+                let (stripped, position) = Self.stripHistoryKeys(decoded)
+                if !pushed.isEmpty { dispatcher.dispatch(Delivery(stripped, group: group, position: position), to: pushed) }
+                if let queued { queues.putMany(stripped, on: queued) }
             } else if let inbox = state.withLock({ $0.inboxes[message.channel] }) {
                 if let decoded = decode(message) { dispatcher.dispatch(Delivery(decoded), to: inbox) }
             } else if queues.isRegistered(message.channel), let decoded = decode(message) {

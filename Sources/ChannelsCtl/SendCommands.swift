@@ -19,7 +19,7 @@ func layerMessage(fromJSON text: String) throws(CtlFailure) -> Message {
 }
 
 /// A layer for one send: no registry, nothing running but the command connection.
-func sendingLayer(_ options: RedisOptions) throws(CtlFailure) -> RedisPubSubChannelLayer {
+func sendingLayer(_ options: RedisOptions, history: [String] = []) throws(CtlFailure) -> RedisPubSubChannelLayer {
     var hosts: [RedisConfiguration] = []
     for url in options.resolvedURLs {
         do throws(RedisError) {
@@ -31,7 +31,9 @@ func sendingLayer(_ options: RedisOptions) throws(CtlFailure) -> RedisPubSubChan
         }
     }
     do throws(ChannelLayerError) {
-        return try RedisPubSubChannelLayer(configuration: .init(hosts: hosts, prefix: options.resolvedPrefix, nodeID: "channels-ctl", registry: false))
+        var configuration = RedisPubSubChannelLayer.Configuration(hosts: hosts, prefix: options.resolvedPrefix, nodeID: "channels-ctl", registry: false)
+        configuration.history = HistoryConfiguration(patterns: history == ["none"] ? [] : history)
+        return try RedisPubSubChannelLayer(configuration: configuration)
     } catch {
         throw CtlFailure(error.message)
     }
@@ -39,11 +41,11 @@ func sendingLayer(_ options: RedisOptions) throws(CtlFailure) -> RedisPubSubChan
 
 /// Parses `json`, sends it with `deliver` through a one-off layer, and reports "sent to <kind> <name>".
 func send(
-    _ json: String, through redis: RedisOptions, to kind: String, _ name: String,
+    _ json: String, through redis: RedisOptions, to kind: String, _ name: String, history: [String] = [],
     _ deliver: (RedisPubSubChannelLayer, Message) async throws(ChannelLayerError) -> Void
 ) async throws(CtlFailure) {
     let message = try layerMessage(fromJSON: json)
-    let layer = try sendingLayer(redis)
+    let layer = try sendingLayer(redis, history: history)
     do throws(ChannelLayerError) {
         try await deliver(layer, message)
     } catch {
@@ -61,9 +63,11 @@ struct SendCommand: AsyncParsableCommand {
     @OptionGroup var redis: RedisOptions
     @Argument(help: "The group.") var group: String
     @Argument(help: #"The message, e.g. '{"type": "chat.message", "message": "hi"}'."#) var json: String
+    @Option(name: .customLong("history"), help: "Groups that keep a history, as the nodes' --history (repeatable; none). [default: chat_*]")
+    var history: [String] = ["chat_*"]
 
     func run() async throws {
-        try await send(json, through: redis, to: "group", group) { layer, message throws(ChannelLayerError) in
+        try await send(json, through: redis, to: "group", group, history: history) { layer, message throws(ChannelLayerError) in
             try await layer.groupSend(message, to: group)
         }
     }

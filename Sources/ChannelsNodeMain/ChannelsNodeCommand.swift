@@ -72,6 +72,15 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
     @Option(help: "WebSocket connections this node takes; more get 503/1013, 0 = no limit (CHANNELS_MAX_CONNECTIONS). [default: 0]")
     var maxConnections: Int?
 
+    @Option(name: .customLong("history"), help: "Groups that keep a history for recovering clients, a glob, repeatable; none turns it off (CHANNELS_HISTORY, comma-separated). [default: chat_*]")
+    var historyPatterns: [String] = []
+
+    @Option(help: "Messages a history group keeps (CHANNELS_HISTORY_SIZE). [default: 1000]")
+    var historySize: Int?
+
+    @Option(help: "Seconds a group's history lives after its last message (CHANNELS_HISTORY_TTL). [default: 300]")
+    var historyTtl: Double?
+
     @Option(help: "Seconds a connection may take to send a whole request head (CHANNELS_HANDSHAKE_TIMEOUT). [default: 10]")
     var handshakeTimeout: Double?
 
@@ -180,13 +189,22 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
         guard configuration.maxConnections >= 0 else { throw ValidationError("--max-connections must be 0 or more") }
         let (middleware, authFingerprint) = try await authentication(setting: setting)
 
+        var history = HistoryConfiguration(patterns: list(historyPatterns, "CHANNELS_HISTORY"))
+        if history.patterns.isEmpty { history.patterns = ["chat_*"] }
+        if history.patterns == ["none"] { history.patterns = [] }
+        history.size = try number(historySize, "CHANNELS_HISTORY_SIZE", 1000)
+        history.ttl = .milliseconds(Int64(try number(historyTtl, "CHANNELS_HISTORY_TTL", 300.0) * 1000))
+        guard history.size > 0, history.ttl >= .seconds(1) else {
+            throw ValidationError("--history-size must be positive and --history-ttl at least 1 second")
+        }
+
         let urls = list(redisURLs, "CHANNELS_REDIS_URL")
         let queueCapacity = try number(capacity, "CHANNELS_CAPACITY", 100)
         let layer: any ChannelLayer
         var layerRunner: (@Sendable () async throws -> Void)?
         let connectionCount = NodeReference()
         if urls.isEmpty {
-            layer = InMemoryChannelLayer(configuration: .init(capacity: queueCapacity))
+            layer = InMemoryChannelLayer(configuration: .init(capacity: queueCapacity, history: history))
             logger.info("using the in-memory channel layer (single process); pass --redis to share groups between nodes")
         } else {
             var layerConfiguration: RedisPubSubChannelLayer.Configuration
@@ -200,6 +218,7 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
             layerConfiguration.capacity = queueCapacity
             layerConfiguration.unlistedGroupPrefixes = [ChannelsNode.probeGroupPrefix]
             layerConfiguration.authFingerprint = authFingerprint
+            layerConfiguration.history = history
             let redisLayer: RedisPubSubChannelLayer
             do {
                 redisLayer = try RedisPubSubChannelLayer(configuration: layerConfiguration, connectionCount: { connectionCount.count })

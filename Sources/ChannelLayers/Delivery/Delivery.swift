@@ -13,13 +13,16 @@ public final class Delivery: Sendable {
     public let handlerName: String?
     /// The group it was sent to, or `nil` for a message sent to one channel.
     public let group: String?
+    /// Its place in the group's history, when the group keeps one.
+    public let position: HistoryPosition?
 
     private let frames = Mutex<[ObjectIdentifier: ByteBuffer?]>([:])
 
-    public init(_ message: Message, group: String? = nil) {
+    public init(_ message: Message, group: String? = nil, position: HistoryPosition? = nil) {
         self.message = message
         self.handlerName = try? message.handlerName()
         self.group = group
+        self.position = position
     }
 
     /// The bytes prepared for `shape`, made by `make` the first time any inbox asks; `nil` when `make`

@@ -5,6 +5,7 @@ import DequeModule
 import Logging
 import NIOCore
 import NIOWebSocket
+import OrderedCollections
 import Synchronization
 
 /// One WebSocket connection: a channel handler on its event loop, and the layer's inbox for its channel.
@@ -34,6 +35,8 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         case binary([UInt8])
         case layer(Delivery)
         case lost(String)
+        /// A frame the node made (the recovery answer).
+        case frame(ByteBuffer)
         /// The socket closed: run `disconnect` and leave the groups.
         case gone(code: UInt16)
     }
@@ -82,6 +85,9 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     private var heardSincePing = true
     private var closeTimeout: Scheduled<Void>?
     private var lastRule: (name: String, rule: ForwardRule?)?
+    /// The history group this connection recovered, and the newest offset it got of it: deliveries of that
+    /// group up to there were sent already (from history) and are skipped.
+    private var recovered: (group: String, upTo: Int64)?
     /// The close code the consumer's `disconnect` gets.
     private var endCode = CloseCode.abnormal
     /// Read by the mailbox task: the code the connection is closing with, 0 while open.
@@ -135,6 +141,60 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
             logger.warning("consumer connect() failed", metadata: ["error": "\(error)", "path": "\(scope.path)"])
             refusal = (CloseCode.internalError, "internal error")
         }
+        if accepted, scope.query["recover"] == "1", let group = context.groups.sorted().first(where: layer.keepsHistory) {
+            await recover(group)
+        }
+    }
+
+    /// `?recover=1[&epoch=E&offset=N]`: the first frame says whether the client can continue from its last
+    /// position, then come the messages it missed, then live ones. The group was joined before history is
+    /// read, so a message is either in what was read or arrives live (or both: it is sent once).
+    private func recover(_ group: String) async {
+        let asked: HistoryPosition? = {
+            guard let epoch = scope.query["epoch"], let offset = scope.query["offset"].flatMap({ Int64($0) }), offset >= 0 else { return nil }
+            return HistoryPosition(offset: offset, epoch: epoch)
+        }()
+        let history: GroupHistory
+        do {
+            guard let read = try await layer.history(of: group, after: asked?.offset ?? .max) else { return }
+            history = read
+        } catch {
+            // Not a reason to refuse the connection: say it could not recover; the app reloads.
+            logger.warning("could not read a group's history for a recovering client", metadata: ["group": "\(group)", "error": "\(error.message)"])
+            metrics.recoveries.increment()
+            await installRecovery(group, recovered: false, top: nil, messages: [])
+            return
+        }
+        let recovered = asked.map { history.continues(from: $0) } ?? true
+        metrics.recoveries.increment()
+        let missed = recovered && asked != nil ? history.messages : []
+        await installRecovery(group, recovered: recovered, top: history.top, messages: missed)
+    }
+
+    private func installRecovery(_ group: String, recovered: Bool, top: HistoryPosition?, messages: [(offset: Int64, message: Message)]) async {
+        var answer: OrderedDictionary<String, MessageValue> = ["type": "recovery", "recovered": .bool(recovered)]
+        answer["epoch"] = .string(top?.epoch ?? "")
+        answer["offset"] = .int(top?.offset ?? 0)
+        let frame = ServerFrame.text((try? ClientFrame.encode(answer)) ?? "{}")
+        let epoch = top?.epoch ?? ""
+        let upTo = max(messages.last?.offset ?? 0, top?.offset ?? 0)
+        try? await eventLoop.submit { [self] in
+            // Ahead of whatever arrived live since the join; live copies of what history covers are dropped.
+            var events: [Event] = [.frame(frame)]
+            events += messages.map { .layer(Delivery($0.message, group: group, position: HistoryPosition(offset: $0.offset, epoch: epoch))) }
+            let live = mailbox.filter { event in
+                if case .layer(let delivery) = event, delivery.group == group, let position = delivery.position {
+                    return position.offset > upTo
+                }
+                return true
+            }
+            let lastLive = live.compactMap { event -> Int64? in
+                if case .layer(let delivery) = event, delivery.group == group { return delivery.position?.offset }
+                return nil
+            }.last
+            mailbox = Deque(events + live)
+            self.recovered = (group, max(upTo, lastLive ?? 0))
+        }.get()
     }
 
     /// Closes at once after the upgrade: a handshake step refused the connection.
@@ -264,6 +324,10 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
 
     func receive(_ delivery: Delivery) -> Bool {
         guard state == .open else { return false }
+        if let recovered, let position = delivery.position, delivery.group == recovered.group {
+            guard position.offset > recovered.upTo else { return false }
+            self.recovered!.upTo = position.offset
+        }
         if let name = delivery.handlerName, let rule = rule(for: name), !running, mailbox.isEmpty, handlerContext != nil {
             guard let frame = delivery.prepared(for: ObjectIdentifier(rule), { makeFrame(rule, delivery) }) else { return false }
             write(frame)
@@ -311,7 +375,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
 
     private func makeFrame(_ rule: ForwardRule, _ delivery: Delivery) -> ByteBuffer? {
         // Made once per message and node: one count and at most one log line for the whole group.
-        guard let frame = rule.frame(for: delivery.message) else {
+        guard let frame = rule.frame(for: delivery) else {
             metrics.unencodable.increment()
             warnings.warn("dropped a layer message JSON cannot carry (bytes, NaN or infinity)", metadata: ["type": "\(delivery.message.type ?? "?")"])
             return nil
@@ -378,6 +442,9 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
             case .lost(let reason):
                 guard closing == 0 else { continue }
                 post(ServerFrame.text(ClientFrame.error(.messagesLost, detail: reason)))
+            case .frame(let frame):
+                guard closing == 0 else { continue }
+                post(frame)
             case .gone(let code):
                 if accepted { await consumer?.disconnect(code) }
                 if let consumerContext {

@@ -1,3 +1,4 @@
+import ChannelLayers
 import ChannelsProtocol
 import NIOCore
 import OrderedCollections
@@ -33,9 +34,15 @@ public final class ForwardRule: Sendable {
         return object
     }
 
-    /// The WebSocket frame for a message, or `nil` when JSON cannot carry a value in it (bytes, NaN, infinity).
-    func frame(for message: Message) -> ByteBuffer? {
-        guard let text = try? ClientFrame.encode(object(for: message)) else { return nil }
+    /// The WebSocket frame for a delivery, or `nil` when JSON cannot carry a value in it (bytes, NaN,
+    /// infinity). A message of a history group also carries its `offset` and `epoch`, for recovery.
+    func frame(for delivery: Delivery) -> ByteBuffer? {
+        var object = object(for: delivery.message)
+        if let position = delivery.position {
+            object["offset"] = .int(position.offset)
+            object["epoch"] = .string(position.epoch)
+        }
+        guard let text = try? ClientFrame.encode(object) else { return nil }
         return ServerFrame.text(text)
     }
 }

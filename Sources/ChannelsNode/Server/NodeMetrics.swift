@@ -17,7 +17,7 @@ import Synchronization
 /// handler for), `channels_oversized_total` (layer messages too large for a client frame, once per message and node),
 /// `channels_handshake_timeouts_total`, `channels_bad_requests_total` (HTTP the parser refused),
 /// `channels_pending_handshake_refusals_total` (over `maxPendingHandshakes`), `channels_accept_failures_total`
-/// (accept failed, out of file descriptors).
+/// (accept failed, out of file descriptors), `channels_recoveries_total` (clients that connected with `?recover=1`).
 final class NodeMetrics: Sendable {
     let connections = Gauge(label: "channels_connections")
     let connectionsTotal = Counter(label: "channels_connections_total")
@@ -42,6 +42,7 @@ final class NodeMetrics: Sendable {
     let badRequests = Counter(label: "channels_bad_requests_total")
     let pendingHandshakeRefusals = Counter(label: "channels_pending_handshake_refusals_total")
     let acceptFailures = Counter(label: "channels_accept_failures_total")
+    let recoveries = Counter(label: "channels_recoveries_total")
 
     private let open = Mutex(0)
     private let lastLayer = Mutex(ChannelLayerStatistics())

@@ -1,0 +1,86 @@
+import ChannelsProtocol
+
+/// Where a message stands in its group's history: offsets count the group's messages from 1 with no gap;
+/// the epoch names one continuous history (it changes when the history was lost, say Redis lost its data).
+public struct HistoryPosition: Sendable, Hashable {
+    public var offset: Int64
+    public var epoch: String
+
+    public init(offset: Int64, epoch: String) {
+        self.offset = offset
+        self.epoch = epoch
+    }
+}
+
+/// What a history group holds after an offset, read for a client that recovers.
+public struct GroupHistory: Sendable {
+    /// The group's newest position (offset 0 when nothing was sent yet in this epoch).
+    public var top: HistoryPosition
+    /// The messages after the asked offset, oldest first, each with its offset.
+    public var messages: [(offset: Int64, message: Message)]
+    /// The offset of the oldest message still kept, if any.
+    public var oldest: Int64?
+
+    public init(top: HistoryPosition, messages: [(offset: Int64, message: Message)], oldest: Int64?) {
+        self.top = top
+        self.messages = messages
+        self.oldest = oldest
+    }
+
+    /// Whether a client that last saw `position` can continue without a gap from what this holds.
+    public func continues(from position: HistoryPosition) -> Bool {
+        guard position.epoch == top.epoch, position.offset <= top.offset else { return false }
+        if position.offset == top.offset { return true }
+        guard let oldest else { return false }
+        return oldest <= position.offset + 1
+    }
+}
+
+/// Which groups keep a history, how much and for how long.
+public struct HistoryConfiguration: Sendable, Hashable {
+    /// Glob patterns (`chat_*`, `*`, `news?`) of the groups that keep a history; empty: none does.
+    public var patterns: [String]
+    /// Messages kept per group.
+    public var size: Int
+    /// How long a group's history lives after its last message.
+    public var ttl: Duration
+
+    public init(patterns: [String] = [], size: Int = 1000, ttl: Duration = .seconds(300)) {
+        self.patterns = patterns
+        self.size = size
+        self.ttl = ttl
+    }
+
+    /// No group keeps a history.
+    public static let none = HistoryConfiguration()
+
+    /// Whether `group` keeps a history.
+    public func keepsHistory(_ group: String) -> Bool {
+        patterns.contains { Self.glob($0, matches: group) }
+    }
+
+    /// `*` matches any run of characters, `?` one character; everything else itself.
+    static func glob(_ pattern: String, matches name: String) -> Bool {
+        let pattern = Array(pattern.utf8)
+        let name = Array(name.utf8)
+        var (p, n) = (0, 0)
+        var star: (p: Int, n: Int)?
+        while n < name.count {
+            if p < pattern.count, pattern[p] == UInt8(ascii: "?") || pattern[p] == name[n] {
+                p += 1
+                n += 1
+            } else if p < pattern.count, pattern[p] == UInt8(ascii: "*") {
+                star = (p, n)
+                p += 1
+            } else if let last = star {
+                p = last.p + 1
+                n = last.n + 1
+                star = (last.p, last.n + 1)
+            } else {
+                return false
+            }
+        }
+        while p < pattern.count, pattern[p] == UInt8(ascii: "*") { p += 1 }
+        return p == pattern.count
+    }
+}
