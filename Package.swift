@@ -116,6 +116,7 @@ let package = Package(
         .target(
             name: "ChannelsWebSocketClient",
             dependencies: [
+                "ChannelsProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
@@ -210,7 +211,9 @@ let package = Package(
         ),
         .testTarget(
             name: "ClusterTests",
-            dependencies: ["ChannelsTestSupport", "ChannelsWebSocketClient", "HiredisClient"],
+            dependencies: [
+                "ChannelsTestSupport", "ChannelsWebSocketClient", "HiredisClient", "ChannelLayers", "ChannelLayersRedis", "ChannelsProtocol",
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
