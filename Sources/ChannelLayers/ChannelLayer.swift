@@ -31,6 +31,13 @@ public protocol ChannelLayer: Sendable {
     /// Adds a channel of this process to a group.
     func groupAdd(_ group: String, channel: String) async throws(ChannelLayerError)
 
+    /// Adds a channel of this process to a group with presence: the group's presence lists it with `presence`,
+    /// and the members get a ``PresenceEvent`` when it joins and when it leaves.
+    func groupAdd(_ group: String, channel: String, presence: PresenceInfo) async throws(ChannelLayerError)
+
+    /// The members of a group that joined with presence, on every node, oldest first.
+    func presence(of group: String) async throws(ChannelLayerError) -> [PresenceMember]
+
     /// Removes a channel from a group; does nothing when it is not a member.
     func groupDiscard(_ group: String, channel: String) async throws(ChannelLayerError)
 

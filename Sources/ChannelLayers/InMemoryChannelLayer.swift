@@ -39,6 +39,8 @@ public final class InMemoryChannelLayer: ChannelLayer {
         var sent = 0
         var groupSends = 0
         var histories: [String: HistoryRing] = [:]
+        /// group -> channel -> who it is and when it joined, for members that joined with presence.
+        var presence: [String: [String: (info: PresenceInfo, joinedAt: Double)]] = [:]
         /// This process's history epoch: it ends with the process (or a flush), so offsets never repeat in one.
         var epoch = String(ChannelName.random(prefix: "").prefix(8))
     }
@@ -102,8 +104,42 @@ public final class InMemoryChannelLayer: ChannelLayer {
         }
     }
 
+    public func groupAdd(_ group: String, channel: String, presence: PresenceInfo) async throws(ChannelLayerError) {
+        try await groupAdd(group, channel: channel)
+        let now = WallClock.now()
+        let isNew = state.withLock { state in
+            guard state.presence[group]?[channel] == nil else { return false }
+            state.presence[group, default: [:]][channel] = (presence, now)
+            return true
+        }
+        if isNew { await fanOut(PresenceEvent.message("join", channel: channel, presence: presence, node: nil, at: now), to: group, history: false) }
+    }
+
+    public func presence(of group: String) async throws(ChannelLayerError) -> [PresenceMember] {
+        try LayerValidation.group(group)
+        return state.withLock { state in
+            (state.presence[group] ?? [:]).map { channel, entry in
+                PresenceMember(channel: channel, node: nil, user: entry.info.user, info: entry.info.info, joinedAt: entry.joinedAt)
+            }
+        }.sorted { ($0.joinedAt, $0.channel) < ($1.joinedAt, $1.channel) }
+    }
+
+    /// Members that joined with presence leave it: their groups hear about it.
+    private func leavePresence(_ channel: String, groups: [String]) async {
+        let now = WallClock.now()
+        for group in groups {
+            let left = state.withLock { state -> PresenceInfo? in
+                guard let entry = state.presence[group]?.removeValue(forKey: channel) else { return nil }
+                if state.presence[group]?.isEmpty == true { state.presence[group] = nil }
+                return entry.info
+            }
+            if let left { await fanOut(PresenceEvent.message("leave", channel: channel, presence: left, node: nil, at: now), to: group, history: false) }
+        }
+    }
+
     public func groupDiscard(_ group: String, channel: String) async throws(ChannelLayerError) {
         try LayerValidation.membership(group, channel)
+        await leavePresence(channel, groups: [group])
         state.withLock { state in
             if let inbox = state.inboxes[channel] {
                 state.pushed.remove(inbox, from: group)
@@ -117,10 +153,13 @@ public final class InMemoryChannelLayer: ChannelLayer {
     public func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError) {
         try LayerValidation.message(message)
         try LayerValidation.group(group)
+        await fanOut(message, to: group, history: configuration.history.keepsHistory(group))
+    }
+
+    private func fanOut(_ message: Message, to group: String, history keepsHistory: Bool) async {
         // A publisher that outruns the event loops waits here instead of anyone losing the message.
         await dispatcher.waitForRoom()
         let now = ContinuousClock.now
-        let keepsHistory = configuration.history.keepsHistory(group)
         let (pushed, queued, position): ([GroupIndex.LoopMembers], [String], HistoryPosition?) = state.withLock { state in
             state.groupSends += 1
             var position: HistoryPosition?
@@ -164,6 +203,8 @@ public final class InMemoryChannelLayer: ChannelLayer {
     }
 
     public func deleteChannel(_ channel: String) async {
+        let presentIn = state.withLock { state in state.presence.compactMap { $0.value[channel] != nil ? $0.key : nil } }
+        await leavePresence(channel, groups: presentIn)
         queues.remove(channel)
         state.withLock { state in
             if let inbox = state.inboxes.removeValue(forKey: channel) {
@@ -183,6 +224,7 @@ public final class InMemoryChannelLayer: ChannelLayer {
         state.withLock { state in
             state.queued = [:]
             state.histories = [:]
+            state.presence = [:]
             state.epoch = String(ChannelName.random(prefix: "").prefix(8))
             state.pushed.removeAll()
             state.groupsOfInbox = [:]

@@ -10,7 +10,8 @@ import Synchronization
 /// - `asgi:registry:node:<node>`: hash `node`, `started_at`, `heartbeat_at`, `connections`, `channels`,
 ///   `groups`, `auth` (a fingerprint of the node's authentication settings, `none` without them); expires
 ///   30 s after the last heartbeat.
-/// - `asgi:registry:group:<group>:<node>`: hash, field = member channel, value = join time (Unix seconds);
+/// - `asgi:registry:group:<group>:<node>`: hash, field = member channel, value = join time (Unix seconds),
+///   or for a member that joined with presence `{"at": <join time>, "user": <sub>, "info": <info claim>}`;
 ///   expires 30 s after the last heartbeat, so the members of a node that died vanish on their own.
 ///
 /// Writes never sit on a caller's path: joins, leaves and heartbeats go into one ordered queue that a
@@ -18,14 +19,14 @@ import Synchronization
 /// them after Redis lost its data.
 final class MembershipRegistry: Sendable {
     enum Operation: Sendable {
-        case join(group: String, channel: String, at: Double)
+        case join(group: String, channel: String, value: String)
         case leave(group: String, channel: String)
         case heartbeat(Snapshot)
         case remove(groups: [String])
     }
 
     struct Snapshot: Sendable {
-        var members: [String: [(channel: String, joinedAt: Double)]]
+        var members: [String: [(channel: String, value: String)]]
         var channels: Int
         var connections: Int
     }
@@ -118,8 +119,8 @@ final class MembershipRegistry: Sendable {
         var commands: [RedisCommand] = []
         for operation in operations {
             switch operation {
-            case .join(let group, let channel, let at):
-                commands.append(RedisCommand("HSET", .string(groupKey(group)), .string(channel), .string(String(at))))
+            case .join(let group, let channel, let value):
+                commands.append(RedisCommand("HSET", .string(groupKey(group)), .string(channel), .string(value)))
                 commands.append(RedisCommand("EXPIRE", .string(groupKey(group)), .integer(seconds)))
             case .leave(let group, let channel):
                 commands.append(RedisCommand("HDEL", .string(groupKey(group)), .string(channel)))
@@ -141,7 +142,7 @@ final class MembershipRegistry: Sendable {
                     var arguments: [RedisArgument] = [.string(groupKey(group))]
                     for member in members {
                         arguments.append(.string(member.channel))
-                        arguments.append(.string(String(member.joinedAt)))
+                        arguments.append(.string(member.value))
                     }
                     commands.append(RedisCommand("HSET", arguments: arguments))
                     commands.append(RedisCommand("EXPIRE", .string(groupKey(group)), .integer(seconds)))

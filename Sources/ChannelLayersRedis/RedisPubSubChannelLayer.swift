@@ -97,6 +97,11 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         var pushed = GroupIndex()
         /// group -> local members that are queues (receive()), not inboxes.
         var queuedMembers: [String: Set<String>] = [:]
+        /// Who each channel that joined a group with presence is, and those groups.
+        var presence: [String: PresenceInfo] = [:]
+        var presentIn: [String: Set<String>] = [:]
+        /// group -> how many local members joined it with presence.
+        var presenceCount: [String: Int] = [:]
         var messagesSent = 0
         var groupSends = 0
         var undecodable = 0
@@ -115,6 +120,9 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     private let logger: Logger
     private let warnings: WarningLimiter
     private let groupPrefix: String
+    /// Presence events travel on a channel of their own, `{prefix}__presence__{group}`: Django consumers in
+    /// the same group would fail on a message type they have no handler for.
+    private let presencePrefix: String
 
     /// Creates the layer; nothing connects until ``run()``.
     /// - Parameter connectionCount: what the registry reports as this node's connection count
@@ -136,6 +144,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         self.warnings = WarningLimiter(logger: logger)
         self.connectionCount = connectionCount
         self.groupPrefix = "\(configuration.prefix)__group__"
+        self.presencePrefix = "\(configuration.prefix)__presence__"
         // The subscribers hand their messages to the layer on their event loop, set once `self` exists.
         let router = MessageRouter()
         let shards = configuration.hosts.map { host in
@@ -303,13 +312,87 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             state.groups[group, default: [:]][channel] = joinedAt
             return true
         }
-        if isNew, isListed(group) { registry?.enqueue(.join(group: group, channel: channel, at: joinedAt)) }
+        if isNew, isListed(group) {
+            let value = RegistryReader.value(joinedAt: joinedAt, presence: state.withLock { $0.presentIn[channel]?.contains(group) == true ? $0.presence[channel] : nil })
+            registry?.enqueue(.join(group: group, channel: channel, value: value))
+        }
         try await reconciler.want(groupPrefix + group)
     }
 
     public func groupDiscard(_ group: String, channel: String) async throws(ChannelLayerError) {
         try LayerValidation.membership(group, channel)
+        let left = leavePresence(channel, groups: [group])
         discard(group, channel: channel)
+        await announce(left)
+    }
+
+    public func groupAdd(_ group: String, channel: String, presence: PresenceInfo) async throws(ChannelLayerError) {
+        let isNew = state.withLock { state in
+            state.presence[channel] = presence
+            let inserted = state.presentIn[channel, default: []].insert(group).inserted
+            if inserted { state.presenceCount[group, default: 0] += 1 }
+            return inserted
+        }
+        try await groupAdd(group, channel: channel)
+        try await reconciler.want(presencePrefix + group)
+        if isNew {
+            let event = PresenceEvent.message("join", channel: channel, presence: presence, node: configuration.nodeID, at: WallClock.now())
+            try? await publish(event, on: presencePrefix + group)
+        }
+    }
+
+    public func presence(of group: String) async throws(ChannelLayerError) -> [PresenceMember] {
+        try LayerValidation.group(group)
+        // This node's own members from its state (the registry's writes lag a little), the others' from Redis.
+        let local: [PresenceMember] = state.withLock { state in
+            (state.groups[group] ?? [:]).compactMap { channel, joinedAt in
+                guard state.presentIn[channel]?.contains(group) == true, let info = state.presence[channel] else { return nil }
+                return PresenceMember(channel: channel, node: configuration.nodeID, user: info.user, info: info.info, joinedAt: joinedAt)
+            }
+        }
+        var members = local
+        if registry != nil {
+            let remote: [RegistryReader.Member]
+            do {
+                remote = try await RegistryReader(connection: shards[0].client, prefix: configuration.prefix).members(of: group)
+            } catch {
+                throw ChannelLayerError(error, doing: "reading the presence of \(group)")
+            }
+            members += remote.filter { $0.present && $0.node != configuration.nodeID }.map {
+                PresenceMember(channel: $0.channel, node: $0.node, user: $0.user, info: $0.info, joinedAt: $0.joinedAt)
+            }
+        }
+        return members.sorted { ($0.joinedAt, $0.channel) < ($1.joinedAt, $1.channel) }
+    }
+
+    /// Takes `channel` out of the presence of `groups`; returns the leave events to send.
+    private func leavePresence(_ channel: String, groups: some Sequence<String>) -> [(group: String, event: Message)] {
+        let now = WallClock.now()
+        let (events, unwanted) = state.withLock { state in
+            var events: [(group: String, event: Message)] = []
+            var unwanted: [String] = []
+            for group in groups where state.presentIn[channel]?.remove(group) != nil {
+                let info = state.presence[channel] ?? PresenceInfo()
+                events.append((group, PresenceEvent.message("leave", channel: channel, presence: info, node: configuration.nodeID, at: now)))
+                // The last local member with presence gone: this node stops listening to the group's events.
+                state.presenceCount[group, default: 1] -= 1
+                if state.presenceCount[group]! <= 0 {
+                    state.presenceCount[group] = nil
+                    unwanted.append(group)
+                }
+            }
+            if state.presentIn[channel]?.isEmpty == true {
+                state.presentIn[channel] = nil
+                state.presence[channel] = nil
+            }
+            return (events, unwanted)
+        }
+        for group in unwanted { reconciler.unwant(presencePrefix + group) }
+        return events
+    }
+
+    private func announce(_ events: [(group: String, event: Message)]) async {
+        for (group, event) in events { try? await publish(event, on: presencePrefix + group) }
     }
 
     public func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError) {
@@ -381,7 +464,9 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
 
     public func deleteChannel(_ channel: String) async {
         let groups = state.withLock { $0.groupsOfChannel[channel] ?? [] }
+        let left = leavePresence(channel, groups: groups)
         for group in groups { discard(group, channel: channel) }
+        await announce(left)
         _ = state.withLock { $0.inboxes.removeValue(forKey: channel) }
         queues.remove(channel)
         reconciler.unwant(channel)
@@ -394,6 +479,9 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
                 state.groupsOfChannel = [:]
                 state.pushed.removeAll()
                 state.queuedMembers = [:]
+                state.presence = [:]
+                state.presentIn = [:]
+                state.presenceCount = [:]
             }
             return Array(state.groups.keys)
         }
@@ -503,6 +591,11 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
                 let (stripped, position) = Self.stripHistoryKeys(decoded)
                 if !pushed.isEmpty { dispatcher.dispatch(Delivery(stripped, group: group, position: position), to: pushed) }
                 if let queued { queues.putMany(stripped, on: queued) }
+            } else if message.channel.hasPrefix(presencePrefix) {
+                let group = String(message.channel.utf8.dropFirst(presencePrefix.utf8.count))!
+                let pushed = state.withLock { $0.pushed.members(of: group) }
+                guard !pushed.isEmpty, let decoded = decode(message) else { continue }
+                dispatcher.dispatch(Delivery(decoded, group: group), to: pushed)
             } else if let inbox = state.withLock({ $0.inboxes[message.channel] }) {
                 if let decoded = decode(message) { dispatcher.dispatch(Delivery(decoded), to: inbox) }
             } else if queues.isRegistered(message.channel), let decoded = decode(message) {
@@ -579,7 +672,11 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
 
     private func snapshot() -> MembershipRegistry.Snapshot {
         let members = state.withLock { state in
-            state.groups.filter { isListed($0.key) }.mapValues { members in members.map { (channel: $0.key, joinedAt: $0.value) } }
+            Dictionary(uniqueKeysWithValues: state.groups.filter { isListed($0.key) }.map { group, members in
+                (group, members.map { channel, joinedAt in
+                    (channel: channel, value: RegistryReader.value(joinedAt: joinedAt, presence: state.presentIn[channel]?.contains(group) == true ? state.presence[channel] : nil))
+                })
+            })
         }
         let channels = queues.registeredCount
         return MembershipRegistry.Snapshot(members: members, channels: channels, connections: connectionCount() ?? channels)

@@ -1,5 +1,7 @@
 import ChannelLayers
+import ChannelsProtocol
 import HiredisClient
+import OrderedCollections
 
 /// The names of the membership registry's keys (see ``RedisPubSubChannelLayer`` and the README).
 public struct RegistryKeys: Sendable, Hashable {
@@ -44,6 +46,12 @@ public struct RegistryReader: Sendable {
         public let node: String
         /// Unix seconds.
         public let joinedAt: Double
+        /// Who it is, when it joined with presence (the token's `sub`).
+        public var user: String? = nil
+        /// Its presence `info` claim, when it joined with presence.
+        public var info: MessageValue? = nil
+        /// Whether it joined with presence.
+        public var present = false
     }
 
     /// A node that wrote a heartbeat in the last hour.
@@ -62,9 +70,9 @@ public struct RegistryReader: Sendable {
     }
 
     public let keys: RegistryKeys
-    private let connection: RedisConnection
+    private let connection: any RedisCommandSender
 
-    public init(connection: RedisConnection, prefix: String = "asgi") {
+    public init(connection: any RedisCommandSender, prefix: String = "asgi") {
         self.connection = connection
         self.keys = RegistryKeys(prefix: prefix)
     }
@@ -87,11 +95,11 @@ public struct RegistryReader: Sendable {
         var members: [Member] = []
         for key in try await scan(keys.groupPattern(group)) {
             guard let (name, node) = keys.parseGroupKey(key), name == group else { continue }
-            let fields = try await connection.send("HGETALL", .string(key)).array ?? []
+            let fields = try await connection.send(RedisCommand("HGETALL", .string(key))).array ?? []
             var index = 0
             while index + 1 < fields.count {
                 if let channel = fields[index].string {
-                    members.append(Member(channel: channel, node: node, joinedAt: Double(fields[index + 1].string ?? "") ?? 0))
+                    members.append(Self.member(channel: channel, node: node, value: fields[index + 1].string ?? ""))
                 }
                 index += 2
             }
@@ -99,9 +107,28 @@ public struct RegistryReader: Sendable {
         return members.sorted { ($0.joinedAt, $0.channel) < ($1.joinedAt, $1.channel) }
     }
 
+    /// A registry value: the join time, or for a member with presence `{"at": T, "user": U, "info": I}`.
+    static func member(channel: String, node: String, value: String) -> Member {
+        if let joinedAt = Double(value) { return Member(channel: channel, node: node, joinedAt: joinedAt) }
+        guard case .map(let object)? = try? JSON.parse(value, limits: .init(maxSize: 8192, maxDepth: 8)) else {
+            return Member(channel: channel, node: node, joinedAt: 0)
+        }
+        let info = object["info"].flatMap { $0 == .null ? nil : $0 }
+        return Member(
+            channel: channel, node: node, joinedAt: object["at"]?.double ?? 0, user: object["user"]?.string, info: info, present: true
+        )
+    }
+
+    /// The value the registry keeps for a member: its join time, or with presence a small JSON object.
+    static func value(joinedAt: Double, presence: PresenceInfo?) -> String {
+        guard let presence else { return String(joinedAt) }
+        let object: MessageValue = .map(["at": .double(joinedAt), "user": presence.user.map { .string($0) } ?? .null, "info": presence.info ?? .null])
+        return (try? JSON.serialize(object)) ?? String(joinedAt)
+    }
+
     /// Every node that beat in the last hour, alive or stale, sorted by id.
     public func nodes() async throws(RedisError) -> [Node] {
-        let listing = try await connection.send("ZRANGE", .string(keys.nodes), 0, -1, "WITHSCORES").array ?? []
+        let listing = try await connection.send(RedisCommand("ZRANGE", .string(keys.nodes), 0, -1, "WITHSCORES")).array ?? []
         var ids: [(String, Double)] = []
         var index = 0
         while index + 1 < listing.count {
@@ -134,7 +161,7 @@ public struct RegistryReader: Sendable {
         var cursor = "0"
         var found: Set<String> = []
         repeat {
-            let reply = try await connection.send("SCAN", .string(cursor), "MATCH", .string(pattern), "COUNT", 1000)
+            let reply = try await connection.send(RedisCommand("SCAN", .string(cursor), "MATCH", .string(pattern), "COUNT", 1000))
             guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
                 throw RedisError(.protocolError, "unexpected SCAN reply: \(reply)")
             }

@@ -35,7 +35,8 @@ public final class ChatConsumer: WebSocketConsumer {
         if let allowed = context.scope.user?["groups"]?.array?.compactMap(\.string), !allowed.contains(roomGroupName) {
             return .reject(code: CloseCode.policyViolation, reason: "your token does not allow \(roomGroupName)")
         }
-        try await context.groupAdd(roomGroupName)
+        // Chat rooms are small: members see who is there (`?presence=1`).
+        try await context.groupAdd(roomGroupName, presence: true)
         return .accept
     }
 

@@ -15,7 +15,7 @@ struct ChannelsCtl: AsyncParsableCommand {
             when Redis is unreachable, JSON is invalid or a name breaks Django's rules.
             """,
         subcommands: [
-            GroupsCommand.self, MembersCommand.self, NodesCommand.self, StatsCommand.self, SendCommand.self,
+            GroupsCommand.self, MembersCommand.self, PresenceCommand.self, NodesCommand.self, StatsCommand.self, SendCommand.self,
             SendChannelCommand.self, FlushCommand.self, CheckCommand.self,
         ]
     )

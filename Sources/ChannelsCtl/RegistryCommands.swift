@@ -46,6 +46,33 @@ struct MembersCommand: AsyncParsableCommand {
     }
 }
 
+/// `channels-ctl presence <group>`
+struct PresenceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "presence", abstract: "Show who is in a group: members that joined with presence, their user and info."
+    )
+
+    @OptionGroup var redis: RedisOptions
+    @Argument(help: "The group.") var group: String
+
+    func run() async throws {
+        guard ChannelNames.isValidGroup(group) else { throw CtlFailure(ChannelNames.errorText("Group")) }
+        let (reader, connection) = try await redis.reader()
+        let members = try await RedisCall.run { () throws(RedisError) in try await reader.members(of: group) }.filter(\.present)
+        await connection.close()
+        if redis.json {
+            Output.json(.array(members.map {
+                Output.object([
+                    "channel": .string($0.channel), "node": .string($0.node), "user": $0.user.map { .string($0) } ?? .null,
+                    "info": $0.info ?? .null, "joined_at": .double($0.joinedAt),
+                ])
+            }))
+        } else {
+            Output.table(["CHANNEL", "NODE", "USER", "JOINED (UTC)"], members.map { [$0.channel, $0.node, $0.user ?? "-", Output.time($0.joinedAt)] })
+        }
+    }
+}
+
 /// `channels-ctl nodes`
 struct NodesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

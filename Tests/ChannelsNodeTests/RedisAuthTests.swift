@@ -7,7 +7,7 @@ import Testing
 /// least privileges SECURITY.md documents; a wrong password is one clear line and exit 1, never a retry storm.
 @Suite(.serialized) struct RedisAuthTests {
     /// The ACL rule SECURITY.md recommends for nodes and tools.
-    static let aclRule = ["on", ">node-password", "~asgi:*", "&asgi*", "+@pubsub", "+@read", "+@write", "+@connection", "+scan", "+ping"]
+    static let aclRule = ["on", ">node-password", "~asgi:*", "&asgi*", "+@pubsub", "+@read", "+@write", "+@connection", "+scan", "+ping", "+eval"]
 
     func withACLRedis(_ body: (RedisServer, String) async throws -> Void) async throws {
         let redis = try await RedisServer.start(password: "admin-password")

@@ -141,9 +141,28 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
             logger.warning("consumer connect() failed", metadata: ["error": "\(error)", "path": "\(scope.path)"])
             refusal = (CloseCode.internalError, "internal error")
         }
+        if accepted, wantsPresence, let group = context.presenceGroups.sorted().first {
+            await sendPresence(of: group)
+        }
         if accepted, scope.query["recover"] == "1", let group = context.groups.sorted().first(where: layer.keepsHistory) {
             await recover(group)
         }
+    }
+
+    /// `?presence=1`: `{"type": "presence", "group": G, "members": [...]}` once joined, ahead of live messages.
+    private func sendPresence(of group: String) async {
+        let members: [PresenceMember]
+        do {
+            members = try await layer.presence(of: group)
+        } catch {
+            logger.warning("could not read a group's presence", metadata: ["group": "\(group)", "error": "\(error.message)"])
+            return
+        }
+        let list: [MessageValue] = members.map { member in .map(OrderedDictionary(uniqueKeysWithValues: member.fields)) }
+        let answer: OrderedDictionary<String, MessageValue> = ["type": "presence", "group": .string(group), "members": .array(list)]
+        guard let text = try? ClientFrame.encode(answer) else { return }
+        let frame = ServerFrame.text(text)
+        try? await eventLoop.submit { [self] in mailbox.prepend(.frame(frame)) }.get()
     }
 
     /// `?recover=1[&epoch=E&offset=N]`: the first frame says whether the client can continue from its last
@@ -324,6 +343,14 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
 
     func receive(_ delivery: Delivery) -> Bool {
         guard state == .open else { return false }
+        if delivery.handlerName == PresenceEvent.handlerName {
+            // The node's own event: to clients that asked for presence, a frame made once for all of them.
+            guard wantsPresence, let frame = delivery.prepared(for: ObjectIdentifier(Self.presenceShape), { Self.presenceFrame(delivery.message) })
+            else { return false }
+            if !running, mailbox.isEmpty, handlerContext != nil { write(frame) } else { enqueue(.frame(frame)) }
+            defer { inBatch = true }
+            return !inBatch
+        }
         if let recovered, let position = delivery.position, delivery.group == recovered.group {
             guard position.offset > recovered.upTo else { return false }
             self.recovered!.upTo = position.offset
@@ -364,6 +391,18 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     }
 
     // MARK: - Internals
+
+    private var wantsPresence: Bool { scope.query["presence"] == "1" }
+
+    /// The key presence frames are kept under in a delivery.
+    private static let presenceShape = ForwardRule(fields: [])
+
+    /// `{"type": "join" | "leave", "channel", "user", "info", "node"}`.
+    private static func presenceFrame(_ message: Message) -> ByteBuffer? {
+        var object: OrderedDictionary<String, MessageValue> = ["type": message["event"] ?? "join"]
+        for key in ["channel", "user", "info", "node"] { object[key] = message[key] ?? .null }
+        return (try? ClientFrame.encode(object)).map { ServerFrame.text($0) }
+    }
 
     /// The route's rule for a handler name; the last answer is kept, since a connection mostly gets one type.
     private func rule(for name: String) -> ForwardRule? {

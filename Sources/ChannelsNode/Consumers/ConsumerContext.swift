@@ -58,10 +58,24 @@ public final class ConsumerContext {
         }
     }
 
+    /// Groups joined with presence.
+    public private(set) var presenceGroups: Set<String> = []
+
     /// Joins a group with this connection's channel.
     public func groupAdd(_ group: String) async throws(ChannelLayerError) {
         try await layer.groupAdd(group, channel: channelName)
         groups.insert(group)
+    }
+
+    /// Joins a group with presence: the group's presence lists this connection with the token's `sub` and
+    /// `info` claims, and its members hear `join` and `leave` (clients that connected with `?presence=1`).
+    /// Big rooms may prefer ``groupAdd(_:)``: no presence, no events.
+    public func groupAdd(_ group: String, presence: Bool) async throws(ChannelLayerError) {
+        guard presence else { return try await groupAdd(group) }
+        let info = PresenceInfo(user: scope.user?["sub"]?.string, info: scope.user?["info"])
+        try await layer.groupAdd(group, channel: channelName, presence: info)
+        groups.insert(group)
+        presenceGroups.insert(group)
     }
 
     /// Leaves a group.
