@@ -100,6 +100,8 @@ let package = Package(
                 .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
+            // The browser client, kept as one readable file and served at /channels.js.
+            resources: [.embedInCode("Client/channels.js")],
             swiftSettings: swiftSettings
         ),
         // The chat app of the seed article: its consumer and demo page, served by channels-node.
@@ -215,6 +217,7 @@ let package = Package(
             dependencies: [
                 "ChannelsTestSupport", "ChannelsWebSocketClient", "HiredisClient", "ChannelLayers", "ChannelLayersRedis", "ChannelsProtocol",
             ],
+            exclude: ["Browser"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

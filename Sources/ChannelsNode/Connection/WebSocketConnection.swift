@@ -149,7 +149,8 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         }
     }
 
-    /// `?presence=1`: `{"type": "presence", "group": G, "members": [...]}` once joined, ahead of live messages.
+    /// `?presence=1`: `{"type": "presence", "group": G, "channel": <this connection's>, "members": [...]}` once
+    /// joined, ahead of live messages.
     private func sendPresence(of group: String) async {
         let members: [PresenceMember]
         do {
@@ -159,7 +160,9 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
             return
         }
         let list: [MessageValue] = members.map { member in .map(OrderedDictionary(uniqueKeysWithValues: member.fields)) }
-        let answer: OrderedDictionary<String, MessageValue> = ["type": "presence", "group": .string(group), "members": .array(list)]
+        let answer: OrderedDictionary<String, MessageValue> = [
+            "type": "presence", "group": .string(group), "channel": .string(channelName), "members": .array(list),
+        ]
         guard let text = try? ClientFrame.encode(answer) else { return }
         let frame = ServerFrame.text(text)
         try? await eventLoop.submit { [self] in mailbox.prepend(.frame(frame)) }.get()

@@ -341,6 +341,11 @@ public final class ChannelsNode: Service {
             )
         }
         switch path {
+        case "/channels.js":
+            return HTTPAnswer(
+                status: .ok, headers: ["Content-Type": "text/javascript; charset=utf-8", "Cache-Control": "max-age=300"],
+                body: ByteBuffer(bytes: PackageResources.channels_js)
+            )
         case "/healthz":
             return .text(.ok, "ok\n")
         case "/readyz":
