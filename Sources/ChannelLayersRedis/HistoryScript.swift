@@ -7,7 +7,8 @@ import HiredisClient
 /// Keys, with prefix `asgi` (the `{group}` hash tag keeps both in one Redis Cluster slot):
 /// - `asgi:history:{<group>}:meta`: hash `offset` (the newest), `epoch`; lives a day after the last message,
 ///   so a reconnecting client that saw everything still continues after the stream expired.
-/// - `asgi:history:{<group>}:stream`: stream of the newest messages (`--history-size`), entry id
+/// - `asgi:history:{<group>}:stream`: stream of the newest messages (at least `--history-size`: trimmed
+///   approximately, which is much cheaper than exactly), entry id
 ///   `<offset>-0`, field `m` = the published msgpack; expires `--history-ttl` after the last message.
 ///
 /// When Redis loses the keys the next message starts a new epoch at offset 1, and clients holding the old
@@ -15,16 +16,16 @@ import HiredisClient
 ///
 /// The published payload is channels_redis' msgpack map with two more keys, `__offset` and `__epoch`, that
 /// the Swift layer strips before consumers see the message (Python consumers see them as extra keys).
-enum HistoryScript {
-    static let offsetKey = "__offset"
-    static let epochKey = "__epoch"
+package enum HistoryScript {
+    package static let offsetKey = "__offset"
+    package static let epochKey = "__epoch"
 
-    static func metaKey(prefix: String, group: String) -> String { "\(prefix):history:{\(group)}:meta" }
-    static func streamKey(prefix: String, group: String) -> String { "\(prefix):history:{\(group)}:stream" }
+    package static func metaKey(prefix: String, group: String) -> String { "\(prefix):history:{\(group)}:meta" }
+    package static func streamKey(prefix: String, group: String) -> String { "\(prefix):history:{\(group)}:stream" }
 
     /// KEYS: meta, stream. ARGV: channel, msgpack map, size, stream ttl (s), meta ttl (s), a new epoch.
     /// Returns {offset, epoch}.
-    static let publish = #"""
+    package static let publish = #"""
         local function str(s)
           local n = #s
           if n < 32 then return string.char(0xa0 + n) .. s end
@@ -56,7 +57,7 @@ enum HistoryScript {
         local header
         if count <= 15 then header = string.char(0x80 + count) else header = string.char(0xde, math.floor(count / 256), count % 256) end
         local message = header .. body .. str('__offset') .. int64(offset) .. str('__epoch') .. str(epoch)
-        redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], offset .. '-0', 'm', message)
+        redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], offset .. '-0', 'm', message)
         redis.call('EXPIRE', KEYS[2], ARGV[4])
         redis.call('EXPIRE', KEYS[1], ARGV[5])
         redis.call('PUBLISH', ARGV[1], message)
@@ -64,5 +65,5 @@ enum HistoryScript {
         """#
 
     /// How long the offset and epoch outlive the last message.
-    static let metaTTLSeconds = 86_400
+    package static let metaTTLSeconds = 86_400
 }

@@ -419,6 +419,10 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         let replies: [RedisReply]
         do {
             replies = try await client.pipeline([
+                // A group nothing was sent to yet gets its epoch now, so that a client that recovers before
+                // the first message already holds the epoch that message will carry.
+                RedisCommand("HSETNX", .string(meta), "epoch", .string(String(ChannelName.random(prefix: "").prefix(8)))),
+                RedisCommand("EXPIRE", .string(meta), .integer(max(HistoryScript.metaTTLSeconds, Int(configuration.history.ttl.components.seconds))), "NX"),
                 RedisCommand("HMGET", .string(meta), "offset", "epoch"),
                 // After the newest possible offset: nothing to read, only the position.
                 offset == .max
@@ -429,16 +433,15 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         } catch {
             throw ChannelLayerError(error, doing: "reading the history of \(group)")
         }
-        let fields = replies[0].array ?? []
+        let fields = replies[2].array ?? []
         let top = fields.first?.string.flatMap { Int64($0) } ?? 0
-        // No epoch yet: nothing was sent since Redis had no history; the first message will make one.
         let epoch = fields.count > 1 ? fields[1].string ?? "" : ""
         var messages: [(offset: Int64, message: Message)] = []
-        for entry in replies[1].array ?? [] {
+        for entry in replies[3].array ?? [] {
             guard let (offset, message) = Self.historyEntry(entry) else { continue }
             messages.append((offset, message))
         }
-        let oldest = (replies[2].array?.first).flatMap { Self.historyEntry($0)?.offset }
+        let oldest = (replies[4].array?.first).flatMap { Self.historyEntry($0)?.offset }
         return GroupHistory(top: HistoryPosition(offset: top, epoch: epoch), messages: messages, oldest: oldest)
     }
 

@@ -6,7 +6,7 @@ struct ChannelsBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "channels-bench",
         abstract: "Measure swift-channels: the Redis client now, the nodes later.",
-        subcommands: [FanoutCommand.self, IdleCommand.self, RedisPublishCommand.self, LayerFanoutCommand.self, LayerMembersCommand.self]
+        subcommands: [FanoutCommand.self, IdleCommand.self, RecoverCommand.self, RedisPublishCommand.self, LayerFanoutCommand.self, LayerMembersCommand.self]
     )
 }
 

@@ -19,16 +19,20 @@ public final class RecoveringClient: Sendable {
         public var duplicatesDropped = 0
     }
 
-    private let host: String
-    private let port: Int
+    private let addresses: [(host: String, port: Int)]
     private let path: String
     private let onFrame: @Sendable ([String: MessageValue]) -> Void
     private let state = Mutex((status: Status(), client: WebSocketClient?.none, stopped: false))
 
     /// Connects in the background; `onFrame` gets every new frame, in order.
-    public init(host: String, port: Int, path: String, onFrame: @escaping @Sendable ([String: MessageValue]) -> Void) {
-        self.host = host
-        self.port = port
+    public convenience init(host: String, port: Int, path: String, onFrame: @escaping @Sendable ([String: MessageValue]) -> Void) {
+        self.init(addresses: [(host, port)], path: path, onFrame: onFrame)
+    }
+
+    /// A client that moves to the next address after every close (a load balancer in front needs one).
+    public init(addresses: [(host: String, port: Int)], path: String, onFrame: @escaping @Sendable ([String: MessageValue]) -> Void) {
+        precondition(!addresses.isEmpty, "RecoveringClient needs an address")
+        self.addresses = addresses
         self.path = path
         self.onFrame = onFrame
     }
@@ -38,7 +42,10 @@ public final class RecoveringClient: Sendable {
     /// Connects and keeps reconnecting until ``stop()``.
     public func run() async {
         var attempt = 0
+        var next = 0
         while !state.withLock({ $0.stopped }) {
+            let (host, port) = addresses[next % addresses.count]
+            next += 1
             let (epoch, offset) = state.withLock { ($0.status.epoch, $0.status.offset) }
             var query = "recover=1"
             if let epoch, let offset { query += "&epoch=\(epoch)&offset=\(offset)" }

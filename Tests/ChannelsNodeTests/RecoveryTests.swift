@@ -49,6 +49,8 @@ import Testing
         #expect(seen.map(\.message) == ["m0", "m1", "m2", "m3", "m4"])
         let epoch = try #require(seen.last?.epoch)
         #expect(seen.allSatisfy { $0.epoch == epoch } && !epoch.isEmpty)
+        // The epoch a client got before the group's first message is the one that message carries.
+        #expect(answer.epoch == epoch)
         await reader.client.close()
 
         await Self.publish(5..<10, via: publisher, witness: publisher)
