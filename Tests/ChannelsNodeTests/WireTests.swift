@@ -42,4 +42,39 @@ import Testing
             #expect(NodeFaultTests.counter(name, in: metrics) >= 1, "\(name)")
         }
     }
+
+    @Test func outOfFileDescriptorsTheNodeKeepsServingWithoutSpinning() async throws {
+        let node = try await NodeProcess.start()
+        let alice = try await ChatClient.connect(port: node.port, room: "fds")
+        let bob = try await ChatClient.connect(port: node.port, room: "fds")
+        // Leave room for a few more descriptors only, then open many more sockets than that.
+        let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(node.processIdentifier)/fd").count
+        let limit = open + 10
+        // Only the soft limit moves, so that it can be raised again without privileges.
+        let limits = try String(contentsOfFile: "/proc/\(node.processIdentifier)/limits", encoding: .utf8)
+        let hard = limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }?.split(separator: " ", omittingEmptySubsequences: true).dropFirst(4).first.map(String.init) ?? "unlimited"
+        let lowered = try await ChannelsTestSupport.run("/usr/bin/prlimit", ["--pid", String(node.processIdentifier), "--nofile=\(limit):\(hard)"], environment: [:])
+        try #require(lowered.status == 0, "\(lowered.output)")
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Wire/raw_websocket.py").path
+        let flood = try PythonProcess(python: "/usr/bin/python3", script: script, arguments: [String(node.port), "hold-60-3"])
+        #expect(try await flood.nextLine(timeout: .seconds(30)).hasPrefix("holding"))
+        let ticks = { () -> Int in
+            let fields = ((try? String(contentsOfFile: "/proc/\(node.processIdentifier)/stat", encoding: .utf8)) ?? "").split(separator: ")").last?.split(separator: " ") ?? []
+            return fields.count > 12 ? (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0) : 0
+        }
+        let before = ticks()
+        // The connections it has keep working while accepting fails.
+        bob.say("still serving")
+        #expect(await alice.waitForFrames(1))
+        try await Task.sleep(for: .seconds(1.5))
+        // No accept loop spinning: well under half a core over 1.5 s (100 ticks a second).
+        #expect(ticks() - before < 75, "the node used \(ticks() - before) ticks while out of descriptors")
+        #expect(try await flood.nextLine(timeout: .seconds(30)) == "done")
+        let raised = try await ChannelsTestSupport.run("/usr/bin/prlimit", ["--pid", String(node.processIdentifier), "--nofile=4096:\(hard)"], environment: [:])
+        #expect(raised.status == 0)
+        #expect(await eventually { (try? await node.get("/healthz").status) == 200 })
+        let metrics = try await node.get("/metrics").body
+        #expect(NodeFaultTests.counter("channels_accept_failures_total", in: metrics) >= 1)
+        #expect(node.log.components(separatedBy: "cannot accept connections").count - 1 == 1, "\(node.log)")
+    }
 }

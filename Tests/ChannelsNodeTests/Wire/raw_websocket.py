@@ -69,6 +69,22 @@ if case == "huge-headers":
 if case == "nul-path":
     print(http_status(b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n"))
     sys.exit(0)
+if case.startswith("hold-"):
+    # Opens N sockets (some may be refused or never accepted) and holds them for S seconds.
+    _, count, seconds = case.split("-")
+    held = []
+    for _ in range(int(count)):
+        try:
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=1))
+        except OSError:
+            pass
+    print("holding", len(held), flush=True)
+    import time
+    time.sleep(float(seconds))
+    for sock in held:
+        sock.close()
+    print("done", flush=True)
+    sys.exit(0)
 if case.startswith("pending-"):
     # Holds N silent sockets, then checks that one more is closed at once and /healthz still answers.
     count = int(case.split("-")[1])
