@@ -18,7 +18,9 @@ import Testing
         }
 
         let page = try await node.get("/")
-        #expect(page.status == 200 && page.body.contains("new WebSocket"))
+        #expect(page.status == 200 && page.body.contains("new ChannelsClient") && page.body.contains(#"src="/channels.js""#))
+        let script = try await node.get("/channels.js")
+        #expect(script.status == 200 && script.body.contains("class ChannelsClient") && script.body.contains("new WebSocket"))
         #expect(try await node.get("/healthz").status == 200)
         #expect(try await node.get("/readyz").status == 200)
         #expect(try await node.get("/nothing-here").status == 404)

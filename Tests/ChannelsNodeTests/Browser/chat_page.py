@@ -63,18 +63,38 @@ class Tab:
         return False
 
 
+class Chromium:
+    """Headless Chromium with its DevTools endpoint on a free port; `debug_port` once entered."""
+
+    def __enter__(self):
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        if not chromium:
+            raise RuntimeError("chromium is not installed: apt-get install -y chromium")
+        self.debug_port = free_port()
+        self.profile = tempfile.mkdtemp(prefix="swift-channels-chromium-")
+        self.process = subprocess.Popen(
+            [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+             f"--remote-debugging-port={self.debug_port}", f"--user-data-dir={self.profile}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        return self
+
+    def __exit__(self, *args):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
 async def main(node_port, screenshot_path):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not chromium:
-        print("chromium is not installed: apt-get install -y chromium")
+    try:
+        browser = Chromium().__enter__()
+    except RuntimeError as error:
+        print(error)
         return 1
-    debug_port = free_port()
-    profile = tempfile.mkdtemp(prefix="swift-channels-chromium-")
-    browser = subprocess.Popen(
-        [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-         f"--remote-debugging-port={debug_port}", f"--user-data-dir={profile}", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    debug_port = browser.debug_port
     try:
         page_url = f"http://127.0.0.1:{node_port}/"
         targets = []
@@ -109,12 +129,7 @@ async def main(node_port, screenshot_path):
         print("OK")
         return 0
     finally:
-        browser.terminate()
-        try:
-            browser.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            browser.kill()
-        shutil.rmtree(profile, ignore_errors=True)
+        browser.__exit__()
 
 
 if __name__ == "__main__":

@@ -9,16 +9,14 @@ import asyncio
 import base64
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "ChannelsNodeTests", "Browser"))
-from chat_page import Tab, free_port  # noqa: E402
+from chat_page import Chromium, Tab  # noqa: E402
 
 port, redis_url, cluster_dir, ctl, screenshot = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 MESSAGES = "Array.from(document.querySelectorAll('#log .message')).map(e => e.textContent)"
@@ -63,17 +61,12 @@ async def say(tab, text):
 
 
 async def main():
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not chromium:
-        print("chromium is not installed: apt-get install -y chromium")
+    try:
+        browser = Chromium().__enter__()
+    except RuntimeError as error:
+        print(error)
         return 1
-    debug_port = free_port()
-    profile = tempfile.mkdtemp(prefix="swift-channels-chromium-")
-    browser = subprocess.Popen(
-        [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-         f"--remote-debugging-port={debug_port}", f"--user-data-dir={profile}", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    debug_port = browser.debug_port
     try:
         first = await open_tab(debug_port)
         async with Tab(first["webSocketDebuggerUrl"]) as a:
@@ -125,12 +118,7 @@ async def main():
         print("OK")
         return 0
     finally:
-        browser.terminate()
-        try:
-            browser.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            browser.kill()
-        shutil.rmtree(profile, ignore_errors=True)
+        browser.__exit__()
 
 
 if __name__ == "__main__":
