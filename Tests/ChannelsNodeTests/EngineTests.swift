@@ -41,6 +41,18 @@ import Testing
         }
     }
 
+    /// Greets its client from `connect()`, as Django consumers often do after `accept()`.
+    final class WelcomeConsumer: WebSocketConsumer {
+        let context: ConsumerContext
+        init(context: ConsumerContext) { self.context = context }
+
+        func connect() async throws -> ConnectDecision {
+            context.send(text: #"{"n":0}"#)
+            try await context.groupAdd("welcome")
+            return .accept
+        }
+    }
+
     final class Frames: Sendable {
         let values = Mutex<[Int]>([])
     }
@@ -82,6 +94,22 @@ import Testing
         #expect(read.values.withLock { $0 } == Array(1...count))
         await publisher.close()
         await reader.close()
+        await group.triggerGracefulShutdown()
+        _ = await running.result
+    }
+
+    @Test func framesSentFromConnectReachTheClient() async throws {
+        var router = ConsumerRouter()
+        router.add("/ws/welcome/", WelcomeConsumer.self)
+        let port = try freePort()
+        let node = ChannelsNode(configuration: NodeConfiguration(port: port, nodeID: "welcome-test"), layer: InMemoryChannelLayer(), router: router)
+        let group = ServiceGroup(services: [node], logger: Logger(label: "test"))
+        let running = Task { try await group.run() }
+        defer { running.cancel() }
+        #expect(await eventually { (try? await httpGet(port: port, path: "/healthz").status) == 200 })
+        let (client, frames) = try await Self.connect(port: port, path: "/ws/welcome/")
+        #expect(await eventually { frames.values.withLock { $0 } == [0] })
+        await client.close()
         await group.triggerGracefulShutdown()
         _ = await running.result
     }

@@ -380,9 +380,14 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
 
     // MARK: - From the consumer's task, or a drain
 
-    /// Writes a frame the consumer made; hops to the event loop.
+    /// Writes a frame the consumer made; hops to the event loop. Frames sent before the upgrade completed
+    /// (from `connect()`) wait in the mailbox and go out right after it.
     func post(_ frame: ByteBuffer) {
         eventLoop.execute { [self] in
+            if handlerContext == nil, state == .open {
+                mailbox.append(.frame(frame))
+                return
+            }
             write(frame)
             flush()
         }
