@@ -88,26 +88,28 @@ class Chromium:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
+    async def open_tab(self, url):
+        """A new tab on `url`: its DevTools target (retried while Chromium starts)."""
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{self.debug_port}/json/new?{url}", method="PUT")
+                return json.loads(urllib.request.urlopen(request, timeout=2).read())
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("chromium's DevTools endpoint did not come up")
+                await asyncio.sleep(0.2)
+
+
 async def main(node_port, screenshot_path):
     try:
         browser = Chromium().__enter__()
     except RuntimeError as error:
         print(error)
         return 1
-    debug_port = browser.debug_port
     try:
         page_url = f"http://127.0.0.1:{node_port}/"
-        targets = []
-        deadline = time.monotonic() + 20
-        while len(targets) < 2:
-            try:
-                request = urllib.request.Request(f"http://127.0.0.1:{debug_port}/json/new?{page_url}", method="PUT")
-                targets.append(json.loads(urllib.request.urlopen(request, timeout=2).read()))
-            except OSError:
-                if time.monotonic() > deadline:
-                    print("chromium's DevTools endpoint did not come up")
-                    return 1
-                await asyncio.sleep(0.2)
+        targets = [await browser.open_tab(page_url), await browser.open_tab(page_url)]
         async with Tab(targets[0]["webSocketDebuggerUrl"]) as first, Tab(targets[1]["webSocketDebuggerUrl"]) as second:
             for tab in (first, second):
                 if not await tab.wait_for("document.getElementById('status') && document.getElementById('status').textContent.startsWith('connected')"):

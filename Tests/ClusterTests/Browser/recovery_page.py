@@ -30,18 +30,6 @@ def node_of(channel):
     return None
 
 
-async def open_tab(debug_port):
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            request = urllib.request.Request(f"http://127.0.0.1:{debug_port}/json/new?http://127.0.0.1:{port}/", method="PUT")
-            return json.loads(urllib.request.urlopen(request, timeout=2).read())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
-
-
 async def connected(tab):
     return await tab.wait_for("typeof client !== 'undefined' && client && client.channel && document.getElementById('status').textContent.startsWith('connected')")
 
@@ -67,8 +55,9 @@ async def main():
         print(error)
         return 1
     debug_port = browser.debug_port
+    page_url = f"http://127.0.0.1:{port}/"
     try:
-        first = await open_tab(debug_port)
+        first = await browser.open_tab(page_url)
         async with Tab(first["webSocketDebuggerUrl"]) as a:
             if not await connected(a):
                 print("page A did not connect")
@@ -76,7 +65,7 @@ async def main():
             node_a = await node_when_registered(a)
             # Page B on another node, so that it keeps sending while page A's node is down.
             for _ in range(12):
-                second = await open_tab(debug_port)
+                second = await browser.open_tab(page_url)
                 b = Tab(second["webSocketDebuggerUrl"])
                 await b.__aenter__()
                 if not await connected(b):
