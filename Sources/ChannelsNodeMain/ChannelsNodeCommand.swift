@@ -81,6 +81,9 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
     @Option(help: "Seconds a group's history lives after its last message (CHANNELS_HISTORY_TTL). [default: 300]")
     var historyTtl: Double?
 
+    @Option(help: "Seconds between pings to a quiet client; one that answers nothing for a whole interval is closed with 4408 (CHANNELS_PING_INTERVAL). [default: 30]")
+    var pingInterval: Double?
+
     @Option(help: "Seconds a connection may take to send a whole request head (CHANNELS_HANDSHAKE_TIMEOUT). [default: 10]")
     var handshakeTimeout: Double?
 
@@ -177,14 +180,15 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
             allowedOrigins: list(allowedOrigins, "CHANNELS_ALLOWED_ORIGINS"),
             drainTime: .milliseconds(Int64(try number(drainTime, "CHANNELS_DRAIN_TIME", 30.0) * 1000)),
             drainCloseRate: try number(drainRate, "CHANNELS_DRAIN_RATE", 500),
+            pingInterval: .milliseconds(Int64(try number(pingInterval, "CHANNELS_PING_INTERVAL", 30.0) * 1000)),
             maxConnections: try number(maxConnections, "CHANNELS_MAX_CONNECTIONS", 0),
             handshakeTimeout: .milliseconds(Int64(try number(handshakeTimeout, "CHANNELS_HANDSHAKE_TIMEOUT", 10.0) * 1000)),
             maxPendingHandshakes: try number(maxPendingHandshakes, "CHANNELS_MAX_PENDING_HANDSHAKES", 1024),
             socketSendBuffer: try number(socketSendBuffer, "CHANNELS_SOCKET_SEND_BUFFER", 128 * 1024)
         )
         guard configuration.socketSendBuffer >= 4096 else { throw ValidationError("--socket-send-buffer must be at least 4096 bytes") }
-        guard configuration.handshakeTimeout > .zero, configuration.maxPendingHandshakes >= 0 else {
-            throw ValidationError("--handshake-timeout must be positive and --max-pending-handshakes 0 or more")
+        guard configuration.handshakeTimeout > .zero, configuration.maxPendingHandshakes >= 0, configuration.pingInterval >= .milliseconds(100) else {
+            throw ValidationError("--handshake-timeout must be positive, --max-pending-handshakes 0 or more, --ping-interval at least 0.1 s")
         }
         guard configuration.maxConnections >= 0 else { throw ValidationError("--max-connections must be 0 or more") }
         let (middleware, authFingerprint) = try await authentication(setting: setting)

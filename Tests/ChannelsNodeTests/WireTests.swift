@@ -1,4 +1,5 @@
 import ChannelsTestSupport
+import ChannelsWebSocketClient
 import Foundation
 import Testing
 
@@ -76,5 +77,20 @@ import Testing
         let metrics = try await node.get("/metrics").body
         #expect(NodeFaultTests.counter("channels_accept_failures_total", in: metrics) >= 1)
         #expect(node.log.components(separatedBy: "cannot accept connections").count - 1 == 1, "\(node.log)")
+    }
+
+    @Test func aClientThatAnswersNoPingIsClosedWith4408() async throws {
+        let node = try await NodeProcess.start(arguments: ["--ping-interval", "0.5"])
+        let silent = try await ChatClient.connect(port: node.port, room: "pings")
+        let lively = try await ChatClient.connect(port: node.port, room: "pings")
+        // Not reading: no pong goes back, and the node gives up after a whole interval of silence.
+        silent.client.setReading(false)
+        try await Task.sleep(for: .seconds(2.5))
+        silent.client.setReading(true)
+        let close = await silent.client.closed(timeout: .seconds(5))
+        #expect(close != nil)
+        #expect(close?.code == 4408 || close?.code == nil, "\(String(describing: close))")
+        // A client that answers pings stays.
+        #expect(lively.client.isOpen)
     }
 }
