@@ -517,9 +517,12 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         statistics.deliveries = counters.deliveries + dispatcher.deliveries
         statistics.dropped = counters.dropped
         statistics.expired = counters.expired
-        statistics.localChannels = queues.registeredCount + state.withLock { $0.inboxes.count }
+        statistics.localChannels = localChannelCount
         return statistics
     }
+
+    /// Channels of this process: queued ones (`receive()`) and pushed ones (inboxes, WebSocket connections).
+    private var localChannelCount: Int { queues.registeredCount + state.withLock { $0.inboxes.count } }
 
     // MARK: - Internals
 
@@ -681,7 +684,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
                 })
             })
         }
-        let channels = queues.registeredCount
+        let channels = localChannelCount
         return MembershipRegistry.Snapshot(members: members, channels: channels, connections: connectionCount() ?? channels)
     }
 }

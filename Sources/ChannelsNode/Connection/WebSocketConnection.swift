@@ -359,7 +359,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
             self.recovered!.upTo = position.offset
         }
         if let name = delivery.handlerName, let rule = rule(for: name), !running, mailbox.isEmpty, handlerContext != nil {
-            guard let frame = delivery.prepared(for: ObjectIdentifier(rule), { makeFrame(rule, delivery) }) else { return false }
+            guard let frame = frame(rule, delivery) else { return false }
             write(frame)
         } else {
             enqueue(.layer(delivery))
@@ -418,6 +418,11 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         let rule = route?.rules[name]
         lastRule = (name, rule)
         return rule
+    }
+
+    /// The rule's frame for a delivery, made by the first member that needs it and shared by the others.
+    private func frame(_ rule: ForwardRule, _ delivery: Delivery) -> ByteBuffer? {
+        delivery.prepared(for: ObjectIdentifier(rule)) { makeFrame(rule, delivery) }
     }
 
     private func makeFrame(_ rule: ForwardRule, _ delivery: Delivery) -> ByteBuffer? {
@@ -514,7 +519,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
             return
         }
         if let rule = route?.rules[name] {
-            if let frame = delivery.prepared(for: ObjectIdentifier(rule), { makeFrame(rule, delivery) }) { post(frame) }
+            if let frame = frame(rule, delivery) { post(frame) }
             return
         }
         guard route?.handlers.contains(name) == true else {
