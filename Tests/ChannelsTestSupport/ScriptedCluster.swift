@@ -14,9 +14,12 @@ public final class ScriptedCluster: Sendable {
 
     /// Runs `scripts/cluster up`.
     public static func up(nodes: Int = 3) async throws -> ScriptedCluster {
+        // Every port from one block below the ephemeral range: a port the kernel hands out as free (port 0)
+        // can be taken as the source port of a client socket before haproxy or Redis binds it.
+        let block = try freeConsecutivePorts(nodes + 2)
         let cluster = ScriptedCluster(
             directory: FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(UUID().uuidString.prefix(8))").path,
-            port: try freePort(), redisPort: try freePort(), basePort: try freeConsecutivePorts(nodes), nodes: nodes
+            port: block, redisPort: block + 1, basePort: block + 2, nodes: nodes
         )
         let result = try await cluster.script("up")
         guard result.status == 0 else {
