@@ -68,7 +68,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The Redis pub/sub layer on channels_redis' wire, its sharding and the membership registry.
+        // The Redis layers on channels_redis' wires (pub/sub and core), their sharding and the membership registry.
         .target(
             name: "ChannelLayersRedis",
             dependencies: [
@@ -79,6 +79,9 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "OrderedCollections", package: "swift-collections"),
+                // Fernet (AES-CBC + HMAC-SHA256) for channels_redis' symmetric_encryption_keys.
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -76,3 +76,13 @@ extension RedisReply: CustomStringConvertible {
         }
     }
 }
+
+extension [RedisReply] {
+    /// The replies of a pipeline, or its first error reply thrown as a ``RedisError`` naming `what`.
+    public func checked(_ what: String) throws(RedisError) -> [RedisReply] {
+        for reply in self {
+            if case .error(let text) = reply { throw RedisError.fromErrorReply(text, command: what) }
+        }
+        return self
+    }
+}

@@ -9,18 +9,9 @@ import Testing
 
 /// The real Python channels_redis (from PyPI, in the venv `scripts/setup-interop` makes) on the same Redis.
 @Suite struct ChannelsRedisInteropTests {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let script = packageRoot.appendingPathComponent("Tests/ChannelLayersRedisTests/Interop/channels_interop.py").path
+    func python(_ arguments: String...) throws -> PythonProcess { try Interop.python(arguments) }
 
-    func python(_ arguments: String...) throws -> PythonProcess {
-        try PythonProcess(python: try PythonProcess.interpreter(packageRoot: Self.packageRoot), script: Self.script, arguments: arguments)
-    }
-
-    func expectReady(_ process: PythonProcess) async throws -> String {
-        let line = try await process.nextLine()
-        guard line.hasPrefix("READY ") else { throw TestSupportError("python said '\(line)'; stderr: \(process.standardError)") }
-        return String(line.dropFirst(6))
-    }
+    func expectReady(_ process: PythonProcess) async throws -> String { try await Interop.ready(process) }
 
     func layerConfiguration(_ servers: [RedisServer], node: String) -> RedisPubSubChannelLayer.Configuration {
         var configuration = RedisPubSubChannelLayer.Configuration(hosts: servers.map { $0.configuration() })

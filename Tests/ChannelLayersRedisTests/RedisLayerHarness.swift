@@ -1,6 +1,7 @@
 import ChannelLayers
 import ChannelLayersRedis
 import ChannelsTestSupport
+import Foundation
 import HiredisClient
 
 /// Runs Redis layers for the length of a test body and stops them after.
@@ -12,6 +13,34 @@ func withRedisLayers<T: Sendable>(
     let runners = layers.map { layer in Task { try await layer.run() } }
     defer { for runner in runners { runner.cancel() } }
     return try await body(layers)
+}
+
+/// Runs core layers for the length of a test body and stops them after.
+func withCoreLayers<T: Sendable>(
+    _ configurations: [RedisCoreChannelLayer.Configuration],
+    _ body: ([RedisCoreChannelLayer]) async throws -> T
+) async throws -> T {
+    let layers = try configurations.map { try RedisCoreChannelLayer(configuration: $0) }
+    let runners = layers.map { layer in Task { try await layer.run() } }
+    defer { for runner in runners { runner.cancel() } }
+    return try await body(layers)
+}
+
+/// The real channels_redis, driven by `Interop/channels_interop.py` in the interop venv.
+enum Interop {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let script = packageRoot.appendingPathComponent("Tests/ChannelLayersRedisTests/Interop/channels_interop.py").path
+
+    static func python(_ arguments: [String]) throws -> PythonProcess {
+        try PythonProcess(python: try PythonProcess.interpreter(packageRoot: packageRoot), script: script, arguments: arguments)
+    }
+
+    /// The channel name after the script's `READY` line.
+    static func ready(_ process: PythonProcess) async throws -> String {
+        let line = try await process.nextLine()
+        guard line.hasPrefix("READY ") else { throw TestSupportError("python said '\(line)'; stderr: \(process.standardError)") }
+        return String(line.dropFirst(6))
+    }
 }
 
 extension RedisServer {

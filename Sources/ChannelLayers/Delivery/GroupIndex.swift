@@ -45,4 +45,17 @@ package struct GroupIndex: Sendable {
     }
 
     package mutating func removeAll() { groups = [:] }
+
+    /// Inboxes grouped by the event loop they live on, for one dispatch.
+    package static func byEventLoop(_ inboxes: [any ChannelInbox]) -> [LoopMembers] {
+        var members: [LoopMembers] = []
+        for inbox in inboxes {
+            if let index = members.firstIndex(where: { $0.eventLoop === inbox.eventLoop }) {
+                members[index].inboxes.append(inbox)
+            } else {
+                members.append(LoopMembers(eventLoop: inbox.eventLoop, inboxes: [inbox]))
+            }
+        }
+        return members
+    }
 }

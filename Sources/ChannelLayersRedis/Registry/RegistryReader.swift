@@ -107,6 +107,24 @@ public struct RegistryReader: Sendable {
         return members.sorted { ($0.joinedAt, $0.channel) < ($1.joinedAt, $1.channel) }
     }
 
+    /// A group's presence: this node's members from its own state (the registry's writes lag a little),
+    /// the other nodes' from the registry when there is one, oldest first.
+    static func presence(of group: String, local: [PresenceMember], node: String, reader: RegistryReader?) async throws(ChannelLayerError) -> [PresenceMember] {
+        var members = local
+        if let reader {
+            let remote: [Member]
+            do {
+                remote = try await reader.members(of: group)
+            } catch {
+                throw ChannelLayerError(error, doing: "reading the presence of \(group)")
+            }
+            members += remote.filter { $0.present && $0.node != node }.map {
+                PresenceMember(channel: $0.channel, node: $0.node, user: $0.user, info: $0.info, joinedAt: $0.joinedAt)
+            }
+        }
+        return members.sorted { ($0.joinedAt, $0.channel) < ($1.joinedAt, $1.channel) }
+    }
+
     /// A registry value: the join time, or for a member with presence `{"at": T, "user": U, "info": I}`.
     static func member(channel: String, node: String, value: String) -> Member {
         if let joinedAt = Double(value) { return Member(channel: channel, node: node, joinedAt: joinedAt) }

@@ -89,19 +89,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     }
 
     private struct State {
-        /// group -> local member -> join time (Unix seconds).
-        var groups: [String: [String: Double]] = [:]
-        var groupsOfChannel: [String: Set<String>] = [:]
-        /// Channels whose messages are pushed to an inbox, and the groups' pushed members by event loop.
-        var inboxes: [String: any ChannelInbox] = [:]
-        var pushed = GroupIndex()
-        /// group -> local members that are queues (receive()), not inboxes.
-        var queuedMembers: [String: Set<String>] = [:]
-        /// Who each channel that joined a group with presence is, and those groups.
-        var presence: [String: PresenceInfo] = [:]
-        var presentIn: [String: Set<String>] = [:]
-        /// group -> how many local members joined it with presence.
-        var presenceCount: [String: Int] = [:]
+        var local = LocalMembership()
         var messagesSent = 0
         var groupSends = 0
         var undecodable = 0
@@ -218,7 +206,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             throw ChannelLayerError(.redis, "the Redis layer stopped: \(error)")
         }
         if let registry {
-            await registry.removeNow(groups: state.withLock { Array($0.groups.keys) })
+            await registry.removeNow(groups: state.withLock { Array($0.local.groups.keys) })
         }
         for shard in shards { await shard.client.close() }
     }
@@ -245,11 +233,11 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     public func newChannel(prefix: String, inbox: any ChannelInbox) async throws(ChannelLayerError) -> String {
         let channel = ChannelName.random(prefix: configuration.prefix + prefix)
         try LayerValidation.channel(channel)
-        state.withLock { $0.inboxes[channel] = inbox }
+        state.withLock { $0.local.addInbox(inbox, for: channel) }
         do {
             try await reconciler.want(channel)
         } catch {
-            _ = state.withLock { $0.inboxes.removeValue(forKey: channel) }
+            _ = state.withLock { $0.local.removeInbox(of: channel) }
             reconciler.unwant(channel)
             throw error
         }
@@ -259,7 +247,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     public func send(_ message: Message, to channel: String) async throws(ChannelLayerError) {
         try LayerValidation.channel(channel)
         try LayerValidation.message(message)
-        if let inbox = state.withLock({ $0.inboxes[channel] }) {
+        if let inbox = state.withLock({ $0.local.inboxes[channel] }) {
             await dispatcher.send(message, to: inbox)
             state.withLock { $0.messagesSent += 1 }
             return
@@ -294,26 +282,16 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
 
     public func groupAdd(_ group: String, channel: String) async throws(ChannelLayerError) {
         try LayerValidation.membership(group, channel)
-        guard queues.isRegistered(channel) || state.withLock({ $0.inboxes[channel] != nil }) else {
+        guard queues.isRegistered(channel) || state.withLock({ $0.local.inboxes[channel] != nil }) else {
             throw ChannelLayerError(
                 .notLocal,
                 "You can only call groupAdd() on channels that exist in-process; use the consumer's own channel name (got \(channel))"
             )
         }
         let joinedAt = WallClock.now()
-        let isNew = state.withLock { state -> Bool in
-            state.groupsOfChannel[channel, default: []].insert(group)
-            if state.groups[group]?[channel] != nil { return false }
-            if let inbox = state.inboxes[channel] {
-                state.pushed.add(inbox, to: group)
-            } else {
-                state.queuedMembers[group, default: []].insert(channel)
-            }
-            state.groups[group, default: [:]][channel] = joinedAt
-            return true
-        }
+        let (isNew, presence) = state.withLock { ($0.local.join(group, channel: channel, at: joinedAt), $0.local.presence(of: channel, in: group)) }
         if isNew, isListed(group) {
-            let value = RegistryReader.value(joinedAt: joinedAt, presence: state.withLock { $0.presentIn[channel]?.contains(group) == true ? $0.presence[channel] : nil })
+            let value = RegistryReader.value(joinedAt: joinedAt, presence: presence)
             registry?.enqueue(.join(group: group, channel: channel, value: value))
         }
         try await reconciler.want(groupPrefix + group)
@@ -327,12 +305,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     }
 
     public func groupAdd(_ group: String, channel: String, presence: PresenceInfo) async throws(ChannelLayerError) {
-        let isNew = state.withLock { state in
-            state.presence[channel] = presence
-            let inserted = state.presentIn[channel, default: []].insert(group).inserted
-            if inserted { state.presenceCount[group, default: 0] += 1 }
-            return inserted
-        }
+        let isNew = state.withLock { $0.local.addPresence(presence, channel: channel, in: group) }
         try await groupAdd(group, channel: channel)
         try await reconciler.want(presencePrefix + group)
         if isNew {
@@ -343,52 +316,18 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
 
     public func presence(of group: String) async throws(ChannelLayerError) -> [PresenceMember] {
         try LayerValidation.group(group)
-        // This node's own members from its state (the registry's writes lag a little), the others' from Redis.
-        let local: [PresenceMember] = state.withLock { state in
-            (state.groups[group] ?? [:]).compactMap { channel, joinedAt in
-                guard state.presentIn[channel]?.contains(group) == true, let info = state.presence[channel] else { return nil }
-                return PresenceMember(channel: channel, node: configuration.nodeID, user: info.user, info: info.info, joinedAt: joinedAt)
-            }
-        }
-        var members = local
-        if registry != nil {
-            let remote: [RegistryReader.Member]
-            do {
-                remote = try await RegistryReader(connection: shards[0].client, prefix: configuration.prefix).members(of: group)
-            } catch {
-                throw ChannelLayerError(error, doing: "reading the presence of \(group)")
-            }
-            members += remote.filter { $0.present && $0.node != configuration.nodeID }.map {
-                PresenceMember(channel: $0.channel, node: $0.node, user: $0.user, info: $0.info, joinedAt: $0.joinedAt)
-            }
-        }
-        return members.sorted { ($0.joinedAt, $0.channel) < ($1.joinedAt, $1.channel) }
+        let local = state.withLock { $0.local.presentMembers(of: group, node: configuration.nodeID) }
+        let reader = registry == nil ? nil : RegistryReader(connection: shards[0].client, prefix: configuration.prefix)
+        return try await RegistryReader.presence(of: group, local: local, node: configuration.nodeID, reader: reader)
     }
 
     /// Takes `channel` out of the presence of `groups`; returns the leave events to send.
     private func leavePresence(_ channel: String, groups: some Sequence<String>) -> [(group: String, event: Message)] {
         let now = WallClock.now()
-        let (events, unwanted) = state.withLock { state in
-            var events: [(group: String, event: Message)] = []
-            var unwanted: [String] = []
-            for group in groups where state.presentIn[channel]?.remove(group) != nil {
-                let info = state.presence[channel] ?? PresenceInfo()
-                events.append((group, PresenceEvent.message("leave", channel: channel, presence: info, node: configuration.nodeID, at: now)))
-                // The last local member with presence gone: this node stops listening to the group's events.
-                state.presenceCount[group, default: 1] -= 1
-                if state.presenceCount[group]! <= 0 {
-                    state.presenceCount[group] = nil
-                    unwanted.append(group)
-                }
-            }
-            if state.presentIn[channel]?.isEmpty == true {
-                state.presentIn[channel] = nil
-                state.presence[channel] = nil
-            }
-            return (events, unwanted)
-        }
-        for group in unwanted { reconciler.unwant(presencePrefix + group) }
-        return events
+        let (left, emptied) = state.withLock { $0.local.removePresence(of: channel, in: groups) }
+        // The last local member with presence gone: this node stops listening to the group's events.
+        for group in emptied { reconciler.unwant(presencePrefix + group) }
+        return left.map { ($0.group, PresenceEvent.message("leave", channel: channel, presence: $0.info, node: configuration.nodeID, at: now)) }
     }
 
     private func announce(_ events: [(group: String, event: Message)]) async {
@@ -466,27 +405,19 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     }
 
     public func deleteChannel(_ channel: String) async {
-        let groups = state.withLock { $0.groupsOfChannel[channel] ?? [] }
+        let groups = state.withLock { $0.local.groupsOfChannel[channel] ?? [] }
         let left = leavePresence(channel, groups: groups)
         for group in groups { discard(group, channel: channel) }
         await announce(left)
-        _ = state.withLock { $0.inboxes.removeValue(forKey: channel) }
+        _ = state.withLock { $0.local.removeInbox(of: channel) }
         queues.remove(channel)
         reconciler.unwant(channel)
     }
 
     public func flush() async throws(ChannelLayerError) {
         let groups = state.withLock { state in
-            defer {
-                state.groups = [:]
-                state.groupsOfChannel = [:]
-                state.pushed.removeAll()
-                state.queuedMembers = [:]
-                state.presence = [:]
-                state.presentIn = [:]
-                state.presenceCount = [:]
-            }
-            return Array(state.groups.keys)
+            defer { state.local.removeAllMemberships() }
+            return Array(state.local.groups.keys)
         }
         queues.removeAll()
         reconciler.reset()
@@ -512,7 +443,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             statistics.undecodable = state.undecodable
             statistics.redisConnectionLosses = state.connectionLosses
             statistics.redisResubscriptions = state.resubscriptions
-            statistics.localGroups = state.groups.count
+            statistics.localGroups = state.local.groups.count
         }
         statistics.deliveries = counters.deliveries + dispatcher.deliveries
         statistics.dropped = counters.dropped
@@ -522,7 +453,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     }
 
     /// Channels of this process: queued ones (`receive()`) and pushed ones (inboxes, WebSocket connections).
-    private var localChannelCount: Int { queues.registeredCount + state.withLock { $0.inboxes.count } }
+    private var localChannelCount: Int { queues.registeredCount + state.withLock { $0.local.inboxes.count } }
 
     // MARK: - Internals
 
@@ -562,22 +493,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     }
 
     private func discard(_ group: String, channel: String) {
-        let (wasMember, groupEmpty) = state.withLock { state -> (Bool, Bool) in
-            state.groupsOfChannel[channel]?.remove(group)
-            if state.groupsOfChannel[channel]?.isEmpty == true { state.groupsOfChannel[channel] = nil }
-            guard state.groups[group]?.removeValue(forKey: channel) != nil else { return (false, false) }
-            if let inbox = state.inboxes[channel] {
-                state.pushed.remove(inbox, from: group)
-            } else {
-                state.queuedMembers[group]?.remove(channel)
-                if state.queuedMembers[group]?.isEmpty == true { state.queuedMembers[group] = nil }
-            }
-            if state.groups[group]!.isEmpty {
-                state.groups[group] = nil
-                return (true, true)
-            }
-            return (true, false)
-        }
+        let (wasMember, groupEmpty) = state.withLock { $0.local.leave(group, channel: channel) }
         guard wasMember else { return }
         if isListed(group) { registry?.enqueue(.leave(group: group, channel: channel)) }
         if groupEmpty { reconciler.unwant(groupPrefix + group) }
@@ -591,7 +507,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             if message.channel.hasPrefix(groupPrefix) {
                 let group = String(message.channel.utf8.dropFirst(groupPrefix.utf8.count))!
                 let (pushed, queued) = state.withLock { state in
-                    (state.pushed.members(of: group), state.queuedMembers[group])
+                    (state.local.pushed.members(of: group), state.local.queuedMembers[group])
                 }
                 guard !pushed.isEmpty || queued != nil, let decoded = decode(message) else { continue }
                 let (stripped, position) = Self.stripHistoryKeys(decoded)
@@ -599,10 +515,10 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
                 if let queued { queues.putMany(stripped, on: queued) }
             } else if message.channel.hasPrefix(presencePrefix) {
                 let group = String(message.channel.utf8.dropFirst(presencePrefix.utf8.count))!
-                let pushed = state.withLock { $0.pushed.members(of: group) }
+                let pushed = state.withLock { $0.local.pushed.members(of: group) }
                 guard !pushed.isEmpty, let decoded = decode(message) else { continue }
                 dispatcher.dispatch(Delivery(decoded, group: group), to: pushed)
-            } else if let inbox = state.withLock({ $0.inboxes[message.channel] }) {
+            } else if let inbox = state.withLock({ $0.local.inboxes[message.channel] }) {
                 if let decoded = decode(message) { dispatcher.dispatch(Delivery(decoded), to: inbox) }
             } else if queues.isRegistered(message.channel), let decoded = decode(message) {
                 _ = queues.put(decoded, on: message.channel, create: false)
@@ -652,9 +568,9 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     /// channel or groups live on that shard, so their clients know (and can recover from history).
     private func tellInboxesOfLoss(onShard index: Int) {
         let affected = state.withLock { state in
-            state.inboxes.filter { channel, _ in
+            state.local.inboxes.filter { channel, _ in
                 ShardRing.index(of: channel, hostCount: shards.count) == index
-                    || (state.groupsOfChannel[channel] ?? []).contains {
+                    || (state.local.groupsOfChannel[channel] ?? []).contains {
                         ShardRing.index(of: groupPrefix + $0, hostCount: shards.count) == index
                     }
             }.map(\.value)
@@ -677,13 +593,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     }
 
     private func snapshot() -> MembershipRegistry.Snapshot {
-        let members = state.withLock { state in
-            Dictionary(uniqueKeysWithValues: state.groups.filter { isListed($0.key) }.map { group, members in
-                (group, members.map { channel, joinedAt in
-                    (channel: channel, value: RegistryReader.value(joinedAt: joinedAt, presence: state.presentIn[channel]?.contains(group) == true ? state.presence[channel] : nil))
-                })
-            })
-        }
+        let members = state.withLock { $0.local.registryMembers(listed: isListed) }
         let channels = localChannelCount
         return MembershipRegistry.Snapshot(members: members, channels: channels, connections: connectionCount() ?? channels)
     }

@@ -1,0 +1,265 @@
+import ChannelLayers
+@testable import ChannelLayersRedis
+import ChannelsProtocol
+import ChannelsTestSupport
+import Foundation
+import HiredisClient
+import Testing
+
+/// The core layer against the real channels_redis `RedisChannelLayer` (PyPI) on real Redis servers.
+@Suite struct RedisCoreChannelLayerTests {
+    func core(_ servers: [RedisServer], keys: [String] = [], groupExpiry: Duration = .seconds(86_400), capacity: Int = 100) -> RedisCoreChannelLayer.Configuration {
+        var configuration = RedisCoreChannelLayer.Configuration(
+            hosts: servers.map { $0.configuration() }, groupExpiry: groupExpiry,
+            capacities: ChannelCapacities(defaultCapacity: capacity), encryptionKeys: keys, nodeID: "swift-core"
+        )
+        configuration.reconnectPolicy = RedisReconnectPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(300))
+        configuration.receiveTimeout = .seconds(1)
+        return configuration
+    }
+
+    /// `--core` and the key options for the Python side.
+    func django(_ command: String, _ arguments: String..., keys: [String] = [], groupExpiry: Int? = nil) throws -> PythonProcess {
+        var options = ["--core"]
+        if !keys.isEmpty { options += ["--keys", keys.joined(separator: ",")] }
+        if let groupExpiry { options += ["--group-expiry", String(groupExpiry)] }
+        return try Interop.python(options + [command] + arguments)
+    }
+
+    static func servers(_ count: Int) async throws -> [RedisServer] {
+        var servers: [RedisServer] = []
+        for _ in 0..<count { servers.append(try await RedisServer.start()) }
+        return servers
+    }
+
+    /// Groups whose keys land on every host of two.
+    static let groups = ["chat_lobby", "chat_a", "chat_b", "chat_c", "chat_d"]
+
+    @Test func fernetTokensMatchPythonsCryptography() async throws {
+        let fernet = Fernet(channelsKey: "k1")
+        let token = String(decoding: fernet.encrypt(Array("hello from swift".utf8)), as: UTF8.self)
+        #expect(try await Interop.python(["fernet-decrypt", "k1", token]).nextLine() == "hello from swift")
+        #expect(try await Interop.python(["fernet-decrypt", "k2", token]).nextLine() == "INVALID")
+
+        let pythonToken = try await Interop.python(["fernet-encrypt", "k1", "hello from python"]).nextLine()
+        #expect(String(decoding: try fernet.decrypt(Array(pythonToken.utf8), ttl: 70), as: UTF8.self) == "hello from python")
+        #expect(throws: FernetError.self) { try Fernet(channelsKey: "k2").decrypt(Array(pythonToken.utf8), ttl: 70) }
+        // Expired, tampered with, not a token at all.
+        #expect(throws: FernetError.self) { try fernet.decrypt(Array(pythonToken.utf8), ttl: 70, now: Int64(Date().timeIntervalSince1970) + 100) }
+        var tampered = Array(pythonToken.utf8)
+        tampered[40] = tampered[40] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+        #expect(throws: FernetError.self) { try fernet.decrypt(tampered, ttl: 70) }
+        #expect(throws: FernetError.self) { try fernet.decrypt(Array("garbage".utf8), ttl: nil) }
+    }
+
+    @Test(arguments: [1, 2], [[String](), ["secret-one", "secret-two"]])
+    func djangoGroupSendReachesSwiftMembers(hostCount: Int, keys: [String]) async throws {
+        let servers = try await Self.servers(hostCount)
+        let hosts = servers.map(\.url).joined(separator: ",")
+        if hostCount == 2 { #expect(Set(Self.groups.map { ShardRing.index(of: $0, hostCount: 2) }) == [0, 1]) }
+        try await withCoreLayers([core(servers, keys: keys)]) { layers in
+            for group in Self.groups {
+                let first = try await layers[0].newChannel()
+                let second = try await layers[0].newChannel()
+                try await layers[0].groupAdd(group, channel: first)
+                try await layers[0].groupAdd(group, channel: second)
+                let sender = try django("group-send", hosts, group, #"{"type": "chat.message", "message": "hi \#(group)", "bytes_hex": "00ff"}"#, keys: keys)
+                #expect(try await sender.nextLine() == "SENT")
+                let expected: Message = ["type": "chat.message", "message": .string("hi \(group)"), "raw": .bytes([0, 255])]
+                #expect(try await layers[0].receive(from: first) == expected)
+                #expect(try await layers[0].receive(from: second) == expected)
+            }
+            #expect(layers[0].statistics.undecodable == 0)
+        }
+    }
+
+    @Test(arguments: [1, 2], [[String](), ["secret-one"]])
+    func swiftGroupSendReachesDjangoMembers(hostCount: Int, keys: [String]) async throws {
+        let servers = try await Self.servers(hostCount)
+        let hosts = servers.map(\.url).joined(separator: ",")
+        try await withCoreLayers([core(servers, keys: keys)]) { layers in
+            for group in Self.groups {
+                let receiver = try django("receive-group", hosts, group, "2", keys: keys)
+                _ = try await Interop.ready(receiver)
+                try await layers[0].groupSend(["type": "chat.message", "message": .string("to \(group)")], to: group)
+                try await layers[0].groupSend(["type": "chat.message", "n": 2.5, "raw": .bytes([7])], to: group)
+                #expect(try await receiver.nextLine() == #"{"type": "chat.message", "message": "to \#(group)"}"#)
+                #expect(try await receiver.nextLine() == #"{"type": "chat.message", "n": 2.5, "raw": {"__bytes__": "07"}}"#)
+                #expect(await receiver.wait() == 0)
+            }
+        }
+    }
+
+    /// With two hosts Django's `send()` picks the host from the full channel name, its receive from the
+    /// non-local part (django/channels#1492): the Swift side's names make both the same host.
+    @Test(arguments: [1, 2], [[String](), ["secret-one"]])
+    func directSendsBothWays(hostCount: Int, keys: [String]) async throws {
+        let servers = try await Self.servers(hostCount)
+        let hosts = servers.map(\.url).joined(separator: ",")
+        try await withCoreLayers([core(servers, keys: keys)]) { layers in
+            let receiver = try django("receive", hosts, "1", keys: keys)
+            let pythonChannel = try await Interop.ready(receiver)
+            #expect(pythonChannel.hasPrefix("specific.") && pythonChannel.contains("!"))
+            try await layers[0].send(["type": "direct.swift", "text": "to python"], to: pythonChannel)
+            #expect(try await receiver.nextLine() == #"{"type": "direct.swift", "text": "to python"}"#)
+
+            for index in 0..<6 {
+                let swiftChannel = try await layers[0].newChannel()
+                #expect(ShardRing.index(of: swiftChannel, hostCount: hostCount) == ShardRing.index(of: String(CoreWire.nonLocalName(swiftChannel)), hostCount: hostCount))
+                let sender = try django("send", hosts, swiftChannel, #"{"type": "direct.python", "n": \#(index)}"#, keys: keys)
+                #expect(try await sender.nextLine() == "SENT")
+                #expect(try await layers[0].receive(from: swiftChannel) == ["type": "direct.python", "n": .int(Int64(index))])
+            }
+        }
+    }
+
+    @Test func aDjangoConsumerAndSwiftMembersShareOneGroupSend() async throws {
+        let servers = try await Self.servers(1)
+        try await withCoreLayers([core(servers), core(servers)]) { layers in
+            let receiver = try django("receive-group", servers[0].url, "chat_mixed", "2")
+            _ = try await Interop.ready(receiver)
+            var channels: [(RedisCoreChannelLayer, String)] = []
+            for layer in layers {
+                for _ in 0..<3 {
+                    let channel = try await layer.newChannel()
+                    try await layer.groupAdd("chat_mixed", channel: channel)
+                    channels.append((layer, channel))
+                }
+            }
+            try await layers[0].groupSend(["type": "chat.message", "message": "from swift"], to: "chat_mixed")
+            let sender = try django("group-send", servers[0].url, "chat_mixed", #"{"type": "chat.message", "message": "from django"}"#)
+            #expect(try await sender.nextLine() == "SENT")
+            for (layer, channel) in channels {
+                #expect(try await layer.receive(from: channel)["message"] == "from swift")
+                #expect(try await layer.receive(from: channel)["message"] == "from django")
+            }
+            #expect(try await receiver.nextLine() == #"{"type": "chat.message", "message": "from swift"}"#)
+            #expect(try await receiver.nextLine() == #"{"type": "chat.message", "message": "from django"}"#)
+            // One body per process: two Swift nodes and Django got one message each per group send.
+            let inspector = try await servers[0].inspector()
+            #expect(try await inspector.send("ZCARD", .string("asgi:group:chat_mixed")).integer == 7)
+        }
+    }
+
+    @Test func aFullQueueRefusesSendAndCountsGroupDrops() async throws {
+        let servers = try await Self.servers(1)
+        try await withCoreLayers([core(servers, capacity: 2)]) { layers in
+            // A Django process that joined and stopped reading.
+            let receiver = try django("receive-group", servers[0].url, "chat_full", "0")
+            let pythonChannel = try await Interop.ready(receiver)
+            #expect(await receiver.wait() == 0)
+            try await layers[0].send(["type": "x.one"], to: pythonChannel)
+            try await layers[0].send(["type": "x.two"], to: pythonChannel)
+            let refused = await #expect(throws: ChannelLayerError.self) { try await layers[0].send(["type": "x.three"], to: pythonChannel) }
+            #expect(refused?.code == .channelFull)
+            try await layers[0].groupSend(["type": "x.group"], to: "chat_full")
+            #expect(layers[0].statistics.dropped == 1)
+            #expect(layers[0].coreStatistics.overCapacity == 1)
+            // Django's own send to that channel sees the same capacity (ours, 2, is below its 100: it writes).
+            let sender = try django("send", servers[0].url, pythonChannel, #"{"type": "x.django"}"#)
+            #expect(try await sender.nextLine() == "SENT")
+        }
+    }
+
+    @Test func aWrongKeyIsCountedAndTheLayerGoesOn() async throws {
+        let servers = try await Self.servers(1)
+        // Rotation: the node decrypts with either key; Django still encrypts with the old one.
+        try await withCoreLayers([core(servers, keys: ["new-key", "old-key"])]) { layers in
+            let channel = try await layers[0].newChannel()
+            try await layers[0].groupAdd("chat_keys", channel: channel)
+            for (keys, text) in [(["old-key"], "one"), (["wrong-key"], "lost"), ([], "plain"), (["new-key"], "two")] {
+                let sender = try django("group-send", servers[0].url, "chat_keys", #"{"type": "chat.message", "message": "\#(text)"}"#, keys: keys)
+                #expect(try await sender.nextLine() == "SENT")
+            }
+            #expect(try await layers[0].receive(from: channel)["message"] == "one")
+            #expect(try await layers[0].receive(from: channel)["message"] == "two")
+            #expect(layers[0].coreStatistics.undecryptable == 2)
+            #expect(layers[0].statistics.undecodable == 2)
+        }
+    }
+
+    @Test func garbageInTheQueueIsCountedAndSkipped() async throws {
+        let servers = try await Self.servers(1)
+        try await withCoreLayers([core(servers)]) { layers in
+            let channel = try await layers[0].newChannel()
+            try await layers[0].groupAdd("chat_garbage", channel: channel)
+            let inspector = try await servers[0].inspector()
+            let queue = "asgi" + String(CoreWire.nonLocalName(channel))
+            let now = String(Date().timeIntervalSince1970)
+            _ = try await inspector.send("ZADD", .string(queue), .string(now), "short")
+            _ = try await inspector.send("ZADD", .string(queue), .string(now), .bytes(Array(repeating: 0xc1, count: 40)))
+            _ = try await inspector.send("SET", "asgi:group:chat_wrongtype", "not a sorted set")
+            await #expect(throws: ChannelLayerError.self) { try await layers[0].groupSend(["type": "x.y"], to: "chat_wrongtype") }
+            let sender = try django("group-send", servers[0].url, "chat_garbage", #"{"type": "chat.message", "message": "after"}"#)
+            #expect(try await sender.nextLine() == "SENT")
+            #expect(try await layers[0].receive(from: channel)["message"] == "after")
+            #expect(layers[0].statistics.undecodable == 2)
+        }
+    }
+
+    /// django/channels#999: Django purges members older than group_expiry; the layer writes them again first.
+    @Test func membershipsOutliveGroupExpiry() async throws {
+        let servers = try await Self.servers(1)
+        try await withCoreLayers([core(servers, groupExpiry: .seconds(2))]) { layers in
+            let channel = try await layers[0].newChannel()
+            try await layers[0].groupAdd("chat_long", channel: channel)
+            try await Task.sleep(for: .seconds(5))
+            let sender = try django("group-send", servers[0].url, "chat_long", #"{"type": "chat.message", "message": "still here"}"#, groupExpiry: 2)
+            #expect(try await sender.nextLine() == "SENT")
+            #expect(try await layers[0].receive(from: channel)["message"] == "still here")
+            let inspector = try await servers[0].inspector()
+            let score = try #require(Double(try await inspector.send("ZSCORE", "asgi:group:chat_long", .string(channel)).string ?? ""))
+            #expect(Date().timeIntervalSince1970 - score < 2)
+            // Once discarded, the member is gone for good, refresh or not.
+            try await layers[0].groupDiscard("chat_long", channel: channel)
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await inspector.send("ZCARD", "asgi:group:chat_long").integer == 0)
+        }
+    }
+
+    /// What a previous run popped but never handled goes back into the queue and is delivered.
+    @Test func messagesLeftInFlightAreDeliveredOnStart() async throws {
+        let servers = try await Self.servers(1)
+        let layer = try RedisCoreChannelLayer(configuration: core(servers))
+        let channel = try await layer.newChannel()
+        let queue = "asgi" + String(CoreWire.nonLocalName(channel))
+        let envelope = CoreEnvelope(randomPrefixLength: 12, encryptionKeys: [], expirySeconds: 60)
+        let inspector = try await servers[0].inspector()
+        var message: Message = ["type": "left.behind"]
+        message[CoreWire.channelField] = .string(channel)
+        _ = try await inspector.send("ZADD", .string(queue + "$inflight"), .string(String(Date().timeIntervalSince1970)), .bytes(envelope.seal(message)))
+        let runner = Task { try await layer.run() }
+        defer { runner.cancel() }
+        #expect(try await layer.receive(from: channel) == ["type": "left.behind"])
+        #expect(try await eventually { try await inspector.send("EXISTS", .string(queue + "$inflight")).integer == 0 })
+    }
+
+    @Test func refusedCredentialsStopTheLayerWithTheReason() async throws {
+        let server = try await RedisServer.start(password: "right")
+        var configuration = core([server])
+        configuration.hosts[0].password = "wrong"
+        let layer = try RedisCoreChannelLayer(configuration: configuration)
+        do {
+            try await layer.run()
+            Issue.record("run() returned with a wrong password")
+        } catch {
+            #expect(error.code == .redis)
+            #expect(error.message.contains("queue"))
+        }
+    }
+
+    @Test func invalidArgumentsAreRefused() async throws {
+        let servers = try await Self.servers(1)
+        try await withCoreLayers([core(servers)]) { layers in
+            let channel = try await layers[0].newChannel()
+            await #expect(throws: ChannelLayerError.self) { try await layers[0].groupAdd("bad group!", channel: channel) }
+            await #expect(throws: ChannelLayerError.self) { try await layers[0].groupSend(["no": "type"], to: "chat_x") }
+            await #expect(throws: ChannelLayerError.self) { try await layers[0].send(["type": "x", "__asgi_channel__": "y"], to: channel) }
+            await #expect(throws: ChannelLayerError.self) { try await layers[0].receive(from: "someone.else!abc") }
+            #expect(throws: ChannelLayerError.self) { try ChannelCapacities.pattern(parsing: "specific.*") }
+            #expect(try ChannelCapacities.pattern(parsing: "http.*=7") == .init(glob: "http.*", capacity: 7))
+            #expect(ChannelCapacities(defaultCapacity: 3, patterns: [.init(glob: "http.*", capacity: 7)]).capacity(of: "http.request") == 7)
+        }
+        #expect(throws: ChannelLayerError.self) { try RedisCoreChannelLayer(configuration: core(servers, keys: ["ok", ""])) }
+    }
+}
