@@ -20,8 +20,9 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
         abstract: "Run a swift-channels WebSocket node.",
         discussion: """
             Without --redis the node uses the in-memory layer (one process). With --redis (repeatable, one \
-            URL per shard) or CHANNELS_REDIS_URL (comma-separated) it uses the Redis pub/sub layer, shared \
-            with other nodes and Django processes. Every option also reads the environment variable named \
+            URL per shard) or CHANNELS_REDIS_URL (comma-separated) it uses a Redis layer shared with other \
+            nodes and Django processes: channels_redis' pub/sub layer by default, its core RedisChannelLayer \
+            (Django's default) with --layer core. Every option also reads the environment variable named \
             in its help. SIGTERM drains: readiness false, new connections refused, clients closed with 1001 \
             at --drain-rate per second, exit 0 within --drain-time.
             """
@@ -36,8 +37,23 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
     @Option(name: .customLong("redis"), help: "Redis URL, repeat for shards (CHANNELS_REDIS_URL, comma-separated).")
     var redisURLs: [String] = []
 
+    @Option(help: "pubsub (channels_redis.pubsub.RedisPubSubChannelLayer) or core (channels_redis.core.RedisChannelLayer, Django's default) (CHANNELS_LAYER). [default: pubsub]")
+    var layer: String?
+
     @Option(help: "Prefix of Redis channels and keys (CHANNELS_PREFIX). [default: asgi]")
     var prefix: String?
+
+    @Option(help: "File of Django's symmetric_encryption_keys, one per line; core layer (or CHANNELS_SYMMETRIC_ENCRYPTION_KEYS, comma-separated).")
+    var encryptionKeyFile: String?
+
+    @Option(help: "Seconds a member stays in a group without being written again, Django's group_expiry; the node writes its members again well before (CHANNELS_GROUP_EXPIRY). [default: 86400]")
+    var groupExpiry: Double?
+
+    @Option(help: "Seconds a message waits in a queue, Django's expiry (CHANNELS_EXPIRY). [default: 60]")
+    var expiry: Double?
+
+    @Option(name: .customLong("channel-capacity"), help: "PATTERN=CAPACITY for channels whose name matches the glob, Django's channel_capacity, repeatable; core layer (CHANNELS_CHANNEL_CAPACITY, comma-separated).")
+    var channelCapacities: [String] = []
 
     @Option(help: "This node's id (CHANNELS_NODE_ID). [default: node-<random>]")
     var nodeID: String?
@@ -204,43 +220,74 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
 
         let urls = list(redisURLs, "CHANNELS_REDIS_URL")
         let queueCapacity = try number(capacity, "CHANNELS_CAPACITY", 100)
-        let layer: any ChannelLayer
+        let channelLayer: any ChannelLayer
         var layerRunner: (@Sendable () async throws -> Void)?
         let connectionCount = NodeReference()
+        let layerName = setting(layer, "CHANNELS_LAYER") ?? "pubsub"
+        let kind: RedisLayerSettings.Kind
+        do { kind = try RedisLayerSettings.kind(named: layerName) } catch { throw ValidationError(error.message) }
         if urls.isEmpty {
-            layer = InMemoryChannelLayer(configuration: .init(capacity: queueCapacity, history: history))
+            guard kind == .pubsub || setting(layer, "CHANNELS_LAYER") == nil else {
+                throw ValidationError("--layer \(kind) needs Redis: pass --redis redis://HOST:PORT (or CHANNELS_REDIS_URL)")
+            }
+            channelLayer = InMemoryChannelLayer(configuration: .init(capacity: queueCapacity, history: history))
             logger.info("using the in-memory channel layer (single process); pass --redis to share groups between nodes")
         } else {
-            var layerConfiguration: RedisPubSubChannelLayer.Configuration
+            var settings = RedisLayerSettings(kind: kind, urls: urls)
+            settings.prefix = setting(prefix, "CHANNELS_PREFIX") ?? "asgi"
+            settings.nodeID = node_id
+            settings.capacity = queueCapacity
+            settings.unlistedGroupPrefixes = [ChannelsNode.probeGroupPrefix]
+            settings.authFingerprint = authFingerprint
+            settings.expiry = .milliseconds(Int64(try number(expiry, "CHANNELS_EXPIRY", 60.0) * 1000))
+            settings.groupExpiry = .milliseconds(Int64(try number(groupExpiry, "CHANNELS_GROUP_EXPIRY", 86_400.0) * 1000))
+            guard settings.expiry >= .seconds(1), settings.groupExpiry >= .seconds(1) else {
+                throw ValidationError("--expiry and --group-expiry must be at least 1 second")
+            }
             do {
-                layerConfiguration = try RedisPubSubChannelLayer.Configuration(urls: urls)
+                if let path = encryptionKeyFile {
+                    settings.encryptionKeys = try RedisLayerSettings.encryptionKeys(fromFile: path)
+                } else if let keys = setting(nil, "CHANNELS_SYMMETRIC_ENCRYPTION_KEYS") {
+                    settings.encryptionKeys = RedisLayerSettings.encryptionKeys(fromList: keys)
+                }
+                settings.channelCapacities = try list(channelCapacities, "CHANNELS_CHANNEL_CAPACITY").map { text throws(ChannelLayerError) in
+                    try ChannelCapacities.pattern(parsing: text)
+                }
             } catch {
                 throw ValidationError(error.message)
             }
-            layerConfiguration.prefix = setting(prefix, "CHANNELS_PREFIX") ?? "asgi"
-            layerConfiguration.nodeID = node_id
-            layerConfiguration.capacity = queueCapacity
-            layerConfiguration.unlistedGroupPrefixes = [ChannelsNode.probeGroupPrefix]
-            layerConfiguration.authFingerprint = authFingerprint
-            layerConfiguration.history = history
-            let redisLayer: RedisPubSubChannelLayer
+            if kind == .core {
+                // Recovery needs the pub/sub layer's history; the core layer has none.
+                if !history.patterns.isEmpty, !historyPatterns.isEmpty || environment["CHANNELS_HISTORY"] != nil {
+                    throw ValidationError("--history needs the pubsub layer; the core layer keeps no history (pass --history none, or --layer pubsub)")
+                }
+            } else {
+                settings.history = history
+                if !settings.channelCapacities.isEmpty {
+                    throw ValidationError("--channel-capacity is a core layer setting; the pubsub layer has one --capacity")
+                }
+            }
+            let redisLayer: RunnableRedisLayer
             do {
-                redisLayer = try RedisPubSubChannelLayer(configuration: layerConfiguration, connectionCount: { connectionCount.count })
+                redisLayer = try settings.makeLayer(connectionCount: { connectionCount.count })
             } catch {
                 throw ValidationError(error.message)
             }
-            layer = redisLayer
+            channelLayer = redisLayer.layer
             layerRunner = { try await redisLayer.run() }
-            let registryHost = layerConfiguration.hosts[0]
-            let prefix = layerConfiguration.prefix
+            let registryHost = redisLayer.hosts[0]
+            let prefix = redisLayer.prefix
             Task { await Self.warnAboutPeersAuthenticatingDifferently(registryHost, prefix: prefix, nodeID: node_id, ours: authFingerprint, logger: logger) }
-            logger.info("using the Redis pub/sub channel layer", metadata: ["redis": "\(layerConfiguration.hosts.map(\.redactedDescription))"])
+            logger.info(
+                "using the Redis \(kind == .core ? "core" : "pub/sub") channel layer",
+                metadata: ["redis": "\(redisLayer.hosts.map(\.redactedDescription))", "encrypted": "\(!settings.encryptionKeys.isEmpty)"]
+            )
         }
 
         var router = ConsumerRouter()
         router.add("/ws/chat/<room>/", ChatConsumer.self)
         let node = ChannelsNode(
-            configuration: configuration, layer: layer, layerRunner: layerRunner, router: router, middleware: middleware,
+            configuration: configuration, layer: channelLayer, layerRunner: layerRunner, router: router, middleware: middleware,
             pages: ["/": ChannelsNode.Page(body: DemoPage.html)], metricsExport: { registry.emitToString() }, logger: logger
         )
         connectionCount.set(node)

@@ -19,11 +19,14 @@ public final class PythonProcess: Sendable {
         return path
     }
 
-    /// Starts `python script arguments...`.
-    public init(python: String, script: String, arguments: [String]) throws {
+    /// Starts `python script arguments...`, with `environment` added to this process's.
+    public init(python: String, script: String, arguments: [String], environment: [String: String] = [:]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: python)
         process.arguments = [script] + arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let output = Pipe()
         let errorOutput = Pipe()
         process.standardOutput = output
@@ -88,6 +91,13 @@ public final class PythonProcess: Sendable {
 
     /// What the process wrote to stderr so far.
     public var standardError: String { errors.text.withLock { $0 } }
+
+    /// Sends SIGTERM if it still runs.
+    public func terminate() {
+        process.withLock { process in
+            if process.isRunning { process.terminate() }
+        }
+    }
 
     deinit {
         process.withLock { process in

@@ -3,7 +3,9 @@
 Run: CHANNELS_REDIS_URL=redis://127.0.0.1:6379 uvicorn benchsite:application --port 9001
 The consumer is the one from the seed article (004): /ws/chat/<room>/ joins chat_<room>, a frame
 {"message": ...} is group-sent as {"type": "chat.message", "message": ...}, members receive {"message": ...}.
-The layer is channels_redis' RedisPubSubChannelLayer, the one swift-channels speaks.
+The layer is channels_redis' RedisPubSubChannelLayer, or with CHANNELS_LAYER=core its RedisChannelLayer
+(Django's default), with CHANNELS_SYMMETRIC_ENCRYPTION_KEYS (comma-separated) as symmetric_encryption_keys.
+Both are layers swift-channels speaks (channels-node --layer pubsub|core).
 """
 import json
 import os
@@ -11,17 +13,23 @@ import os
 import django
 from django.conf import settings
 
+
+def layer_settings():
+    config = {"hosts": os.environ.get("CHANNELS_REDIS_URL", "redis://127.0.0.1:6379").split(",")}
+    if os.environ.get("CHANNELS_LAYER", "pubsub") == "core":
+        keys = [key for key in os.environ.get("CHANNELS_SYMMETRIC_ENCRYPTION_KEYS", "").split(",") if key]
+        if keys:
+            config["symmetric_encryption_keys"] = keys
+        return {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": config}
+    return {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": config}
+
+
 settings.configure(
     DEBUG=False,
     SECRET_KEY="benchmark-only",
     ALLOWED_HOSTS=["*"],
     INSTALLED_APPS=["channels"],
-    CHANNEL_LAYERS={
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": os.environ.get("CHANNELS_REDIS_URL", "redis://127.0.0.1:6379").split(",")},
-        }
-    },
+    CHANNEL_LAYERS={"default": layer_settings()},
 )
 django.setup()
 

@@ -1,0 +1,123 @@
+import ChannelLayers
+import ChannelsProtocol
+import Foundation
+import HiredisClient
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Which of channels_redis' two layers to speak, and its settings: what `channels-node`, `channels-ctl`
+/// and `channels-bench` read from their flags and environment.
+public struct RedisLayerSettings: Sendable {
+    /// channels_redis' layers.
+    public enum Kind: String, Sendable, CaseIterable, CustomStringConvertible {
+        /// `channels_redis.pubsub.RedisPubSubChannelLayer`: one PUBLISH per group message.
+        case pubsub
+        /// `channels_redis.core.RedisChannelLayer`, Django's default: sorted-set queues and groups.
+        case core
+
+        public var description: String { rawValue }
+    }
+
+    public var kind: Kind
+    /// Redis URLs, in the order Django lists its hosts.
+    public var urls: [String]
+    public var prefix = "asgi"
+    /// Messages a channel's queue holds (`capacity`).
+    public var capacity = 100
+    /// `channel_capacity` patterns (core layer).
+    public var channelCapacities: [ChannelCapacities.Pattern] = []
+    /// `symmetric_encryption_keys` (core layer).
+    public var encryptionKeys: [String] = []
+    /// `expiry`: how long a message waits in a queue.
+    public var expiry: Duration = .seconds(60)
+    /// `group_expiry` (core layer).
+    public var groupExpiry: Duration = .seconds(86_400)
+    public var nodeID: String?
+    /// Whether to keep the membership registry.
+    public var registry = true
+    /// Which groups keep a history (pub/sub layer).
+    public var history = HistoryConfiguration.none
+    public var unlistedGroupPrefixes: [String] = []
+    public var authFingerprint = "none"
+    /// Connection settings applied to every host after parsing its URL.
+    public var adjustHost: @Sendable (inout RedisConfiguration) -> Void = { _ in }
+
+    public init(kind: Kind = .pubsub, urls: [String]) {
+        self.kind = kind
+        self.urls = urls
+    }
+
+    /// Parses a layer name (`pubsub` or `core`).
+    public static func kind(named name: String) throws(ChannelLayerError) -> Kind {
+        guard let kind = Kind(rawValue: name.lowercased()) else {
+            throw ChannelLayerError(.invalidName, "layer '\(name)' is not pubsub (channels_redis.pubsub.RedisPubSubChannelLayer) or core (channels_redis.core.RedisChannelLayer)")
+        }
+        return kind
+    }
+
+    /// Encryption keys from a file: one per line; blank lines and lines starting with `#` are skipped.
+    public static func encryptionKeys(fromFile path: String) throws(ChannelLayerError) -> [String] {
+        guard let bytes = FileManager.default.contents(atPath: path) else {
+            throw ChannelLayerError(.invalidMessage, "cannot read the encryption key file \(path)")
+        }
+        let keys = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline)
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        guard !keys.isEmpty else { throw ChannelLayerError(.invalidMessage, "the encryption key file \(path) holds no key") }
+        return keys
+    }
+
+    /// Encryption keys from a comma-separated list (`CHANNELS_SYMMETRIC_ENCRYPTION_KEYS`).
+    public static func encryptionKeys(fromList text: String) -> [String] {
+        text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// The layer these settings describe, and what runs it.
+    public func makeLayer(
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "ChannelLayers.redis"),
+        connectionCount: @escaping @Sendable () -> Int? = { nil }
+    ) throws(ChannelLayerError) -> RunnableRedisLayer {
+        var hosts: [RedisConfiguration] = []
+        for url in urls {
+            do {
+                var host = try RedisConfiguration(url: url)
+                adjustHost(&host)
+                hosts.append(host)
+            } catch {
+                throw ChannelLayerError(error, doing: "reading the Redis URL")
+            }
+        }
+        switch kind {
+        case .pubsub:
+            guard encryptionKeys.isEmpty else {
+                throw ChannelLayerError(.invalidMessage, "symmetric encryption keys are supported with the core layer (--layer core), not yet with pubsub")
+            }
+            var configuration = RedisPubSubChannelLayer.Configuration(hosts: hosts, prefix: prefix, capacity: capacity, expiry: expiry, nodeID: nodeID, registry: registry)
+            configuration.unlistedGroupPrefixes = unlistedGroupPrefixes
+            configuration.authFingerprint = authFingerprint
+            configuration.history = history
+            let layer = try RedisPubSubChannelLayer(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, connectionCount: connectionCount)
+            return RunnableRedisLayer(layer: layer, hosts: hosts, prefix: prefix) { () async throws(ChannelLayerError) in try await layer.run() }
+        case .core:
+            var configuration = RedisCoreChannelLayer.Configuration(
+                hosts: hosts, prefix: prefix, expiry: expiry, groupExpiry: groupExpiry,
+                capacities: ChannelCapacities(defaultCapacity: capacity, patterns: channelCapacities), encryptionKeys: encryptionKeys, nodeID: nodeID
+            )
+            configuration.registry = registry
+            configuration.unlistedGroupPrefixes = unlistedGroupPrefixes
+            configuration.authFingerprint = authFingerprint
+            let layer = try RedisCoreChannelLayer(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, connectionCount: connectionCount)
+            return RunnableRedisLayer(layer: layer, hosts: hosts, prefix: prefix) { () async throws(ChannelLayerError) in try await layer.run() }
+        }
+    }
+}
+
+/// A Redis layer ready to run: call ``run`` in a task for as long as ``layer`` is used.
+public struct RunnableRedisLayer: Sendable {
+    public let layer: any ChannelLayer
+    /// The parsed hosts (the registry lives on the first).
+    public let hosts: [RedisConfiguration]
+    public let prefix: String
+    public let run: @Sendable () async throws(ChannelLayerError) -> Void
+}
