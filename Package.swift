@@ -107,7 +107,7 @@ let package = Package(
             resources: [.embedInCode("Client/channels.js")],
             swiftSettings: swiftSettings
         ),
-        // The chat app of the seed article: its consumer and demo page, served by channels-node.
+        // The seed articles' apps, served by channels-node: the chat consumer and demo page (004), live model updates (002).
         .target(
             name: "ChannelsChat",
             dependencies: [

@@ -12,7 +12,8 @@ import UnixSignals
 import HiredisClient
 import Synchronization
 
-/// `channels-node`: a WebSocket front node serving the chat consumer at `/ws/chat/<room>/`.
+/// `channels-node`: a WebSocket front node serving the seed apps' consumers: chat at `/ws/chat/<room>/`,
+/// live model updates at `/ws/updates/<model>/`.
 @main
 struct ChannelsNodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -286,6 +287,7 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
 
         var router = ConsumerRouter()
         router.add("/ws/chat/<room>/", ChatConsumer.self)
+        router.add("/ws/updates/<model>/", UpdatesConsumer.self)
         let node = ChannelsNode(
             configuration: configuration, layer: channelLayer, layerRunner: layerRunner, router: router, middleware: middleware,
             pages: ["/": ChannelsNode.Page(body: DemoPage.html)], metricsExport: { registry.emitToString() }, logger: logger

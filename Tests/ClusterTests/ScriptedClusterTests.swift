@@ -17,7 +17,7 @@ import Testing
         #expect(validated.status == 0, "docker-compose config: \(validated.output)")
         let services = try await run("/usr/bin/env", ["docker-compose", "-f", compose, "config", "--services"], environment: [:])
         let names = Set(services.output.split(whereSeparator: \.isNewline).map(String.init))
-        #expect(names == ["redis", "node1", "node2", "node3", "haproxy"])
+        #expect(names == ["redis", "node1", "node2", "node3", "haproxy", "django"])
         let full = try await run("/usr/bin/env", ["docker-compose", "-f", compose, "config"], environment: [:]).output
 
         let described = try await run("/bin/bash", [root + "/scripts/cluster", "describe"], environment: [:])
@@ -32,8 +32,8 @@ import Testing
         #expect(full.contains(haproxyConfig))
         let config = try String(contentsOfFile: root + "/" + haproxyConfig, encoding: .utf8)
         for node in scriptNodes { #expect(config.contains("server \(node) \(node):8000 check")) }
-        // And every node in compose talks to the compose Redis.
-        #expect(full.components(separatedBy: "CHANNELS_REDIS_URL: redis://redis:6379").count - 1 == scriptNodes.count)
+        // And every node in compose talks to the compose Redis, and so does the Django example.
+        #expect(full.components(separatedBy: "CHANNELS_REDIS_URL: redis://redis:6379").count - 1 == scriptNodes.count + 1)
     }
 
     @Test func channelsCtlReportsTheRealStateAndTheClusterSurvivesAKilledNode() async throws {
