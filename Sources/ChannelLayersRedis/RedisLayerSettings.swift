@@ -27,7 +27,7 @@ public struct RedisLayerSettings: Sendable {
     public var capacity = 100
     /// `channel_capacity` patterns (core layer).
     public var channelCapacities: [ChannelCapacities.Pattern] = []
-    /// `symmetric_encryption_keys` (core layer).
+    /// `symmetric_encryption_keys` (both layers; on pub/sub not with history).
     public var encryptionKeys: [String] = []
     /// `expiry`: how long a message waits in a queue.
     public var expiry: Duration = .seconds(60)
@@ -90,13 +90,11 @@ public struct RedisLayerSettings: Sendable {
         }
         switch kind {
         case .pubsub:
-            guard encryptionKeys.isEmpty else {
-                throw ChannelLayerError(.invalidMessage, "symmetric encryption keys are supported with the core layer (--layer core), not yet with pubsub")
-            }
             var configuration = RedisPubSubChannelLayer.Configuration(hosts: hosts, prefix: prefix, capacity: capacity, expiry: expiry, nodeID: nodeID, registry: registry)
             configuration.unlistedGroupPrefixes = unlistedGroupPrefixes
             configuration.authFingerprint = authFingerprint
             configuration.history = history
+            configuration.encryptionKeys = encryptionKeys
             let layer = try RedisPubSubChannelLayer(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, connectionCount: connectionCount)
             return RunnableRedisLayer(layer: layer, hosts: hosts, prefix: prefix) { () async throws(ChannelLayerError) in try await layer.run() }
         case .core:

@@ -257,12 +257,18 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
             } catch {
                 throw ValidationError(error.message)
             }
+            let historyChosen = !historyPatterns.isEmpty || environment["CHANNELS_HISTORY"] != nil
             if kind == .core {
                 // Recovery needs the pub/sub layer's history; the core layer has none.
-                if !history.patterns.isEmpty, !historyPatterns.isEmpty || environment["CHANNELS_HISTORY"] != nil {
+                if !history.patterns.isEmpty, historyChosen {
                     throw ValidationError("--history needs the pubsub layer; the core layer keeps no history (pass --history none, or --layer pubsub)")
                 }
             } else {
+                if !settings.encryptionKeys.isEmpty, !historyChosen {
+                    // History numbers readable payloads in Redis: encrypted groups recover nothing.
+                    history.patterns = []
+                    logger.info("encrypted messages keep no history: recovery is off (pass --history none to say so)")
+                }
                 settings.history = history
                 if !settings.channelCapacities.isEmpty {
                     throw ValidationError("--channel-capacity is a core layer setting; the pubsub layer has one --capacity")

@@ -73,6 +73,34 @@ import Testing
         }
     }
 
+    /// `symmetric_encryption_keys` on the pub/sub layer: Fernet tokens published, any key decrypts, a
+    /// message in another key is counted and dropped.
+    @Test func encryptedBothWays() async throws {
+        let server = try await RedisServer.start()
+        var configuration = layerConfiguration([server], node: "swift-node")
+        configuration.encryptionKeys = ["new-key", "old-key"]
+        try await withRedisLayers([configuration]) { layers in
+            let channel = try await layers[0].newChannel()
+            try await layers[0].groupAdd("chat_secret", channel: channel)
+            for (keys, text) in [("old-key", "one"), ("other-key", "lost"), ("new-key", "two")] {
+                let sender = try python("--keys", keys, "group-send", server.url, "chat_secret", #"{"type": "chat.message", "message": "\#(text)"}"#)
+                #expect(try await sender.nextLine() == "SENT")
+            }
+            #expect(try await layers[0].receive(from: channel)["message"] == "one")
+            #expect(try await layers[0].receive(from: channel)["message"] == "two")
+            #expect(layers[0].statistics.undecodable == 1)
+
+            let receiver = try python("--keys", "new-key", "receive-group", server.url, "chat_back", "1")
+            _ = try await expectReady(receiver)
+            try await layers[0].groupSend(["type": "chat.message", "message": "encrypted"], to: "chat_back")
+            #expect(try await receiver.nextLine() == #"{"type": "chat.message", "message": "encrypted"}"#)
+        }
+        var withHistory = layerConfiguration([server], node: "swift-node")
+        withHistory.encryptionKeys = ["k"]
+        withHistory.history = HistoryConfiguration(patterns: ["chat_*"])
+        #expect(throws: ChannelLayerError.self) { try RedisPubSubChannelLayer(configuration: withHistory) }
+    }
+
     @Test func shardedOverTwoRedisServersBothWays() async throws {
         let servers = [try await RedisServer.start(), try await RedisServer.start()]
         let hosts = servers.map(\.url).joined(separator: ",")

@@ -223,7 +223,7 @@ import Testing
         let layer = try RedisCoreChannelLayer(configuration: core(servers))
         let channel = try await layer.newChannel()
         let queue = "asgi" + String(CoreWire.nonLocalName(channel))
-        let envelope = CoreEnvelope(randomPrefixLength: 12, encryptionKeys: [], expirySeconds: 60)
+        let envelope = MessageEnvelope(randomPrefixLength: 12, encryptionKeys: [], ttl: 70)
         let inspector = try await servers[0].inspector()
         var message: Message = ["type": "left.behind"]
         message[CoreWire.channelField] = .string(channel)

@@ -107,6 +107,21 @@ import Testing
         #expect(try await inspector.send("ZCARD", "asgi:group:chat_mixed").integer == 3)
     }
 
+    /// SIGTERM drains a core node: its clients get 1001 and its members leave Django's sorted sets.
+    @Test func aDrainingNodeLeavesDjangosGroups() async throws {
+        let redis = try await RedisServer.start()
+        let nodes = try await startNodes(1, redis: [redis], keys: [])
+        let inspector = try await RedisConnection.connect(configuration: redis.configuration())
+        var clients: [ChatClient] = []
+        for _ in 0..<5 { clients.append(try await ChatClient.connect(port: nodes[0].port, room: "drain")) }
+        #expect(try await inspector.send("ZCARD", "asgi:group:chat_drain").integer == 5)
+        nodes[0].terminate()
+        for client in clients { #expect(await client.client.closed(timeout: .seconds(15))?.code == 1001) }
+        #expect(await nodes[0].exitStatus() == 0)
+        #expect(try await inspector.send("ZCARD", "asgi:group:chat_drain").integer == 0)
+        #expect(try await inspector.send("EXISTS", .string("asgi:registry:node:\(nodes[0].nodeID)")).integer == 0)
+    }
+
     /// A message in another key is counted, nothing is closed, and the node goes on.
     @Test func aMessageNoKeyDecryptsIsCountedAndTheNodeGoesOn() async throws {
         let redis = try await RedisServer.start()
@@ -135,7 +150,7 @@ import Testing
             (["--layer", "core", "--encryption-key-file", "/nonexistent/keys"], "cannot read the encryption key file"),
             (["--layer", "core", "--channel-capacity", "specific.*"], "PATTERN=CAPACITY"),
             (["--layer", "core", "--history", "chat_*"], "needs the pubsub layer"),
-            (["--encryption-key-file", goodKeyFile], "with the core layer"),
+            (["--encryption-key-file", goodKeyFile, "--history", "chat_*"], "cannot keep a history"),
         ]
         for (arguments, reason) in cases {
             let node = try await NodeProcess.start(redis: [redis.url], arguments: arguments, waitForReady: false)

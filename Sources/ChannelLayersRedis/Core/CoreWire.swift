@@ -1,6 +1,5 @@
 import ChannelLayers
 import ChannelsProtocol
-import OrderedCollections
 
 /// The keys, host choice and scripts of channels_redis' core `RedisChannelLayer` (4.x).
 ///
@@ -117,65 +116,4 @@ public struct ChannelCapacities: Sendable, Hashable {
     public func capacity(of channel: String) -> Int {
         patterns.first { Glob.matches($0.glob, name: channel) }?.capacity ?? defaultCapacity
     }
-}
-
-/// The body of a message on the core layer: `randomPrefixLength` random bytes (so equal messages stay
-/// distinct members of a sorted set), then msgpack, Fernet-encrypted when keys are set.
-package struct CoreEnvelope: Sendable {
-    package let randomPrefixLength: Int
-    package let crypter: MultiFernet?
-    /// Seconds an encrypted body stays readable (channels_redis: expiry + 10).
-    package let ttl: Int64
-
-    package init(randomPrefixLength: Int, encryptionKeys: [String], expirySeconds: Int64) {
-        self.randomPrefixLength = randomPrefixLength
-        self.crypter = encryptionKeys.isEmpty ? nil : MultiFernet(channelsKeys: encryptionKeys)
-        self.ttl = expirySeconds + 10
-    }
-
-    package func seal(_ message: Message) -> [UInt8] {
-        var body: [UInt8] = []
-        var generator = SystemRandomNumberGenerator()
-        for _ in 0..<randomPrefixLength { body.append(UInt8.random(in: 0...255, using: &generator)) }
-        if let crypter {
-            body.append(contentsOf: crypter.encrypt(MessagePack.encode(message)))
-        } else {
-            MessagePack.encode(message, into: &body)
-        }
-        return body
-    }
-
-    /// The message and the local channels it names (`__asgi_channel__`, removed from the message).
-    package func open(_ body: [UInt8]) throws(CoreEnvelopeError) -> (message: Message, channels: [String]) {
-        guard body.count > randomPrefixLength else { throw .undecodable("a body of \(body.count) bytes is shorter than its random prefix") }
-        let payload = body[randomPrefixLength...]
-        var message: Message
-        do {
-            if let crypter {
-                message = try MessagePack.decodeMessage(try crypter.decrypt(payload, ttl: ttl))
-            } else {
-                message = try MessagePack.decodeMessage(payload)
-            }
-        } catch let error as FernetError {
-            throw .undecryptable(error.reason)
-        } catch {
-            throw .undecodable("\(error)")
-        }
-        let target = message.fields.removeValue(forKey: CoreWire.channelField)
-        let channels: [String]
-        switch target {
-        case .string(let channel)?: channels = [channel]
-        case .array(let list)?: channels = list.compactMap(\.string)
-        default: channels = []
-        }
-        return (message, channels)
-    }
-}
-
-/// Why a body from a core-layer queue was not delivered.
-package enum CoreEnvelopeError: Error, Sendable {
-    /// It is not a msgpack map after its random prefix.
-    case undecodable(String)
-    /// None of the layer's keys decrypts it (another key, or no encryption on the sender), or it is too old.
-    case undecryptable(String)
 }

@@ -120,7 +120,7 @@ public final class RedisCoreChannelLayer: ChannelLayer {
     private let clients: [RedisClient]
     /// The blocking connection of the receive loop, on the queue's host.
     private let receiver: RedisClient
-    private let envelope: CoreEnvelope
+    private let envelope: MessageEnvelope
     private let queues: ChannelQueues
     private let dispatcher = InboxDispatcher()
     private let registry: MembershipRegistry?
@@ -164,9 +164,9 @@ public final class RedisCoreChannelLayer: ChannelLayer {
         // A BZPOPMIN holds its reply for up to receiveTimeout: longer than an ordinary command may wait.
         receiverHost.commandTimeout = configuration.receiveTimeout + .seconds(10)
         self.receiver = RedisClient(configuration: receiverHost, reconnectPolicy: configuration.reconnectPolicy, eventLoopGroup: eventLoopGroup, logger: logger)
-        self.envelope = CoreEnvelope(
+        self.envelope = MessageEnvelope(
             randomPrefixLength: configuration.randomPrefixLength, encryptionKeys: configuration.encryptionKeys,
-            expirySeconds: configuration.expiry.components.seconds
+            ttl: configuration.expiry.components.seconds + 10
         )
         self.queues = ChannelQueues(capacity: configuration.capacities.defaultCapacity, expiry: configuration.expiry)
         self.registry =

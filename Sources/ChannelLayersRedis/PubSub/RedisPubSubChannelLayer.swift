@@ -50,6 +50,10 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         public var authFingerprint = "none"
         /// Which groups keep a history for recovering clients (keys in ``HistoryScript``).
         public var history = HistoryConfiguration.none
+        /// Django's `symmetric_encryption_keys`: payloads are Fernet tokens made with the first and read
+        /// with any. History groups need readable payloads (the history script numbers them in Redis), so
+        /// encryption and history exclude each other.
+        public var encryptionKeys: [String] = []
 
         public init(
             hosts: [RedisConfiguration],
@@ -108,6 +112,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     private let logger: Logger
     private let warnings: WarningLimiter
     private let groupPrefix: String
+    private let envelope: MessageEnvelope
     /// Presence events travel on a channel of their own, `{prefix}__presence__{group}`: Django consumers in
     /// the same group would fail on a message type they have no handler for.
     private let presencePrefix: String
@@ -127,10 +132,20 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         guard ChannelNames.isValidGroup(configuration.nodeID) else {
             throw ChannelLayerError(.invalidName, "node id '\(configuration.nodeID)' may only hold ASCII letters, digits, '-', '_' and '.'")
         }
+        if !configuration.encryptionKeys.isEmpty, !configuration.history.patterns.isEmpty {
+            throw ChannelLayerError(
+                .invalidMessage,
+                "encrypted messages cannot keep a history (the history script numbers readable payloads in Redis); turn history off (--history none) or encryption"
+            )
+        }
+        if configuration.encryptionKeys.contains(where: \.isEmpty) {
+            throw ChannelLayerError(.invalidMessage, "an encryption key is empty; give each key on a line or between commas")
+        }
         self.configuration = configuration
         self.logger = logger
         self.warnings = WarningLimiter(logger: logger)
         self.connectionCount = connectionCount
+        self.envelope = MessageEnvelope(randomPrefixLength: 0, encryptionKeys: configuration.encryptionKeys, ttl: nil)
         self.groupPrefix = "\(configuration.prefix)__group__"
         self.presencePrefix = "\(configuration.prefix)__presence__"
         // The subscribers hand their messages to the layer on their event loop, set once `self` exists.
@@ -484,7 +499,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     }
 
     private func publish(_ message: Message, on name: String) async throws(ChannelLayerError) {
-        let payload = MessagePack.encode(message)
+        let payload = envelope.seal(message)
         do {
             try await shard(for: name).client.send(RedisCommand("PUBLISH", .string(name), .bytes(payload)))
         } catch {
@@ -531,13 +546,21 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
 
     private func decode(_ message: RedisPubSubMessage) -> Message? {
         do {
-            return try MessagePack.decodeMessage(message.payload)
+            return try envelope.open(message.payload).message
         } catch {
             state.withLock { $0.undecodable += 1 }
-            warnings.warn(
-                "dropped a message that is not a msgpack channel layer message",
-                metadata: ["channel": "\(message.channel)", "error": "\(error.message)", "bytes": "\(message.payload.count)"]
-            )
+            switch error {
+            case .undecryptable(let reason):
+                warnings.warn(
+                    "dropped a message no encryption key of this node decrypts; check CHANNELS_SYMMETRIC_ENCRYPTION_KEYS against Django's symmetric_encryption_keys",
+                    metadata: ["channel": "\(message.channel)", "reason": "\(reason)"]
+                )
+            case .undecodable(let reason):
+                warnings.warn(
+                    "dropped a message that is not a msgpack channel layer message",
+                    metadata: ["channel": "\(message.channel)", "error": "\(reason)", "bytes": "\(message.payload.count)"]
+                )
+            }
             return nil
         }
     }

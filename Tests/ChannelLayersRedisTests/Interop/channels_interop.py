@@ -1,8 +1,8 @@
 """Drives the real channels_redis layers for swift-channels' interop tests.
 
 Options before the command choose the layer: none for channels_redis.pubsub.RedisPubSubChannelLayer;
---core for channels_redis.core.RedisChannelLayer, with --keys K1,K2 (symmetric_encryption_keys),
---group-expiry SECONDS and --capacity N.
+--core for channels_redis.core.RedisChannelLayer, with --group-expiry SECONDS and --capacity N; for
+both, --keys K1,K2 (symmetric_encryption_keys).
 
 Commands (hosts are Redis URLs, comma separated, in shard order):
   receive-group HOSTS GROUP COUNT   join GROUP with a new channel, print "READY <channel>", then COUNT messages
@@ -28,11 +28,11 @@ OPTIONS = {}
 
 
 def layer(hosts):
-    if "--core" not in OPTIONS:
-        return RedisPubSubChannelLayer(hosts=hosts.split(","))
     config = {"hosts": hosts.split(",")}
     if "--keys" in OPTIONS:
         config["symmetric_encryption_keys"] = OPTIONS["--keys"].split(",")
+    if "--core" not in OPTIONS:
+        return RedisPubSubChannelLayer(**config)
     if "--group-expiry" in OPTIONS:
         config["group_expiry"] = int(OPTIONS["--group-expiry"])
     if "--capacity" in OPTIONS:

@@ -1,0 +1,64 @@
+import ChannelsProtocol
+import OrderedCollections
+
+/// A message's bytes in Redis as channels_redis' serializer makes them: `randomPrefixLength` random bytes
+/// (the core layer's 12, so equal messages stay distinct members of a sorted set; none on pub/sub), then
+/// msgpack, Fernet-encrypted when `symmetric_encryption_keys` are set.
+package struct MessageEnvelope: Sendable {
+    package let randomPrefixLength: Int
+    package let crypter: MultiFernet?
+    /// Seconds an encrypted body stays readable (core layer: expiry + 10; pub/sub: no limit).
+    package let ttl: Int64?
+
+    package init(randomPrefixLength: Int, encryptionKeys: [String], ttl: Int64?) {
+        self.randomPrefixLength = randomPrefixLength
+        self.crypter = encryptionKeys.isEmpty ? nil : MultiFernet(channelsKeys: encryptionKeys)
+        self.ttl = ttl
+    }
+
+    package func seal(_ message: Message) -> [UInt8] {
+        var body: [UInt8] = []
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<randomPrefixLength { body.append(UInt8.random(in: 0...255, using: &generator)) }
+        if let crypter {
+            body.append(contentsOf: crypter.encrypt(MessagePack.encode(message)))
+        } else {
+            MessagePack.encode(message, into: &body)
+        }
+        return body
+    }
+
+    /// The message and the local channels it names (the core layer's `__asgi_channel__`, removed from it).
+    package func open(_ body: [UInt8]) throws(MessageEnvelopeError) -> (message: Message, channels: [String]) {
+        guard body.count > randomPrefixLength || randomPrefixLength == 0 else { throw .undecodable("a body of \(body.count) bytes is shorter than its random prefix") }
+        let payload = body[randomPrefixLength...]
+        var message: Message
+        do {
+            if let crypter {
+                message = try MessagePack.decodeMessage(try crypter.decrypt(payload, ttl: ttl))
+            } else {
+                message = try MessagePack.decodeMessage(payload)
+            }
+        } catch let error as FernetError {
+            throw .undecryptable(error.reason)
+        } catch {
+            throw .undecodable("\(error)")
+        }
+        let target = message.fields.removeValue(forKey: CoreWire.channelField)
+        let channels: [String]
+        switch target {
+        case .string(let channel)?: channels = [channel]
+        case .array(let list)?: channels = list.compactMap(\.string)
+        default: channels = []
+        }
+        return (message, channels)
+    }
+}
+
+/// Why bytes from Redis were not delivered.
+package enum MessageEnvelopeError: Error, Sendable {
+    /// It is not a msgpack map after its random prefix.
+    case undecodable(String)
+    /// None of the layer's keys decrypts it (another key, or no encryption on the sender), or it is too old.
+    case undecryptable(String)
+}
