@@ -35,6 +35,12 @@ struct RedisOptions: ParsableArguments {
     @Option(help: "Prefix of the Redis keys and channels (default: $CHANNELS_PREFIX or asgi).")
     var prefix: String?
 
+    @Option(help: "The nodes' layer: pubsub or core, Django's RedisChannelLayer (default: $CHANNELS_LAYER or pubsub).")
+    var layer: String?
+
+    @Option(help: "File of symmetric_encryption_keys, one per line, for sending (default: $CHANNELS_SYMMETRIC_ENCRYPTION_KEYS, comma-separated).")
+    var encryptionKeyFile: String?
+
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
@@ -46,10 +52,27 @@ struct RedisOptions: ParsableArguments {
 
     var resolvedPrefix: String { prefix ?? ProcessInfo.environment["CHANNELS_PREFIX"] ?? "asgi" }
 
-    /// The first host's configuration (the registry lives there), with short timeouts for a CLI.
-    func configuration() throws(CtlFailure) -> RedisConfiguration {
+    func resolvedLayer() throws(CtlFailure) -> RedisLayerSettings.Kind {
         do {
-            var configuration = try RedisConfiguration(url: resolvedURLs[0])
+            return try RedisLayerSettings.kind(named: layer ?? ProcessInfo.environment["CHANNELS_LAYER"] ?? "pubsub")
+        } catch {
+            throw CtlFailure(error.message)
+        }
+    }
+
+    func resolvedEncryptionKeys() throws(CtlFailure) -> [String] {
+        do {
+            if let encryptionKeyFile { return try RedisLayerSettings.encryptionKeys(fromFile: encryptionKeyFile) }
+        } catch {
+            throw CtlFailure(error.message)
+        }
+        return RedisLayerSettings.encryptionKeys(fromList: ProcessInfo.environment["CHANNELS_SYMMETRIC_ENCRYPTION_KEYS"] ?? "")
+    }
+
+    /// A host's configuration (by default the first, where the registry lives), with short timeouts for a CLI.
+    func configuration(host: Int = 0) throws(CtlFailure) -> RedisConfiguration {
+        do {
+            var configuration = try RedisConfiguration(url: resolvedURLs[host])
             configuration.connectTimeout = .seconds(3)
             configuration.commandTimeout = .seconds(10)
             return configuration
@@ -58,9 +81,9 @@ struct RedisOptions: ParsableArguments {
         }
     }
 
-    /// A connection to the first host.
-    func connect() async throws(CtlFailure) -> RedisConnection {
-        let configuration = try configuration()
+    /// A connection to a host (by default the first).
+    func connect(host: Int = 0) async throws(CtlFailure) -> RedisConnection {
+        let configuration = try configuration(host: host)
         do throws(RedisError) {
             return try await RedisConnection.connect(configuration: configuration)
         } catch {

@@ -28,7 +28,11 @@ struct GroupsCommand: AsyncParsableCommand {
 
 /// `channels-ctl members <group>`
 struct MembersCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "members", abstract: "Show a group's members: channel, node, join time.")
+    static let configuration = CommandConfiguration(
+        commandName: "members",
+        abstract: "Show a group's members: channel, node, join time.",
+        discussion: "With --layer core, Django's own members (from its asgi:group:<group> sorted set) are listed too, on node 'django'."
+    )
 
     @OptionGroup var redis: RedisOptions
     @Argument(help: "The group.") var group: String
@@ -36,12 +40,31 @@ struct MembersCommand: AsyncParsableCommand {
     func run() async throws {
         guard ChannelNames.isValidGroup(group) else { throw CtlFailure(ChannelNames.errorText("Group")) }
         let (reader, connection) = try await redis.reader()
-        let members = try await RedisCall.run { () throws(RedisError) in try await reader.members(of: group) }
+        var members = try await RedisCall.run { () throws(RedisError) in try await reader.members(of: group) }
         await connection.close()
+        if try redis.resolvedLayer() == .core {
+            members += try await djangoMembers(except: Set(members.map(\.channel)))
+            members.sort { ($0.joinedAt, $0.channel) < ($1.joinedAt, $1.channel) }
+        }
         if redis.json {
             Output.json(.array(members.map { Output.object(["channel": .string($0.channel), "node": .string($0.node), "joined_at": .double($0.joinedAt)]) }))
         } else {
             Output.table(["CHANNEL", "NODE", "JOINED (UTC)"], members.map { [$0.channel, $0.node, Output.time($0.joinedAt)] })
+        }
+    }
+
+    /// The core layer's group sorted set, on the host channels_redis hashes the group to, without the
+    /// members the registry already named (Swift nodes write both).
+    private func djangoMembers(except known: Set<String>) async throws -> [RegistryReader.Member] {
+        let host = ShardRing.index(of: group, hostCount: redis.resolvedURLs.count)
+        let connection = try await redis.connect(host: host)
+        let key = "\(redis.resolvedPrefix):group:\(group)"
+        let reply = try await RedisCall.run { () throws(RedisError) in try await connection.send(RedisCommand("ZRANGE", .string(key), 0, -1, "WITHSCORES")) }
+        await connection.close()
+        let items = reply.array ?? []
+        return stride(from: 0, to: items.count - 1, by: 2).compactMap { index in
+            guard let channel = items[index].string, !known.contains(channel) else { return nil }
+            return RegistryReader.Member(channel: channel, node: "django", joinedAt: items[index + 1].string.flatMap(Double.init) ?? 0)
         }
     }
 }

@@ -19,21 +19,19 @@ func layerMessage(fromJSON text: String) throws(CtlFailure) -> Message {
 }
 
 /// A layer for one send: no registry, nothing running but the command connection.
-func sendingLayer(_ options: RedisOptions, history: [String] = []) throws(CtlFailure) -> RedisPubSubChannelLayer {
-    var hosts: [RedisConfiguration] = []
-    for url in options.resolvedURLs {
-        do throws(RedisError) {
-            var host = try RedisConfiguration(url: url)
-            host.connectTimeout = .seconds(3)
-            hosts.append(host)
-        } catch {
-            throw CtlFailure(error.message)
-        }
+func sendingLayer(_ options: RedisOptions, history: [String] = []) throws(CtlFailure) -> any ChannelLayer {
+    var settings = RedisLayerSettings(kind: try options.resolvedLayer(), urls: options.resolvedURLs)
+    settings.prefix = options.resolvedPrefix
+    settings.nodeID = "channels-ctl"
+    settings.registry = false
+    settings.encryptionKeys = try options.resolvedEncryptionKeys()
+    // As the nodes: a pub/sub group with history is numbered by the history script; encrypted messages keep none.
+    if settings.kind == .pubsub, settings.encryptionKeys.isEmpty {
+        settings.history = HistoryConfiguration(patterns: history == ["none"] ? [] : history)
     }
+    settings.adjustHost = { $0.connectTimeout = .seconds(3) }
     do throws(ChannelLayerError) {
-        var configuration = RedisPubSubChannelLayer.Configuration(hosts: hosts, prefix: options.resolvedPrefix, nodeID: "channels-ctl", registry: false)
-        configuration.history = HistoryConfiguration(patterns: history == ["none"] ? [] : history)
-        return try RedisPubSubChannelLayer(configuration: configuration)
+        return try settings.makeLayer().layer
     } catch {
         throw CtlFailure(error.message)
     }
@@ -42,7 +40,7 @@ func sendingLayer(_ options: RedisOptions, history: [String] = []) throws(CtlFai
 /// Parses `json`, sends it with `deliver` through a one-off layer, and reports "sent to <kind> <name>".
 func send(
     _ json: String, through redis: RedisOptions, to kind: String, _ name: String, history: [String] = [],
-    _ deliver: (RedisPubSubChannelLayer, Message) async throws(ChannelLayerError) -> Void
+    _ deliver: (any ChannelLayer, Message) async throws(ChannelLayerError) -> Void
 ) async throws(CtlFailure) {
     let message = try layerMessage(fromJSON: json)
     let layer = try sendingLayer(redis, history: history)
@@ -78,7 +76,7 @@ struct SendChannelCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "send-channel", abstract: "Send a JSON message to one channel.")
 
     @OptionGroup var redis: RedisOptions
-    @Argument(help: "The channel, e.g. asgispecific.0f3c...") var channel: String
+    @Argument(help: "The channel: asgispecific.0f3c... on the pubsub layer, specific.0f3c...!9ab1... on the core layer.") var channel: String
     @Argument(help: "The message.") var json: String
 
     func run() async throws {

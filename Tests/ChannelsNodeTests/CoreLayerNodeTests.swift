@@ -107,6 +107,35 @@ import Testing
         #expect(try await inspector.send("ZCARD", "asgi:group:chat_mixed").integer == 3)
     }
 
+    /// `channels-ctl --layer core`: sends reach the nodes' clients (encrypted as they expect), and
+    /// `members` lists Django's own members beside the nodes'.
+    @Test func channelsCtlSpeaksTheCoreLayer() async throws {
+        let redis = try await RedisServer.start()
+        let nodes = try await startNodes(1, redis: [redis], keys: ["ctl-key"])
+        defer { for node in nodes { node.terminate() } }
+        let client = try await ChatClient.connect(port: nodes[0].port, room: "ops")
+        let consumer = try django(["receive-group", redis.url, "chat_ops", "1"], keys: ["ctl-key"])
+        let djangoChannel = try await consumer.nextLine().replacingOccurrences(of: "READY ", with: "")
+        let ctl = try builtProduct("channels-ctl")
+        let environment = ["CHANNELS_LAYER": "core", "CHANNELS_SYMMETRIC_ENCRYPTION_KEYS": "ctl-key"]
+        let sent = try await run(ctl, ["send", "chat_ops", #"{"type": "chat.message", "message": "from ctl"}"#, "--redis", redis.url], environment: environment)
+        #expect(sent.status == 0, "\(sent.output)")
+        #expect(await client.waitForFrames(1))
+        #expect(client.messages == ["from ctl"])
+        #expect(try await consumer.nextLine() == #"{"type": "chat.message", "message": "from ctl"}"#)
+
+        let members = try await run(ctl, ["members", "chat_ops", "--redis", redis.url, "--json"], environment: environment)
+        let listed = try #require(try JSONSerialization.jsonObject(with: Data(members.output.utf8)) as? [[String: Any]])
+        #expect(Set(listed.compactMap { $0["node"] as? String }) == [nodes[0].nodeID, "django"])
+        #expect(listed.contains { $0["channel"] as? String == djangoChannel })
+
+        let wrongKey = try await run(ctl, ["send", "chat_ops", #"{"type": "chat.message", "message": "unreadable"}"#, "--redis", redis.url], environment: ["CHANNELS_LAYER": "core"])
+        #expect(wrongKey.status == 0)
+        #expect(await eventually { (try? await nodes[0].get("/metrics").body.contains("channels_undecodable_total 1")) == true })
+        let badLayer = try await run(ctl, ["send", "chat_ops", #"{"type": "x"}"#, "--redis", redis.url, "--layer", "coer"], environment: [:])
+        #expect(badLayer.status != 0 && badLayer.output.contains("is not pubsub"))
+    }
+
     /// SIGTERM drains a core node: its clients get 1001 and its members leave Django's sorted sets.
     @Test func aDrainingNodeLeavesDjangosGroups() async throws {
         let redis = try await RedisServer.start()

@@ -52,6 +52,15 @@ public struct RegistryReader: Sendable {
         public var info: MessageValue? = nil
         /// Whether it joined with presence.
         public var present = false
+
+        public init(channel: String, node: String, joinedAt: Double, user: String? = nil, info: MessageValue? = nil, present: Bool = false) {
+            self.channel = channel
+            self.node = node
+            self.joinedAt = joinedAt
+            self.user = user
+            self.info = info
+            self.present = present
+        }
     }
 
     /// A node that wrote a heartbeat in the last hour.
