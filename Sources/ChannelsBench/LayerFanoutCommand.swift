@@ -5,7 +5,7 @@ import ChannelsProtocol
 import Foundation
 import Synchronization
 
-/// groupSend through the Redis layer to one group whose members live in two processes.
+/// groupSend through a Redis layer (pub/sub or core) to one group whose members live in two processes.
 struct LayerFanoutCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "layer-fanout",
@@ -19,6 +19,9 @@ struct LayerFanoutCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("redis"), help: "Redis URL (repeat for shards).")
     var urls: [String] = ["redis://127.0.0.1:6379"]
+
+    @Option(help: "pubsub or core (channels_redis' RedisChannelLayer).")
+    var layer = "pubsub"
 
     @Option(help: "Members of the group in each of the two processes.")
     var membersPerProcess = 50
@@ -44,14 +47,14 @@ struct LayerFanoutCommand: AsyncParsableCommand {
         child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).absoluteURL
         child.arguments =
             ["layer-members", "--group", group, "--members", String(membersPerProcess), "--expect", String(messages),
-             "--capacity", String(capacity)] + urls.flatMap { ["--redis", $0] }
+             "--capacity", String(capacity), "--layer", layer] + urls.flatMap { ["--redis", $0] }
         let output = Pipe()
         child.standardOutput = output
         try child.run()
         let lines = LineReader(output.fileHandleForReading)
         guard await lines.nextLine() == "READY" else { throw ValidationError("the member process did not start") }
 
-        let (layer, runner, channels) = try await joinedMembers(urls: urls, capacity: capacity, group: group, count: membersPerProcess)
+        let (layer, runner, channels) = try await joinedMembers(layer: self.layer, urls: urls, capacity: capacity, group: group, count: membersPerProcess)
         defer { runner.cancel() }
         let members = MemberReceivers(layer: layer, channels: channels, expectedPerMember: messages)
         let message: Message = ["type": "bench.message", "text": .string(String(repeating: "x", count: payload))]
@@ -83,10 +86,10 @@ struct LayerFanoutCommand: AsyncParsableCommand {
         let deliveriesPerSecond = Double(local + remoteDeliveries) / seconds
         if json {
             print(
-                #"{"members":\#(2 * membersPerProcess),"messages":\#(messages),"window":\#(window),"payload":\#(payload),"messages_per_second":\#(Int(messagesPerSecond)),"deliveries_per_second":\#(Int(deliveriesPerSecond)),"deliveries":\#(local + remoteDeliveries),"dropped":\#(drops),"seconds":\#(seconds)}"#
+                #"{"layer":"\#(self.layer)","members":\#(2 * membersPerProcess),"messages":\#(messages),"window":\#(window),"payload":\#(payload),"messages_per_second":\#(Int(messagesPerSecond)),"deliveries_per_second":\#(Int(deliveriesPerSecond)),"deliveries":\#(local + remoteDeliveries),"dropped":\#(drops),"seconds":\#(seconds)}"#
             )
         } else {
-            print("group of \(2 * membersPerProcess) members over 2 processes, \(messages) groupSends (window \(window), \(payload)-byte text)")
+            print("\(self.layer) layer: group of \(2 * membersPerProcess) members over 2 processes, \(messages) groupSends (window \(window), \(payload)-byte text)")
             print("  groupSend:  \(Int(messagesPerSecond)) messages/s (all sent after \(String(format: "%.2f", sent / .seconds(1))) s)")
             print("  delivered:  \(local + remoteDeliveries) of \(2 * membersPerProcess * messages) in \(String(format: "%.2f", seconds)) s = \(Int(deliveriesPerSecond)) deliveries/s, \(drops) dropped")
         }
@@ -106,9 +109,10 @@ struct LayerMembersCommand: AsyncParsableCommand {
     @Option var members: Int
     @Option var expect: Int
     @Option var capacity: Int
+    @Option var layer: String
 
     func run() async throws {
-        let (layer, runner, channels) = try await joinedMembers(urls: urls, capacity: capacity, group: group, count: members)
+        let (layer, runner, channels) = try await joinedMembers(layer: self.layer, urls: urls, capacity: capacity, group: group, count: members)
         defer { runner.cancel() }
         let members = MemberReceivers(layer: layer, channels: channels, expectedPerMember: expect)
         emitLine("READY")
@@ -119,13 +123,14 @@ struct LayerMembersCommand: AsyncParsableCommand {
 
 /// A running Redis layer (no registry) with `count` new channels in `group`.
 func joinedMembers(
-    urls: [String], capacity: Int, group: String, count: Int
-) async throws -> (RedisPubSubChannelLayer, Task<Void, any Error>, [String]) {
-    var configuration = try RedisPubSubChannelLayer.Configuration(urls: urls)
-    configuration.capacity = capacity
-    configuration.registry = false
-    let layer = try RedisPubSubChannelLayer(configuration: configuration)
-    let runner = Task { try await layer.run() }
+    layer kind: String, urls: [String], capacity: Int, group: String, count: Int
+) async throws -> (any ChannelLayer, Task<Void, any Error>, [String]) {
+    var settings = RedisLayerSettings(kind: try RedisLayerSettings.kind(named: kind), urls: urls)
+    settings.capacity = capacity
+    settings.registry = false
+    let runnable = try settings.makeLayer()
+    let layer = runnable.layer
+    let runner = Task { try await runnable.run() }
     var channels: [String] = []
     for _ in 0..<count {
         let channel = try await layer.newChannel()
@@ -137,11 +142,11 @@ func joinedMembers(
 
 /// Receives on every member channel until each message was either received or dropped at a full queue.
 final class MemberReceivers: Sendable {
-    private let layer: RedisPubSubChannelLayer
+    private let layer: any ChannelLayer
     private let expected: Int
     private let tasks: [Task<Void, Never>]
 
-    init(layer: RedisPubSubChannelLayer, channels: [String], expectedPerMember: Int) {
+    init(layer: any ChannelLayer, channels: [String], expectedPerMember: Int) {
         self.layer = layer
         self.expected = channels.count * expectedPerMember
         let received = Counter()

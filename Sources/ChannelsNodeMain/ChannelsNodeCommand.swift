@@ -212,7 +212,7 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
 
         var history = HistoryConfiguration(patterns: list(historyPatterns, "CHANNELS_HISTORY"))
         if history.patterns.isEmpty { history.patterns = ["chat_*"] }
-        if history.patterns == ["none"] { history.patterns = [] }
+        if history.patterns.allSatisfy({ $0 == "none" }) { history.patterns = [] }
         history.size = try number(historySize, "CHANNELS_HISTORY_SIZE", 1000)
         history.ttl = .milliseconds(Int64(try number(historyTtl, "CHANNELS_HISTORY_TTL", 300.0) * 1000))
         guard history.size > 0, history.ttl >= .seconds(1) else {
