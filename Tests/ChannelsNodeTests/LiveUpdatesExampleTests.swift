@@ -57,5 +57,14 @@ import Testing
         let close = await bad.closed(timeout: .seconds(5))
         #expect(close?.code == 1008 && close?.reason.contains("invalid model") == true)
         await client.close()
+
+        // And the example's own page, in headless Chromium, shows a change made elsewhere without a reload.
+        let browser = try PythonProcess(
+            python: try PythonProcess.interpreter(packageRoot: Self.root),
+            script: Self.root.appendingPathComponent("Tests/ChannelsNodeTests/Browser/live_updates_page.py").path,
+            arguments: ["http://127.0.0.1:\(port)/"]
+        )
+        let result = try await browser.nextLine(timeout: .seconds(60))
+        #expect(result == "OK", "\(result)\n\(browser.standardError)")
     }
 }
