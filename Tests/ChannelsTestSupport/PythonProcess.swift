@@ -33,33 +33,31 @@ public final class PythonProcess: Sendable {
         process.standardError = errorOutput
         let (lines, continuation) = AsyncStream.makeStream(of: String.self)
         self.lines = lines
-        let buffer = Mutex(Data())
-        output.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if data.isEmpty {
-                handle.readabilityHandler = nil
-                continuation.finish()
-                return
-            }
-            let complete: [String] = buffer.withLock { buffer in
+        // Blocking reads on threads of their own that hold the pipes until end of file. (FileHandle's
+        // readabilityHandler lets the descriptor close under a live dispatch source when the process object
+        // goes away first, which crashed libdispatch's event loop.)
+        let outputHandle = output.fileHandleForReading
+        let errorHandle = errorOutput.fileHandleForReading
+        let errors = self.errors
+        Thread.detachNewThread {
+            var buffer = Data()
+            while true {
+                let data = outputHandle.availableData
+                if data.isEmpty { break }
                 buffer.append(data)
-                var result: [String] = []
                 while let newline = buffer.firstIndex(of: 0x0a) {
-                    result.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
+                    continuation.yield(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
                     buffer.removeSubrange(buffer.startIndex...newline)
                 }
-                return result
             }
-            for line in complete { continuation.yield(line) }
+            continuation.finish()
         }
-        let errors = self.errors
-        errorOutput.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if data.isEmpty {
-                handle.readabilityHandler = nil
-                return
+        Thread.detachNewThread {
+            while true {
+                let data = errorHandle.availableData
+                if data.isEmpty { break }
+                errors.text.withLock { $0 += String(decoding: data, as: UTF8.self) }
             }
-            errors.text.withLock { $0 += String(decoding: data, as: UTF8.self) }
         }
         try process.run()
         self.process = Mutex(process)
