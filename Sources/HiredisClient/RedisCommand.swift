@@ -42,6 +42,49 @@ public struct RedisCommand: Sendable {
     }
 }
 
+extension RedisCommand {
+    private static let keyless: Set<String> = [
+        "PING", "SCAN", "INFO", "CLUSTER", "SENTINEL", "ROLE", "AUTH", "SELECT", "CLIENT", "HELLO", "ASKING",
+        "READONLY", "READWRITE", "DBSIZE", "FLUSHALL", "FLUSHDB", "CONFIG", "SCRIPT", "ECHO", "TIME", "COMMAND",
+    ]
+
+    /// The key that decides where Redis Cluster serves the command (the first key; for `EVAL` the first
+    /// of its keys), or `nil` for a command without one (`PING`, `SCAN`, `CLUSTER ...`).
+    ///
+    /// Read back from the encoded command, so that only cluster clients pay for it.
+    public var routingKey: [UInt8]? {
+        if Self.keyless.contains(name.uppercased()) { return nil }
+        let arguments = leadingArguments(3)
+        if ["EVAL", "EVALSHA", "FCALL"].contains(name.uppercased()) {
+            guard arguments.count > 2, let keys = Int(String(decoding: arguments[1], as: UTF8.self)), keys > 0 else { return nil }
+            return arguments[2]
+        }
+        return arguments.first
+    }
+
+    /// Up to `limit` arguments after the name, parsed from the RESP encoding.
+    private func leadingArguments(_ limit: Int) -> [[UInt8]] {
+        var buffer = encoded
+        func line() -> String? {
+            guard let end = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\r")) else { return nil }
+            let text = buffer.readString(length: end - buffer.readerIndex)
+            buffer.moveReaderIndex(forwardBy: 2)
+            return text
+        }
+        guard let header = line(), header.hasPrefix("*"), let count = Int(header.dropFirst()) else { return [] }
+        var result: [[UInt8]] = []
+        for index in 0..<count {
+            guard let sizeLine = line(), sizeLine.hasPrefix("$"), let size = Int(sizeLine.dropFirst()),
+                let bytes = buffer.readBytes(length: size)
+            else { break }
+            buffer.moveReaderIndex(forwardBy: 2)
+            if index > 0 { result.append(bytes) }
+            if result.count == limit { break }
+        }
+        return result
+    }
+}
+
 /// A binary-safe command argument.
 public struct RedisArgument: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral {
     private enum Storage: Sendable {

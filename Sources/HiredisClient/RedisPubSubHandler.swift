@@ -58,7 +58,7 @@ final class RedisPubSubHandler: ChannelInboundHandler {
         case .array(let parts):
             guard let kind = parts.first?.string else { break }
             switch kind {
-            case "message":
+            case "message", "smessage":
                 guard parts.count == 3, let channel = parts[1].string, let payload = parts[2].bytes else { break }
                 return RedisPubSubMessage(channel: channel, payload: payload)
             case "pmessage":
@@ -66,8 +66,14 @@ final class RedisPubSubHandler: ChannelInboundHandler {
                     let payload = parts[3].bytes
                 else { break }
                 return RedisPubSubMessage(channel: channel, pattern: pattern, payload: payload)
-            case "subscribe", "unsubscribe", "psubscribe", "punsubscribe":
+            case "subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ssubscribe":
                 try subscriber.confirm(RedisSubscriber.ConfirmationKind(rawValue: kind)!, connectionID: connectionID)
+                return nil
+            case "sunsubscribe":
+                // Also sent unasked when the channel's slot leaves this node; hiredis' async API knows no
+                // shard pub/sub, so these arrive here as plain arrays.
+                guard parts.count >= 2, let channel = parts[1].string else { break }
+                try subscriber.shardUnsubscribed(channel, connectionID: connectionID)
                 return nil
             case "pong":
                 try subscriber.confirm(.pong, connectionID: connectionID)

@@ -36,6 +36,9 @@ public final class RedisSubscriber: Sendable {
         case resubscribed(channels: Int, patterns: Int)
         /// ``run()`` ended: `nil` when cancelled, or the error that cannot be fixed by retrying (bad credentials).
         case stopped(RedisError?)
+        /// Redis ended a shard channel subscription by itself (its slot moved to another node, or this node
+        /// stopped being a primary); the channel is dropped from the set, to be subscribed where it now lives.
+        case unsubscribedByServer(channel: String)
     }
 
     /// Counters since the subscriber was created.
@@ -67,7 +70,7 @@ public final class RedisSubscriber: Sendable {
     }
 
     enum ConfirmationKind: String {
-        case subscribe, unsubscribe, psubscribe, punsubscribe, pong
+        case subscribe, unsubscribe, psubscribe, punsubscribe, ssubscribe, sunsubscribe, pong
     }
 
     /// Something waiting for Redis to confirm a command, in the order the commands were written.
@@ -136,6 +139,8 @@ public final class RedisSubscriber: Sendable {
     public let healthCheckInterval: Duration?
     /// Received messages (unused when the subscriber was made with a message handler).
     public let messages: Messages
+    /// Whether channels are shard channels (`SSUBSCRIBE`, Redis 7 Cluster): one command per slot.
+    public let sharded: Bool
 
     /// Takes the messages of one socket read, on the subscriber's event loop; returns `false` to stop
     /// reading until ``resumeReading()``.
@@ -160,9 +165,11 @@ public final class RedisSubscriber: Sendable {
         healthCheckInterval: Duration? = .seconds(5),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "HiredisClient.subscriber"),
+        sharded: Bool = false,
         onMessages: MessageHandler? = nil
     ) {
         self.configuration = configuration
+        self.sharded = sharded
         self.handler = onMessages
         self.reconnectPolicy = reconnectPolicy
         self.healthCheckInterval = healthCheckInterval
@@ -187,13 +194,28 @@ public final class RedisSubscriber: Sendable {
     /// - Throws: ``RedisError/Code/timeout`` (the subscription stays requested and is made when Redis
     ///   is back: call ``unsubscribe(_:)`` to drop it), ``RedisError/Code/errorReply`` (for example an ACL
     ///   refusal; the channels are dropped), ``RedisError/Code/clientClosed``.
+    ///
+    /// A sharded subscriber sends `SSUBSCRIBE`, one command per slot.
     public func subscribe(_ channels: some Sequence<String>) async throws(RedisError) {
-        try await change(.subscribe, Array(channels))
+        if sharded {
+            for group in Self.bySlot(channels) { try await change(.ssubscribe, group) }
+        } else {
+            try await change(.subscribe, Array(channels))
+        }
     }
 
     /// Unsubscribes from channels; returns once Redis confirmed, or at once when disconnected.
     public func unsubscribe(_ channels: some Sequence<String>) async throws(RedisError) {
-        try await change(.unsubscribe, Array(channels))
+        if sharded {
+            for group in Self.bySlot(channels) { try await change(.sunsubscribe, group) }
+        } else {
+            try await change(.unsubscribe, Array(channels))
+        }
+    }
+
+    /// Shard channels grouped by slot: `SSUBSCRIBE` refuses channels of several slots in one command.
+    static func bySlot(_ channels: some Sequence<String>) -> [[String]] {
+        Array(Dictionary(grouping: channels, by: { RedisClusterSlot.of($0) }).values)
     }
 
     /// Subscribes to glob-style patterns (`PSUBSCRIBE`), like ``subscribe(_:)``.
@@ -331,12 +353,28 @@ public final class RedisSubscriber: Sendable {
         if let completion { complete(completion, with: .success(())) }
     }
 
+    /// A `sunsubscribe` reply: the confirmation of ours, or Redis dropping the channel by itself (its slot
+    /// moved, or this node is no longer a primary).
+    func shardUnsubscribed(_ channel: String, connectionID: Int) throws(RedisError) {
+        let ours = box.mutex.withLock { state -> Bool? in
+            guard state.connection?.id == connectionID else { return nil }
+            if let head = state.confirmations.first, head.kind == .sunsubscribe, head.names.contains(channel) { return true }
+            state.channels.remove(channel)
+            return false
+        }
+        switch ours {
+        case true?: try confirm(.sunsubscribe, connectionID: connectionID)
+        case false?: eventContinuation.yield(.unsubscribedByServer(channel: channel))
+        case nil: break
+        }
+    }
+
     func confirmError(_ text: String, connectionID: Int) throws(RedisError) {
         let failed: Confirmation? = box.mutex.withLock { state in
             guard state.connection?.id == connectionID, let head = state.confirmations.popFirst() else { return nil }
             // A refused SUBSCRIBE (an ACL channel rule, say) must not be retried forever after reconnects.
             switch head.kind {
-            case .subscribe: state.channels.subtract(head.names)
+            case .subscribe, .ssubscribe: state.channels.subtract(head.names)
             case .psubscribe: state.patterns.subtract(head.names)
             default: break
             }
@@ -377,8 +415,8 @@ public final class RedisSubscriber: Sendable {
                 return .fail(RedisError(.clientClosed, "the subscriber has stopped; create a new one"))
             }
             switch kind {
-            case .subscribe: state.channels.formUnion(names)
-            case .unsubscribe: state.channels.subtract(names)
+            case .subscribe, .ssubscribe: state.channels.formUnion(names)
+            case .unsubscribe, .sunsubscribe: state.channels.subtract(names)
             case .psubscribe: state.patterns.formUnion(names)
             case .punsubscribe: state.patterns.subtract(names)
             case .pong: break
@@ -391,7 +429,7 @@ public final class RedisSubscriber: Sendable {
                 return .write(connection.channel, waiter: id)
             }
             // No connection: an unsubscribe is already true; a subscribe waits for the next connection.
-            if kind == .unsubscribe || kind == .punsubscribe { return .succeed }
+            if kind == .unsubscribe || kind == .punsubscribe || kind == .sunsubscribe { return .succeed }
             state.waiters[id] = Waiter(continuation: continuation)
             state.awaitingConnection.append(id)
             return .wait(waiter: id)
@@ -454,9 +492,13 @@ public final class RedisSubscriber: Sendable {
                 state.pongOutstanding = false
                 let channels = Array(state.channels)
                 let patterns = Array(state.patterns)
-                // Redis confirms each name separately; chunking keeps each command a sane size.
-                let chunks = channels.chunked(1000).map { (ConfirmationKind.subscribe, $0) }
-                    + patterns.chunked(1000).map { (ConfirmationKind.psubscribe, $0) }
+                // Redis confirms each name separately; chunking keeps each command a sane size. Shard
+                // channels go one slot per command.
+                let channelChunks =
+                    sharded
+                    ? Self.bySlot(channels).flatMap { $0.chunked(1000) }.map { (ConfirmationKind.ssubscribe, $0) }
+                    : channels.chunked(1000).map { (ConfirmationKind.subscribe, $0) }
+                let chunks = channelChunks + patterns.chunked(1000).map { (ConfirmationKind.psubscribe, $0) }
                 for (index, (kind, names)) in chunks.enumerated() {
                     let last = index == chunks.count - 1
                     state.confirmations.append(
@@ -479,7 +521,7 @@ public final class RedisSubscriber: Sendable {
             startHealthCheck(channel, id: id)
             return promise.futureResult.map {
                 for waiter in waiting { self.complete(.waiter(waiter), with: .success(())) }
-                let channelCount = channels.filter { $0.0 == .subscribe }.reduce(0) { $0 + $1.1.count }
+                let channelCount = channels.filter { $0.0 != .psubscribe }.reduce(0) { $0 + $1.1.count }
                 return (channelCount, patterns)
             }
         }
@@ -505,7 +547,7 @@ public final class RedisSubscriber: Sendable {
                 // Pending subscribes wait for the next connection, which restores them.
                 for confirmation in state.confirmations {
                     if case .waiter(let waiter) = confirmation.completion,
-                        confirmation.kind == .subscribe || confirmation.kind == .psubscribe
+                        confirmation.kind == .subscribe || confirmation.kind == .psubscribe || confirmation.kind == .ssubscribe
                     {
                         state.awaitingConnection.append(waiter)
                     }
@@ -514,7 +556,7 @@ public final class RedisSubscriber: Sendable {
             }
             for confirmation in confirmations {
                 switch (confirmation.kind, confirmation.completion) {
-                case (.unsubscribe, .waiter), (.punsubscribe, .waiter):
+                case (.unsubscribe, .waiter), (.punsubscribe, .waiter), (.sunsubscribe, .waiter):
                     // The subscription ended with the connection: the caller got what it asked for.
                     complete(confirmation.completion, with: .success(()))
                 case (_, .restore):

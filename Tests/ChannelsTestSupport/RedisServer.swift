@@ -72,6 +72,16 @@ public final class RedisServer: Sendable {
         throw lastError ?? TestSupportError("could not start redis-server")
     }
 
+    /// Starts a server on a given port (a Redis Cluster node, whose bus port is this one + 10000).
+    public static func start(port: Int, arguments: [String]) async throws -> RedisServer {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("swift-channels-redis-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let server = RedisServer(port: port, password: nil, directory: directory, extraArguments: arguments)
+        try await server.launch()
+        return server
+    }
+
     /// Starts the server again on the same port after ``kill()`` or ``stop()``.
     public func restart() async throws {
         try await launch()
@@ -181,13 +191,14 @@ public func freePort() throws -> Int {
 
 /// The first of `count` consecutive loopback ports that are all free now, for programs that take a base port
 /// (`scripts/cluster`). Chosen below the kernel's ephemeral range, where client sockets of earlier tests
-/// (thousands, some in TIME_WAIT) would otherwise sit next to a port the kernel called free.
-public func freeConsecutivePorts(_ count: Int) throws -> Int {
+/// (thousands, some in TIME_WAIT) would otherwise sit next to a port the kernel called free; or, with
+/// `startingAt`, checks that run only.
+public func freeConsecutivePorts(_ count: Int, startingAt fixed: Int? = nil) throws -> Int {
     let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
         .split(whereSeparator: \.isWhitespace).compactMap { Int($0) } ?? []
     let ephemeralLow = range.first ?? 32768
-    for _ in 0..<200 {
-        let base = Int.random(in: 10_000...(ephemeralLow - count - 1))
+    for _ in 0..<(fixed == nil ? 200 : 1) {
+        let base = fixed ?? Int.random(in: 10_000...(ephemeralLow - count - 1))
         var held: [Int32] = []
         defer { for fd in held { close(fd) } }
         for port in base..<base + count {

@@ -23,7 +23,8 @@ package enum HistoryScript {
     package static func metaKey(prefix: String, group: String) -> String { "\(prefix):history:{\(group)}:meta" }
     package static func streamKey(prefix: String, group: String) -> String { "\(prefix):history:{\(group)}:stream" }
 
-    /// KEYS: meta, stream. ARGV: channel, msgpack map, size, stream ttl (s), meta ttl (s), a new epoch.
+    /// KEYS: meta, stream. ARGV: channel, msgpack map, size, stream ttl (s), meta ttl (s), a new epoch, the
+    /// publish command (`PUBLISH`, or `SPUBLISH` on a cluster, where the channel shares the keys' slot).
     /// Returns {offset, epoch}.
     package static let publish = #"""
         local function str(s)
@@ -60,7 +61,7 @@ package enum HistoryScript {
         redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], offset .. '-0', 'm', message)
         redis.call('EXPIRE', KEYS[2], ARGV[4])
         redis.call('EXPIRE', KEYS[1], ARGV[5])
-        redis.call('PUBLISH', ARGV[1], message)
+        redis.call(ARGV[7] or 'PUBLISH', ARGV[1], message)
         return {offset, epoch}
         """#
 

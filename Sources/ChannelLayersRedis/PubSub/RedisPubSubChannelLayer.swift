@@ -18,6 +18,9 @@ import Synchronization
 /// - Each local queue holds at most `capacity` messages: a consumer that does not read costs bounded memory,
 ///   and what it misses is counted in ``statistics``.
 /// - After a Redis restart every subscription is restored; losses and restorations are counted.
+/// - On Redis Cluster (``Configuration/cluster``) groups and channels travel over sharded pub/sub
+///   (`SPUBLISH`/`SSUBSCRIBE` on each slot's primary, following failovers and resharding), and a group's
+///   channel carries a hash tag, `{prefix}__group__{<group>}`, so it shares a slot with its history keys.
 /// - Group memberships are recorded for operators (see ``MembershipRegistry`` keys in the README).
 ///
 /// Call ``run()`` in a task for as long as the layer is used; cancel it to shut down.
@@ -26,6 +29,8 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     public struct Configuration: Sendable {
         /// The Redis hosts; names are sharded over them in this order, as channels_redis does.
         public var hosts: [RedisConfiguration]
+        /// Redis Cluster seed nodes; when given, ``hosts`` is not used and pub/sub is sharded (Redis 7).
+        public var cluster: [RedisConfiguration] = []
         /// The prefix of every Redis channel and registry key (channels_redis' default is `asgi`).
         public var prefix: String
         /// Messages a local channel holds before more are dropped (`send` to a local channel throws).
@@ -87,11 +92,6 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         }
     }
 
-    private struct Shard: Sendable {
-        let client: RedisClient
-        let subscriber: RedisSubscriber
-    }
-
     private struct State {
         var local = LocalMembership()
         var messagesSent = 0
@@ -113,6 +113,9 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     private let warnings: WarningLimiter
     private let groupPrefix: String
     private let envelope: MessageEnvelope
+    /// Whether this is Redis Cluster with sharded pub/sub.
+    private let clustered: Bool
+    private let publishCommand: String
     /// Presence events travel on a channel of their own, `{prefix}__presence__{group}`: Django consumers in
     /// the same group would fail on a message type they have no handler for.
     private let presencePrefix: String
@@ -126,8 +129,8 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         logger: Logger = Logger(label: "ChannelLayers.redis"),
         connectionCount: @escaping @Sendable () -> Int? = { nil }
     ) throws(ChannelLayerError) {
-        guard !configuration.hosts.isEmpty else {
-            throw ChannelLayerError(.redis, "the Redis layer needs at least one Redis URL")
+        guard !configuration.hosts.isEmpty || !configuration.cluster.isEmpty else {
+            throw ChannelLayerError(.redis, "the Redis layer needs at least one Redis URL or Redis Cluster seed")
         }
         guard ChannelNames.isValidGroup(configuration.nodeID) else {
             throw ChannelLayerError(.invalidName, "node id '\(configuration.nodeID)' may only hold ASCII letters, digits, '-', '_' and '.'")
@@ -148,27 +151,45 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         self.envelope = MessageEnvelope(randomPrefixLength: 0, encryptionKeys: configuration.encryptionKeys, ttl: nil)
         self.groupPrefix = "\(configuration.prefix)__group__"
         self.presencePrefix = "\(configuration.prefix)__presence__"
+        self.clustered = !configuration.cluster.isEmpty
+        self.publishCommand = clustered ? "SPUBLISH" : "PUBLISH"
         // The subscribers hand their messages to the layer on their event loop, set once `self` exists.
         let router = MessageRouter()
-        let shards = configuration.hosts.map { host in
-            var host = host
-            if host.clientName == nil { host.clientName = "channels-\(configuration.nodeID)" }
-            return Shard(
-                client: RedisClient(configuration: host, reconnectPolicy: configuration.reconnectPolicy, eventLoopGroup: eventLoopGroup, logger: logger),
-                subscriber: RedisSubscriber(
-                    configuration: host, reconnectPolicy: configuration.reconnectPolicy, eventLoopGroup: eventLoopGroup, logger: logger,
-                    onMessages: { messages in router.route(messages) }
+        let shards: [Shard]
+        if clustered {
+            var seeds = configuration.cluster
+            for index in seeds.indices where seeds[index].clientName == nil { seeds[index].clientName = "channels-\(configuration.nodeID)" }
+            let client: RedisClusterClient
+            do {
+                client = try RedisClusterClient(seeds: seeds, eventLoopGroup: eventLoopGroup, logger: logger)
+            } catch {
+                throw ChannelLayerError(error, doing: "reading the Redis Cluster seeds")
+            }
+            let subscriber = RedisClusterSubscriber(client: client, eventLoopGroup: eventLoopGroup, logger: logger) { messages in router.route(messages) }
+            shards = [Shard(client: client, subscriber: subscriber, close: { await client.close() })]
+        } else {
+            shards = configuration.hosts.map { host in
+                var host = host
+                if host.clientName == nil { host.clientName = "channels-\(configuration.nodeID)" }
+                let client = RedisClient(configuration: host, reconnectPolicy: configuration.reconnectPolicy, eventLoopGroup: eventLoopGroup, logger: logger)
+                return Shard(
+                    client: client,
+                    subscriber: RedisSubscriber(
+                        configuration: host, reconnectPolicy: configuration.reconnectPolicy, eventLoopGroup: eventLoopGroup, logger: logger,
+                        onMessages: { messages in router.route(messages) }
+                    ),
+                    close: { await client.close() }
                 )
-            )
+            }
         }
         self.shards = shards
         self.queues = ChannelQueues(capacity: configuration.capacity, expiry: configuration.expiry)
         self.reconciler = SubscriptionReconciler(
             subscribe: { name throws(RedisError) in
-                try await shards[ShardRing.index(of: name, hostCount: shards.count)].subscriber.subscribe([name])
+                try await shards[ShardRing.index(of: name, hostCount: shards.count)].subscriber.add([name])
             },
             unsubscribe: { name throws(RedisError) in
-                try await shards[ShardRing.index(of: name, hostCount: shards.count)].subscriber.unsubscribe([name])
+                try await shards[ShardRing.index(of: name, hostCount: shards.count)].subscriber.remove([name])
             }
         )
         self.registry =
@@ -178,21 +199,26 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
                 ttl: configuration.registryTTL, authFingerprint: configuration.authFingerprint, logger: logger
             ) : nil
         router.layer.withLock { $0 = self }
-        for shard in shards {
-            router.subscribers.withLock { $0[ObjectIdentifier(shard.subscriber.connectionEventLoop)] = shard.subscriber }
-        }
+        router.subscribers.withLock { $0 = shards.map(\.subscriber) }
+    }
+
+    /// One host of channels_redis' ring, or the whole cluster.
+    private struct Shard: Sendable {
+        let client: any RedisCommandSender
+        let subscriber: any LayerSubscriber
+        let close: @Sendable () async -> Void
     }
 
     /// Lets the subscribers, made before the layer, reach it; they live and end with the layer.
     private final class MessageRouter: Sendable {
         let layer = Mutex<RedisPubSubChannelLayer?>(nil)
-        let subscribers = Mutex<[ObjectIdentifier: RedisSubscriber]>([:])
+        let subscribers = Mutex<[any LayerSubscriber]>([])
 
         func route(_ messages: [RedisPubSubMessage]) -> Bool {
             guard let layer = layer.withLock({ $0 }) else { return true }
             return layer.deliver(messages, resume: { [self] in
                 // Resumes every subscriber: cheap, and a paused one is found without bookkeeping.
-                for subscriber in subscribers.withLock({ Array($0.values) }) { subscriber.resumeReading() }
+                for subscriber in subscribers.withLock({ $0 }) { subscriber.resumeReading() }
             })
         }
     }
@@ -223,7 +249,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         if let registry {
             await registry.removeNow(groups: state.withLock { Array($0.local.groups.keys) })
         }
-        for shard in shards { await shard.client.close() }
+        for shard in shards { await shard.close() }
     }
 
     /// Whether every host's pub/sub connection is up.
@@ -309,7 +335,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             let value = RegistryReader.value(joinedAt: joinedAt, presence: presence)
             registry?.enqueue(.join(group: group, channel: channel, value: value))
         }
-        try await reconciler.want(groupPrefix + group)
+        try await reconciler.want(groupChannel(group))
     }
 
     public func groupDiscard(_ group: String, channel: String) async throws(ChannelLayerError) {
@@ -322,10 +348,10 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     public func groupAdd(_ group: String, channel: String, presence: PresenceInfo) async throws(ChannelLayerError) {
         let isNew = state.withLock { $0.local.addPresence(presence, channel: channel, in: group) }
         try await groupAdd(group, channel: channel)
-        try await reconciler.want(presencePrefix + group)
+        try await reconciler.want(presenceChannel(group))
         if isNew {
             let event = PresenceEvent.message("join", channel: channel, presence: presence, node: configuration.nodeID, at: WallClock.now())
-            try? await publish(event, on: presencePrefix + group)
+            try? await publish(event, on: presenceChannel(group))
         }
     }
 
@@ -341,12 +367,12 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         let now = WallClock.now()
         let (left, emptied) = state.withLock { $0.local.removePresence(of: channel, in: groups) }
         // The last local member with presence gone: this node stops listening to the group's events.
-        for group in emptied { reconciler.unwant(presencePrefix + group) }
+        for group in emptied { reconciler.unwant(presenceChannel(group)) }
         return left.map { ($0.group, PresenceEvent.message("leave", channel: channel, presence: $0.info, node: configuration.nodeID, at: now)) }
     }
 
     private func announce(_ events: [(group: String, event: Message)]) async {
-        for (group, event) in events { try? await publish(event, on: presencePrefix + group) }
+        for (group, event) in events { try? await publish(event, on: presenceChannel(group)) }
     }
 
     public func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError) {
@@ -355,7 +381,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         if configuration.history.keepsHistory(group) {
             try await publishWithHistory(message, group: group)
         } else {
-            try await publish(message, on: groupPrefix + group)
+            try await publish(message, on: groupChannel(group))
         }
         state.withLock { $0.groupSends += 1 }
     }
@@ -367,7 +393,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     public func history(of group: String, after offset: Int64?) async throws(ChannelLayerError) -> GroupHistory? {
         try LayerValidation.group(group)
         guard keepsHistory(group) else { return nil }
-        let client = shard(for: groupPrefix + group).client
+        let client = shard(for: groupChannel(group)).client
         let meta = HistoryScript.metaKey(prefix: configuration.prefix, group: group)
         let stream = HistoryScript.streamKey(prefix: configuration.prefix, group: group)
         let replies: [RedisReply]
@@ -440,7 +466,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             let channels = shard.subscriber.channels
             if !channels.isEmpty {
                 do {
-                    try await shard.subscriber.unsubscribe(channels)
+                    try await shard.subscriber.remove(Array(channels))
                 } catch {
                     throw ChannelLayerError(error, doing: "unsubscribing while flushing")
                 }
@@ -476,11 +502,31 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         shards[ShardRing.index(of: name, hostCount: shards.count)]
     }
 
+    /// A group's Redis channel: channels_redis' `asgi__group__chat`; on a cluster `asgi__group__{chat}`, in
+    /// the slot of the group's history keys, so the history script publishes where it writes.
+    private func groupChannel(_ group: String) -> String {
+        clustered ? "\(groupPrefix){\(group)}" : groupPrefix + group
+    }
+
+    private func presenceChannel(_ group: String) -> String {
+        clustered ? "\(presencePrefix){\(group)}" : presencePrefix + group
+    }
+
+    /// The group a Redis channel with `prefix` is for, or `nil` when it has another prefix.
+    private func group(in channel: String, after prefix: String) -> String? {
+        guard channel.hasPrefix(prefix) else { return nil }
+        let rest = channel.utf8.dropFirst(prefix.utf8.count)
+        if clustered, rest.first == UInt8(ascii: "{"), rest.last == UInt8(ascii: "}") {
+            return String(rest.dropFirst().dropLast())
+        }
+        return String(rest)
+    }
+
 
     /// One script call: the message goes into the group's history with the next offset, then is published
     /// with its offset and epoch.
     private func publishWithHistory(_ message: Message, group: String) async throws(ChannelLayerError) {
-        let channel = groupPrefix + group
+        let channel = groupChannel(group)
         let history = configuration.history
         do {
             try await shard(for: channel).client.send(
@@ -490,7 +536,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
                     .string(HistoryScript.streamKey(prefix: configuration.prefix, group: group)),
                     .string(channel), .bytes(MessagePack.encode(message)), .integer(history.size),
                     .integer(max(1, Int(history.ttl.components.seconds))), .integer(max(HistoryScript.metaTTLSeconds, Int(history.ttl.components.seconds))),
-                    .string(String(ChannelName.random(prefix: "").prefix(8)))
+                    .string(String(ChannelName.random(prefix: "").prefix(8))), .string(publishCommand)
                 )
             )
         } catch {
@@ -501,7 +547,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     private func publish(_ message: Message, on name: String) async throws(ChannelLayerError) {
         let payload = envelope.seal(message)
         do {
-            try await shard(for: name).client.send(RedisCommand("PUBLISH", .string(name), .bytes(payload)))
+            _ = try await shard(for: name).client.send(RedisCommand(publishCommand, .string(name), .bytes(payload)))
         } catch {
             throw ChannelLayerError(error, doing: "publishing to \(name)")
         }
@@ -511,7 +557,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         let (wasMember, groupEmpty) = state.withLock { $0.local.leave(group, channel: channel) }
         guard wasMember else { return }
         if isListed(group) { registry?.enqueue(.leave(group: group, channel: channel)) }
-        if groupEmpty { reconciler.unwant(groupPrefix + group) }
+        if groupEmpty { reconciler.unwant(groupChannel(group)) }
     }
 
     /// Routes the messages of one read from a host to local inboxes and queues, decoding each payload once.
@@ -519,8 +565,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     /// subscriber stops reading (Redis buffers for it) until `resume` is called, and nothing is dropped.
     private func deliver(_ messages: [RedisPubSubMessage], resume: @escaping @Sendable () -> Void) -> Bool {
         for message in messages {
-            if message.channel.hasPrefix(groupPrefix) {
-                let group = String(message.channel.utf8.dropFirst(groupPrefix.utf8.count))!
+            if let group = group(in: message.channel, after: groupPrefix) {
                 let (pushed, queued) = state.withLock { state in
                     (state.local.pushed.members(of: group), state.local.queuedMembers[group])
                 }
@@ -528,8 +573,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
                 let (stripped, position) = Self.stripHistoryKeys(decoded)
                 if !pushed.isEmpty { dispatcher.dispatch(Delivery(stripped, group: group, position: position), to: pushed) }
                 if let queued { queues.putMany(stripped, on: queued) }
-            } else if message.channel.hasPrefix(presencePrefix) {
-                let group = String(message.channel.utf8.dropFirst(presencePrefix.utf8.count))!
+            } else if let group = group(in: message.channel, after: presencePrefix) {
                 let pushed = state.withLock { $0.local.pushed.members(of: group) }
                 guard !pushed.isEmpty, let decoded = decode(message) else { continue }
                 dispatcher.dispatch(Delivery(decoded, group: group), to: pushed)
@@ -565,37 +609,37 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         }
     }
 
-    private func watch(_ subscriber: RedisSubscriber, shard index: Int) async {
-        for await event in subscriber.events {
+    private func watch(_ subscriber: any LayerSubscriber, shard index: Int) async {
+        for await event in subscriber.layerEvents() {
             switch event {
-            case .connectionLost(let error):
+            case .lost(let error, let channels):
                 state.withLock { $0.connectionLosses += 1 }
-                tellInboxesOfLoss(onShard: index)
-                logger.warning("lost the Redis pub/sub connection; messages sent until it is back are lost", metadata: ["error": "\(error.message)"])
-            case .resubscribed(let channels, let patterns):
+                tellInboxesOfLoss(onShard: index, channels: channels.map(Set.init))
+                logger.warning("lost a Redis pub/sub subscription; messages sent until it is back are lost", metadata: ["error": "\(error.message)"])
+            case .restored(let channels):
                 state.withLock { $0.resubscriptions += 1 }
-                logger.info("Redis is back; subscriptions restored", metadata: ["channels": "\(channels)", "patterns": "\(patterns)"])
+                logger.info("Redis is back; subscriptions restored", metadata: ["channels": "\(channels)"])
                 // Redis may have lost the registry with its data: write it again now, not at the next beat.
                 if let registry { registry.enqueue(.heartbeat(snapshot())) }
-            case .connectFailed(let error, let attempt, let retryIn):
+            case .unreachable(let error, let attempt):
                 if attempt == 1 || attempt % 10 == 0 {
-                    logger.warning("cannot reach Redis", metadata: ["error": "\(error.message)", "attempt": "\(attempt)", "retry_in": "\(retryIn)"])
+                    logger.warning("cannot reach Redis", metadata: ["error": "\(error.message)", "attempt": "\(attempt)"])
                 }
-            case .connected, .stopped:
-                break
             }
         }
     }
 
     /// Messages published while a subscription is down never reach this node: tell the inboxes whose
-    /// channel or groups live on that shard, so their clients know (and can recover from history).
-    private func tellInboxesOfLoss(onShard index: Int) {
+    /// channel or groups were on it (`channels`, or everything of the shard), so their clients know and can
+    /// recover from history.
+    private func tellInboxesOfLoss(onShard index: Int, channels: Set<String>?) {
+        func lost(_ name: String) -> Bool {
+            if let channels { return channels.contains(name) }
+            return ShardRing.index(of: name, hostCount: shards.count) == index
+        }
         let affected = state.withLock { state in
             state.local.inboxes.filter { channel, _ in
-                ShardRing.index(of: channel, hostCount: shards.count) == index
-                    || (state.local.groupsOfChannel[channel] ?? []).contains {
-                        ShardRing.index(of: groupPrefix + $0, hostCount: shards.count) == index
-                    }
+                lost(channel) || (state.local.groupsOfChannel[channel] ?? []).contains { lost(groupChannel($0)) }
             }.map(\.value)
         }
         let reason = "this node lost its Redis subscription; messages sent until it is back are not delivered"

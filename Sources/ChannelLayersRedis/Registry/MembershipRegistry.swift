@@ -36,12 +36,12 @@ final class MembershipRegistry: Sendable {
     let ttl: Duration
     let authFingerprint: String
     let startedAt = WallClock.now()
-    private let client: RedisClient
+    private let client: any RedisCommandSender
     private let logger: Logger
     private let queue = Mutex<(operations: [Operation], waiter: CheckedContinuation<Void, Never>?)>(([], nil))
     private let failures = Mutex(0)
 
-    init(client: RedisClient, prefix: String, nodeID: String, ttl: Duration, authFingerprint: String, logger: Logger) {
+    init(client: any RedisCommandSender, prefix: String, nodeID: String, ttl: Duration, authFingerprint: String, logger: Logger) {
         self.authFingerprint = authFingerprint
         self.client = client
         self.prefix = prefix

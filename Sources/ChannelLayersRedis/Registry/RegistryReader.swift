@@ -183,18 +183,20 @@ public struct RegistryReader: Sendable {
         }.sorted { $0.id < $1.id }
     }
 
-    /// All keys matching a pattern, with SCAN (never KEYS, which blocks Redis).
+    /// All keys matching a pattern, with SCAN (never KEYS, which blocks Redis), on every primary of a cluster.
     public func scan(_ pattern: String) async throws(RedisError) -> [String] {
-        var cursor = "0"
         var found: Set<String> = []
-        repeat {
-            let reply = try await connection.send(RedisCommand("SCAN", .string(cursor), "MATCH", .string(pattern), "COUNT", 1000))
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
-                throw RedisError(.protocolError, "unexpected SCAN reply: \(reply)")
-            }
-            cursor = next
-            for key in parts[1].array ?? [] { if let key = key.string { found.insert(key) } }
-        } while cursor != "0"
+        for sender in try await connection.keyspaceSenders() {
+            var cursor = "0"
+            repeat {
+                let reply = try await sender.send(RedisCommand("SCAN", .string(cursor), "MATCH", .string(pattern), "COUNT", 1000))
+                guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
+                    throw RedisError(.protocolError, "unexpected SCAN reply: \(reply)")
+                }
+                cursor = next
+                for key in parts[1].array ?? [] { if let key = key.string { found.insert(key) } }
+            } while cursor != "0"
+        }
         return found.sorted()
     }
 }
