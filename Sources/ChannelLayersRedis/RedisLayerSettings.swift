@@ -22,6 +22,9 @@ public struct RedisLayerSettings: Sendable {
     public var kind: Kind
     /// Redis URLs, in the order Django lists its hosts.
     public var urls: [String]
+    /// Redis Cluster seed nodes (`HOST:PORT` or `redis://[user:password@]HOST:PORT`); when given, ``urls``
+    /// is not used and the pub/sub layer shards its channels over the cluster.
+    public var clusterSeeds: [String] = []
     public var prefix = "asgi"
     /// Messages a channel's queue holds (`capacity`).
     public var capacity = 100
@@ -79,7 +82,25 @@ public struct RedisLayerSettings: Sendable {
         connectionCount: @escaping @Sendable () -> Int? = { nil }
     ) throws(ChannelLayerError) -> RunnableRedisLayer {
         var hosts: [RedisConfiguration] = []
-        for url in urls {
+        var seeds: [RedisConfiguration] = []
+        if !clusterSeeds.isEmpty {
+            guard kind == .pubsub else {
+                throw ChannelLayerError(
+                    .invalidMessage,
+                    "the core layer cannot run on Redis Cluster (its scripts touch keys of many slots, as channels_redis#420 says); use --layer pubsub with --redis-cluster"
+                )
+            }
+            do {
+                seeds = try RedisClusterClient.seeds(from: clusterSeeds).map { seed in
+                    var seed = seed
+                    adjustHost(&seed)
+                    return seed
+                }
+            } catch {
+                throw ChannelLayerError(error, doing: "reading the Redis Cluster seeds")
+            }
+        }
+        for url in urls where clusterSeeds.isEmpty {
             do {
                 var host = try RedisConfiguration(url: url)
                 adjustHost(&host)
@@ -95,8 +116,11 @@ public struct RedisLayerSettings: Sendable {
             configuration.authFingerprint = authFingerprint
             configuration.history = history
             configuration.encryptionKeys = encryptionKeys
+            configuration.cluster = seeds
             let layer = try RedisPubSubChannelLayer(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, connectionCount: connectionCount)
-            return RunnableRedisLayer(layer: layer, hosts: hosts, prefix: prefix) { () async throws(ChannelLayerError) in try await layer.run() }
+            return RunnableRedisLayer(layer: layer, hosts: seeds.isEmpty ? hosts : seeds, clustered: !seeds.isEmpty, prefix: prefix) { () async throws(ChannelLayerError) in
+                try await layer.run()
+            }
         case .core:
             var configuration = RedisCoreChannelLayer.Configuration(
                 hosts: hosts, prefix: prefix, expiry: expiry, groupExpiry: groupExpiry,
@@ -106,7 +130,7 @@ public struct RedisLayerSettings: Sendable {
             configuration.unlistedGroupPrefixes = unlistedGroupPrefixes
             configuration.authFingerprint = authFingerprint
             let layer = try RedisCoreChannelLayer(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, connectionCount: connectionCount)
-            return RunnableRedisLayer(layer: layer, hosts: hosts, prefix: prefix) { () async throws(ChannelLayerError) in try await layer.run() }
+            return RunnableRedisLayer(layer: layer, hosts: hosts, clustered: false, prefix: prefix) { () async throws(ChannelLayerError) in try await layer.run() }
         }
     }
 }
@@ -114,8 +138,10 @@ public struct RedisLayerSettings: Sendable {
 /// A Redis layer ready to run: call ``run`` in a task for as long as ``layer`` is used.
 public struct RunnableRedisLayer: Sendable {
     public let layer: any ChannelLayer
-    /// The parsed hosts (the registry lives on the first).
+    /// The parsed hosts (the registry lives on the first), or the cluster's seeds.
     public let hosts: [RedisConfiguration]
+    /// Whether ``hosts`` are Redis Cluster seeds.
+    public let clustered: Bool
     public let prefix: String
     public let run: @Sendable () async throws(ChannelLayerError) -> Void
 }

@@ -32,6 +32,12 @@ struct RedisOptions: ParsableArguments {
     )
     var urls: [String] = []
 
+    @Option(
+        name: .customLong("redis-cluster"),
+        help: ArgumentHelp("A Redis Cluster seed node HOST:PORT, repeatable, instead of --redis (default: $CHANNELS_REDIS_CLUSTER, comma-separated).", valueName: "host:port")
+    )
+    var clusterSeeds: [String] = []
+
     @Option(help: "Prefix of the Redis keys and channels (default: $CHANNELS_PREFIX or asgi).")
     var prefix: String?
 
@@ -48,6 +54,12 @@ struct RedisOptions: ParsableArguments {
         if !urls.isEmpty { return urls }
         let fromEnvironment = (ProcessInfo.environment["CHANNELS_REDIS_URL"] ?? "").split(separator: ",").map(String.init).filter { !$0.isEmpty }
         return fromEnvironment.isEmpty ? ["redis://127.0.0.1:6379"] : fromEnvironment
+    }
+
+    /// The cluster's seeds, when the nodes run on Redis Cluster.
+    var resolvedClusterSeeds: [String] {
+        if !clusterSeeds.isEmpty { return clusterSeeds }
+        return (ProcessInfo.environment["CHANNELS_REDIS_CLUSTER"] ?? "").split(separator: ",").map(String.init).filter { !$0.isEmpty }
     }
 
     var resolvedPrefix: String { prefix ?? ProcessInfo.environment["CHANNELS_PREFIX"] ?? "asgi" }
@@ -81,18 +93,28 @@ struct RedisOptions: ParsableArguments {
         }
     }
 
-    /// A connection to a host (by default the first).
-    func connect(host: Int = 0) async throws(CtlFailure) -> RedisConnection {
-        let configuration = try configuration(host: host)
+    /// A connection to a host (by default the first), or to the cluster when the nodes run on one.
+    func connect(host: Int = 0) async throws(CtlFailure) -> RedisSession {
+        var hosts: [RedisConfiguration]
+        let seeds = resolvedClusterSeeds
+        if seeds.isEmpty {
+            hosts = [try configuration(host: host)]
+        } else {
+            do { hosts = try RedisClusterClient.seeds(from: seeds) } catch { throw CtlFailure(error.message) }
+            for index in hosts.indices {
+                hosts[index].connectTimeout = .seconds(3)
+                hosts[index].commandTimeout = .seconds(10)
+            }
+        }
         do throws(RedisError) {
-            return try await RedisConnection.connect(configuration: configuration)
+            return try await RedisSession.open(hosts: hosts, clustered: !seeds.isEmpty)
         } catch {
             throw CtlFailure(error.message)
         }
     }
 
-    /// A registry reader on the first host.
-    func reader() async throws(CtlFailure) -> (RegistryReader, RedisConnection) {
+    /// A registry reader on the first host, or across the cluster.
+    func reader() async throws(CtlFailure) -> (RegistryReader, RedisSession) {
         let connection = try await connect()
         return (RegistryReader(connection: connection, prefix: resolvedPrefix), connection)
     }

@@ -21,6 +21,7 @@ func layerMessage(fromJSON text: String) throws(CtlFailure) -> Message {
 /// A layer for one send: no registry, nothing running but the command connection.
 func sendingLayer(_ options: RedisOptions, history: [String] = []) throws(CtlFailure) -> any ChannelLayer {
     var settings = RedisLayerSettings(kind: try options.resolvedLayer(), urls: options.resolvedURLs)
+    settings.clusterSeeds = options.resolvedClusterSeeds
     settings.prefix = options.resolvedPrefix
     settings.nodeID = "channels-ctl"
     settings.registry = false

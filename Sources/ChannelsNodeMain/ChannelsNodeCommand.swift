@@ -38,6 +38,9 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
     @Option(name: .customLong("redis"), help: "Redis URL, repeat for shards (CHANNELS_REDIS_URL, comma-separated).")
     var redisURLs: [String] = []
 
+    @Option(name: .customLong("redis-cluster"), help: "A Redis Cluster seed node HOST:PORT (or redis://user:password@HOST:PORT), repeatable: sharded pub/sub over the cluster instead of --redis (CHANNELS_REDIS_CLUSTER, comma-separated).")
+    var redisCluster: [String] = []
+
     @Option(help: "pubsub (channels_redis.pubsub.RedisPubSubChannelLayer) or core (channels_redis.core.RedisChannelLayer, Django's default) (CHANNELS_LAYER). [default: pubsub]")
     var layer: String?
 
@@ -220,6 +223,10 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
         }
 
         let urls = list(redisURLs, "CHANNELS_REDIS_URL")
+        let clusterSeeds = list(redisCluster, "CHANNELS_REDIS_CLUSTER")
+        guard urls.isEmpty || clusterSeeds.isEmpty else {
+            throw ValidationError("give either --redis (single Redis or channels_redis' ring of hosts) or --redis-cluster (Redis Cluster), not both")
+        }
         let queueCapacity = try number(capacity, "CHANNELS_CAPACITY", 100)
         let channelLayer: any ChannelLayer
         var layerRunner: (@Sendable () async throws -> Void)?
@@ -227,7 +234,7 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
         let layerName = setting(layer, "CHANNELS_LAYER") ?? "pubsub"
         let kind: RedisLayerSettings.Kind
         do { kind = try RedisLayerSettings.kind(named: layerName) } catch { throw ValidationError(error.message) }
-        if urls.isEmpty {
+        if urls.isEmpty && clusterSeeds.isEmpty {
             guard kind == .pubsub || setting(layer, "CHANNELS_LAYER") == nil else {
                 throw ValidationError("--layer \(kind) needs Redis: pass --redis redis://HOST:PORT (or CHANNELS_REDIS_URL)")
             }
@@ -235,6 +242,7 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
             logger.info("using the in-memory channel layer (single process); pass --redis to share groups between nodes")
         } else {
             var settings = RedisLayerSettings(kind: kind, urls: urls)
+            settings.clusterSeeds = clusterSeeds
             settings.prefix = setting(prefix, "CHANNELS_PREFIX") ?? "asgi"
             settings.nodeID = node_id
             settings.capacity = queueCapacity
@@ -282,11 +290,9 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
             }
             channelLayer = redisLayer.layer
             layerRunner = { try await redisLayer.run() }
-            let registryHost = redisLayer.hosts[0]
-            let prefix = redisLayer.prefix
-            Task { await Self.warnAboutPeersAuthenticatingDifferently(registryHost, prefix: prefix, nodeID: node_id, ours: authFingerprint, logger: logger) }
+            Task { await Self.warnAboutPeersAuthenticatingDifferently(redisLayer, nodeID: node_id, ours: authFingerprint, logger: logger) }
             logger.info(
-                "using the Redis \(kind == .core ? "core" : "pub/sub") channel layer",
+                "using the Redis \(kind == .core ? "core" : clusterSeeds.isEmpty ? "pub/sub" : "sharded pub/sub (Redis Cluster)") channel layer",
                 metadata: ["redis": "\(redisLayer.hosts.map(\.redactedDescription))", "encrypted": "\(!settings.encryptionKeys.isEmpty)"]
             )
         }
@@ -315,13 +321,11 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
 extension ChannelsNodeCommand {
     /// Authentication is per node: a node without the JWT settings of its peers opens their rooms to anyone
     /// through Redis. Once the registry has this node's first heartbeat, compare with the live peers' and warn.
-    static func warnAboutPeersAuthenticatingDifferently(
-        _ host: RedisConfiguration, prefix: String, nodeID: String, ours: String, logger: Logger
-    ) async {
+    static func warnAboutPeersAuthenticatingDifferently(_ layer: RunnableRedisLayer, nodeID: String, ours: String, logger: Logger) async {
         try? await Task.sleep(for: .seconds(2))
-        guard let connection = try? await RedisConnection.connect(configuration: host) else { return }
-        defer { Task { await connection.close() } }
-        guard let nodes = try? await RegistryReader(connection: connection, prefix: prefix).nodes() else { return }
+        guard let session = try? await RedisSession.open(hosts: layer.hosts, clustered: layer.clustered) else { return }
+        defer { Task { await session.close() } }
+        guard let nodes = try? await RegistryReader(connection: session, prefix: layer.prefix).nodes() else { return }
         let others = nodes.filter { $0.alive && $0.id != nodeID && $0.auth != nil && $0.auth != ours }
         guard !others.isEmpty else { return }
         logger.warning(
