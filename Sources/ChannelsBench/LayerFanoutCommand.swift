@@ -23,6 +23,9 @@ struct LayerFanoutCommand: AsyncParsableCommand {
     @Option(help: "pubsub or core (channels_redis' RedisChannelLayer).")
     var layer = "pubsub"
 
+    @Option(name: .customLong("redis-cluster"), help: "A Redis Cluster seed HOST:PORT (repeat), instead of --redis: sharded pub/sub.")
+    var clusterSeeds: [String] = []
+
     @Option(help: "Members of the group in each of the two processes.")
     var membersPerProcess = 50
 
@@ -47,14 +50,16 @@ struct LayerFanoutCommand: AsyncParsableCommand {
         child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).absoluteURL
         child.arguments =
             ["layer-members", "--group", group, "--members", String(membersPerProcess), "--expect", String(messages),
-             "--capacity", String(capacity), "--layer", layer] + urls.flatMap { ["--redis", $0] }
+             "--capacity", String(capacity), "--layer", layer] + urls.flatMap { ["--redis", $0] } + clusterSeeds.flatMap { ["--redis-cluster", $0] }
         let output = Pipe()
         child.standardOutput = output
         try child.run()
         let lines = LineReader(output.fileHandleForReading)
         guard await lines.nextLine() == "READY" else { throw ValidationError("the member process did not start") }
 
-        let (layer, runner, channels) = try await joinedMembers(layer: self.layer, urls: urls, capacity: capacity, group: group, count: membersPerProcess)
+        let (layer, runner, channels) = try await joinedMembers(
+            layer: self.layer, urls: urls, clusterSeeds: clusterSeeds, capacity: capacity, group: group, count: membersPerProcess
+        )
         defer { runner.cancel() }
         let members = MemberReceivers(layer: layer, channels: channels, expectedPerMember: messages)
         let message: Message = ["type": "bench.message", "text": .string(String(repeating: "x", count: payload))]
@@ -110,9 +115,10 @@ struct LayerMembersCommand: AsyncParsableCommand {
     @Option var expect: Int
     @Option var capacity: Int
     @Option var layer: String
+    @Option(name: .customLong("redis-cluster")) var clusterSeeds: [String] = []
 
     func run() async throws {
-        let (layer, runner, channels) = try await joinedMembers(layer: self.layer, urls: urls, capacity: capacity, group: group, count: members)
+        let (layer, runner, channels) = try await joinedMembers(layer: self.layer, urls: urls, clusterSeeds: clusterSeeds, capacity: capacity, group: group, count: members)
         defer { runner.cancel() }
         let members = MemberReceivers(layer: layer, channels: channels, expectedPerMember: expect)
         emitLine("READY")
@@ -123,9 +129,10 @@ struct LayerMembersCommand: AsyncParsableCommand {
 
 /// A running Redis layer (no registry) with `count` new channels in `group`.
 func joinedMembers(
-    layer kind: String, urls: [String], capacity: Int, group: String, count: Int
+    layer kind: String, urls: [String], clusterSeeds: [String], capacity: Int, group: String, count: Int
 ) async throws -> (any ChannelLayer, Task<Void, any Error>, [String]) {
     var settings = RedisLayerSettings(kind: try RedisLayerSettings.kind(named: kind), urls: urls)
+    settings.clusterSeeds = clusterSeeds
     settings.capacity = capacity
     settings.registry = false
     let runnable = try settings.makeLayer()

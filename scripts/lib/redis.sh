@@ -30,3 +30,35 @@ stop_redis() {
     fi
     REDIS_PID=""
 }
+
+# start_redis_cluster DIR N   starts N redis-server --cluster-enabled nodes (primaries, no replicas) and
+#                             forms them with redis-cli --cluster create; sets CLUSTER_PIDS (array) and
+#                             CLUSTER_SEEDS (127.0.0.1:PORT of each, comma-separated)
+# stop_redis_cluster          stops them
+start_redis_cluster() {
+    local dir=$1 count=$2 port i seeds=()
+    mkdir -p "$dir"
+    CLUSTER_PIDS=()
+    for i in $(seq 1 "$count"); do
+        # The cluster bus listens on port + 10000: pick ports below 55536 whose bus port is free too.
+        while :; do port=$(( (RANDOM % 20000) + 20000 )); (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || (exec 3<>"/dev/tcp/127.0.0.1/$((port + 10000))") 2>/dev/null || break; done
+        redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" --cluster-enabled yes \
+            --cluster-config-file "nodes-$port.conf" --cluster-node-timeout 2000 --logfile "$dir/redis-$port.log" --daemonize no &
+        CLUSTER_PIDS+=($!)
+        seeds+=("127.0.0.1:$port")
+        for _ in $(seq 1 200); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+    done
+    redis-cli --cluster create "${seeds[@]}" --cluster-replicas 0 --cluster-yes > "$dir/cluster-create.log" 2>&1 || {
+        echo "redis-cli --cluster create failed; see $dir/cluster-create.log" >&2; return 1; }
+    for _ in $(seq 1 200); do
+        redis-cli -p "${seeds[0]#*:}" cluster info 2>/dev/null | grep -q cluster_state:ok && break
+        sleep 0.1
+    done
+    CLUSTER_SEEDS=$(IFS=,; echo "${seeds[*]}")
+}
+
+stop_redis_cluster() {
+    for pid in "${CLUSTER_PIDS[@]:-}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${CLUSTER_PIDS[@]:-}"; do wait "$pid" 2>/dev/null || true; done
+    CLUSTER_PIDS=()
+}
