@@ -7,3 +7,14 @@ extension ChannelLayerError {
         self.init(.redis, "\(what) failed: \(error.message)", underlying: error)
     }
 }
+
+extension RedisConfiguration {
+    /// Redis URLs parsed, failing with the first one that is not a valid URL.
+    package static func hosts(_ urls: [String]) throws(ChannelLayerError) -> [RedisConfiguration] {
+        var hosts: [RedisConfiguration] = []
+        for url in urls {
+            do { hosts.append(try RedisConfiguration(url: url)) } catch { throw ChannelLayerError(error, doing: "reading the Redis URL") }
+        }
+        return hosts
+    }
+}

@@ -100,14 +100,9 @@ public struct RedisLayerSettings: Sendable {
                 throw ChannelLayerError(error, doing: "reading the Redis Cluster seeds")
             }
         }
-        for url in urls where clusterSeeds.isEmpty {
-            do {
-                var host = try RedisConfiguration(url: url)
-                adjustHost(&host)
-                hosts.append(host)
-            } catch {
-                throw ChannelLayerError(error, doing: "reading the Redis URL")
-            }
+        if clusterSeeds.isEmpty {
+            hosts = try RedisConfiguration.hosts(urls)
+            for index in hosts.indices { adjustHost(&hosts[index]) }
         }
         switch kind {
         case .pubsub:

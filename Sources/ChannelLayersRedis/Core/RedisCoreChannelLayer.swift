@@ -83,11 +83,7 @@ public final class RedisCoreChannelLayer: ChannelLayer {
 
         /// A configuration from Redis URLs, one per host.
         public init(urls: [String]) throws(ChannelLayerError) {
-            var hosts: [RedisConfiguration] = []
-            for url in urls {
-                do { hosts.append(try RedisConfiguration(url: url)) } catch { throw ChannelLayerError(error, doing: "reading the Redis URL") }
-            }
-            self.init(hosts: hosts)
+            self.init(hosts: try RedisConfiguration.hosts(urls))
         }
 
         /// How often memberships are written again: well inside `groupExpiry`, at most hourly.
@@ -97,7 +93,6 @@ public final class RedisCoreChannelLayer: ChannelLayer {
     }
 
     private struct State {
-        var local = LocalMembership()
         /// Memberships left while a refresh was writing them again: removed once more after it.
         var leftDuringRefresh: [(group: String, channel: String)]?
         var messagesSent = 0
@@ -121,8 +116,7 @@ public final class RedisCoreChannelLayer: ChannelLayer {
     /// The blocking connection of the receive loop, on the queue's host.
     private let receiver: RedisClient
     private let envelope: MessageEnvelope
-    private let queues: ChannelQueues
-    private let dispatcher = InboxDispatcher()
+    private let local: LocalChannels
     private let registry: MembershipRegistry?
     private let state = Mutex(State())
     private let sendRotation = Atomic<Int>(0)
@@ -168,7 +162,7 @@ public final class RedisCoreChannelLayer: ChannelLayer {
             randomPrefixLength: configuration.randomPrefixLength, encryptionKeys: configuration.encryptionKeys,
             ttl: configuration.expiry.components.seconds + 10
         )
-        self.queues = ChannelQueues(capacity: configuration.capacities.defaultCapacity, expiry: configuration.expiry)
+        self.local = LocalChannels(capacity: configuration.capacities.defaultCapacity, expiry: configuration.expiry)
         self.registry =
             configuration.registry
             ? MembershipRegistry(
@@ -191,7 +185,7 @@ public final class RedisCoreChannelLayer: ChannelLayer {
                 group.addTask { await self.refreshMemberships() }
                 if let registry {
                     group.addTask { await registry.run() }
-                    group.addTask { await self.heartbeat(registry) }
+                    group.addTask { await registry.beat(every: self.configuration.heartbeatInterval) { self.snapshot() } }
                 }
             }
         } catch let error as RedisError {
@@ -199,12 +193,12 @@ public final class RedisCoreChannelLayer: ChannelLayer {
         } catch {
             fatal = RedisError(.connectionFailed, "\(error)")
         }
-        let memberships = state.withLock { state in
-            state.local.groups.flatMap { group, members in members.keys.map { (group: group, channel: $0) } }
+        let memberships = local.withMembership { membership in
+            membership.groups.flatMap { group, members in members.keys.map { (group: group, channel: $0) } }
         }
         await removeFromRedis(memberships)
         if let registry {
-            await registry.removeNow(groups: state.withLock { Array($0.local.groups.keys) })
+            await registry.removeNow(groups: Array(Set(memberships.map(\.group))))
         }
         await receiver.close()
         for client in clients { await client.close() }
@@ -232,13 +226,13 @@ public final class RedisCoreChannelLayer: ChannelLayer {
 
     public func newChannel(prefix: String) async throws(ChannelLayerError) -> String {
         let channel = try makeChannel(prefix: prefix)
-        queues.register(channel)
+        local.queues.register(channel)
         return channel
     }
 
     public func newChannel(prefix: String, inbox: any ChannelInbox) async throws(ChannelLayerError) -> String {
         let channel = try makeChannel(prefix: prefix)
-        state.withLock { $0.local.addInbox(inbox, for: channel) }
+        local.withMembership { $0.addInbox(inbox, for: channel) }
         return channel
     }
 
@@ -248,21 +242,9 @@ public final class RedisCoreChannelLayer: ChannelLayer {
         guard message[CoreWire.channelField] == nil else {
             throw ChannelLayerError(.invalidMessage, "a message may not carry the reserved key '\(CoreWire.channelField)'")
         }
-        if let inbox = state.withLock({ $0.local.inboxes[channel] }) {
-            await dispatcher.send(message, to: inbox)
+        if try await local.deliver(message, to: channel) {
             state.withLock { $0.messagesSent += 1 }
             return
-        }
-        if queues.isRegistered(channel) {
-            switch queues.put(message, on: channel, create: false) {
-            case .delivered:
-                state.withLock { $0.messagesSent += 1 }
-                return
-            case .full:
-                throw .channelFull(channel)
-            case .noSuchChannel:
-                break
-            }
         }
         var body = message
         let host: Int
@@ -303,20 +285,15 @@ public final class RedisCoreChannelLayer: ChannelLayer {
                 "this layer receives only on its own channels (\(processName)...), not \(channel); Django workers read other channels"
             )
         }
-        if !queues.isRegistered(channel) { queues.register(channel) }
-        return try await queues.receive(from: channel, upTo: max(1, limit)).get()
+        if !local.queues.isRegistered(channel) { local.queues.register(channel) }
+        return try await local.queues.receive(from: channel, upTo: max(1, limit)).get()
     }
 
     public func groupAdd(_ group: String, channel: String) async throws(ChannelLayerError) {
         try LayerValidation.membership(group, channel)
-        guard queues.isRegistered(channel) || state.withLock({ $0.local.inboxes[channel] != nil }) else {
-            throw ChannelLayerError(
-                .notLocal,
-                "You can only call groupAdd() on channels that exist in-process; use the consumer's own channel name (got \(channel))"
-            )
-        }
+        try local.requireLocal(channel)
         let joinedAt = WallClock.now()
-        let (isNew, presence) = state.withLock { ($0.local.join(group, channel: channel, at: joinedAt), $0.local.presence(of: channel, in: group)) }
+        let (isNew, presence) = local.withMembership { ($0.join(group, channel: channel, at: joinedAt), $0.presence(of: channel, in: group)) }
         let key = CoreWire.groupKey(prefix: configuration.prefix, group: group)
         do {
             _ = try await groupClient(group).pipeline([
@@ -324,7 +301,7 @@ public final class RedisCoreChannelLayer: ChannelLayer {
                 RedisCommand("EXPIRE", .string(key), .integer(groupExpirySeconds)),
             ]).checked("ZADD \(key)")
         } catch {
-            if isNew { _ = state.withLock { $0.local.leave(group, channel: channel) } }
+            if isNew { _ = local.withMembership { $0.leave(group, channel: channel) } }
             throw ChannelLayerError(error, doing: "adding \(channel) to \(group)")
         }
         if isNew, isListed(group) {
@@ -333,15 +310,15 @@ public final class RedisCoreChannelLayer: ChannelLayer {
     }
 
     public func groupAdd(_ group: String, channel: String, presence: PresenceInfo) async throws(ChannelLayerError) {
-        _ = state.withLock { $0.local.addPresence(presence, channel: channel, in: group) }
+        _ = local.withMembership { $0.addPresence(presence, channel: channel, in: group) }
         try await groupAdd(group, channel: channel)
     }
 
     public func presence(of group: String) async throws(ChannelLayerError) -> [PresenceMember] {
         try LayerValidation.group(group)
-        let local = state.withLock { $0.local.presentMembers(of: group, node: configuration.nodeID) }
+        let present = local.withMembership { $0.presentMembers(of: group, node: configuration.nodeID) }
         let reader = registry == nil ? nil : RegistryReader(connection: clients[0], prefix: configuration.prefix)
-        return try await RegistryReader.presence(of: group, local: local, node: configuration.nodeID, reader: reader)
+        return try await RegistryReader.presence(of: group, local: present, node: configuration.nodeID, reader: reader)
     }
 
     public func groupDiscard(_ group: String, channel: String) async throws(ChannelLayerError) {
@@ -429,40 +406,34 @@ public final class RedisCoreChannelLayer: ChannelLayer {
     }
 
     public func deleteChannel(_ channel: String) async {
-        let groups = state.withLock { $0.local.groupsOfChannel[channel] ?? [] }
+        let groups = local.withMembership { $0.groupsOfChannel[channel] ?? [] }
         forget(groups, channel: channel)
         await removeFromRedis(groups.map { (group: $0, channel: channel) })
-        _ = state.withLock { $0.local.removeInbox(of: channel) }
-        queues.remove(channel)
+        local.remove(channel)
     }
 
     /// Forgets this process's channels and memberships, and removes the memberships from Redis.
     public func flush() async throws(ChannelLayerError) {
-        let memberships = state.withLock { state in
-            defer { state.local.removeAllMemberships() }
-            return state.local.groups.flatMap { group, members in members.keys.map { (group: group, channel: $0) } }
+        let memberships = local.withMembership { membership in
+            defer { membership.removeAllMemberships() }
+            return membership.groups.flatMap { group, members in members.keys.map { (group: group, channel: $0) } }
         }
-        queues.removeAll()
+        local.queues.removeAll()
         await removeFromRedis(memberships)
         if let registry, !memberships.isEmpty { registry.enqueue(.remove(groups: Array(Set(memberships.map(\.group))))) }
     }
 
     public var statistics: ChannelLayerStatistics {
         var statistics = ChannelLayerStatistics()
-        let counters = queues.counters
         state.withLock { state in
             statistics.messagesSent = state.messagesSent
             statistics.groupSends = state.groupSends
             statistics.undecodable = state.undecodable + state.undecryptable
             statistics.redisConnectionLosses = state.connectionLosses
             statistics.redisResubscriptions = state.reconnections
-            statistics.localGroups = state.local.groups.count
             statistics.dropped = state.overCapacity
         }
-        statistics.deliveries = counters.deliveries + dispatcher.deliveries
-        statistics.dropped += counters.dropped
-        statistics.expired = counters.expired
-        statistics.localChannels = localChannelCount
+        local.count(into: &statistics)
         return statistics
     }
 
@@ -470,8 +441,6 @@ public final class RedisCoreChannelLayer: ChannelLayer {
     public var coreStatistics: (undecryptable: Int, unknownChannels: Int, overCapacity: Int) {
         state.withLock { ($0.undecryptable, $0.unknownChannels, $0.overCapacity) }
     }
-
-    private var localChannelCount: Int { queues.registeredCount + state.withLock { $0.local.inboxes.count } }
 
     // MARK: - Receiving
 
@@ -526,7 +495,7 @@ public final class RedisCoreChannelLayer: ChannelLayer {
                     acknowledge = bodies
                     for body in bodies { deliver(body) }
                     // Messages wait in Redis, not here, while the event loops catch up.
-                    await dispatcher.waitForRoom()
+                    await local.dispatcher.waitForRoom()
                 } catch {
                     if Task.isCancelled { break }
                     // Bad credentials, or an ACL without the commands this layer needs: retrying cannot help.
@@ -575,9 +544,9 @@ public final class RedisCoreChannelLayer: ChannelLayer {
         }
         var inboxes: [any ChannelInbox] = []
         var queued: [String] = []
-        state.withLock { state in
+        local.withMembership { membership in
             for channel in channels {
-                if let inbox = state.local.inboxes[channel] {
+                if let inbox = membership.inboxes[channel] {
                     inboxes.append(inbox)
                 } else {
                     queued.append(channel)
@@ -587,15 +556,15 @@ public final class RedisCoreChannelLayer: ChannelLayer {
         // Channels that left meanwhile (or were never this process's) miss it, counted.
         var missing = 0
         for channel in queued {
-            if case .noSuchChannel = queues.put(message, on: channel, create: false) { missing += 1 }
+            if case .noSuchChannel = local.queues.put(message, on: channel, create: false) { missing += 1 }
         }
         if missing > 0 { state.withLock { $0.unknownChannels += missing } }
         guard !inboxes.isEmpty else { return }
         let delivery = Delivery(message)
         if inboxes.count == 1 {
-            dispatcher.dispatch(delivery, to: inboxes[0])
+            local.dispatcher.dispatch(delivery, to: inboxes[0])
         } else {
-            dispatcher.dispatch(delivery, to: GroupIndex.byEventLoop(inboxes))
+            local.dispatcher.dispatch(delivery, to: GroupIndex.byEventLoop(inboxes))
         }
     }
 
@@ -611,10 +580,8 @@ public final class RedisCoreChannelLayer: ChannelLayer {
     }
 
     private func writeMemberships() async {
-        let memberships = state.withLock { state in
-            state.leftDuringRefresh = []
-            return state.local.groups.mapValues { Array($0.keys) }
-        }
+        state.withLock { $0.leftDuringRefresh = [] }
+        let memberships = local.withMembership { $0.groups.mapValues { Array($0.keys) } }
         let now = String(WallClock.now())
         var byHost: [Int: [RedisCommand]] = [:]
         for (group, channels) in memberships where !channels.isEmpty {
@@ -645,13 +612,12 @@ public final class RedisCoreChannelLayer: ChannelLayer {
 
     /// Takes `channel` out of `groups` locally and in the registry.
     private func forget(_ groups: some Collection<String>, channel: String) {
-        let left = state.withLock { state in
-            _ = state.local.removePresence(of: channel, in: groups)
-            return groups.filter { group in
-                guard state.local.leave(group, channel: channel).wasMember else { return false }
-                state.leftDuringRefresh?.append((group, channel))
-                return true
-            }
+        let left = local.withMembership { membership in
+            _ = membership.removePresence(of: channel, in: groups)
+            return groups.filter { membership.leave($0, channel: channel).wasMember }
+        }
+        state.withLock { state in
+            for group in left { state.leftDuringRefresh?.append((group, channel)) }
         }
         for group in left where isListed(group) { registry?.enqueue(.leave(group: group, channel: channel)) }
     }
@@ -688,12 +654,7 @@ public final class RedisCoreChannelLayer: ChannelLayer {
         !configuration.unlistedGroupPrefixes.contains { group.hasPrefix($0) }
     }
 
-    private func heartbeat(_ registry: MembershipRegistry) async {
-        while !Task.isCancelled {
-            let members = state.withLock { $0.local.registryMembers(listed: isListed) }
-            let channels = localChannelCount
-            registry.enqueue(.heartbeat(MembershipRegistry.Snapshot(members: members, channels: channels, connections: connectionCount() ?? channels)))
-            try? await Task.sleep(for: configuration.heartbeatInterval)
-        }
+    private func snapshot() -> MembershipRegistry.Snapshot {
+        local.registrySnapshot(listed: isListed, connections: connectionCount())
     }
 }

@@ -29,22 +29,14 @@ extension RedisSubscriber: LayerSubscriber {
     func remove(_ names: [String]) async throws(RedisError) { try await unsubscribe(names) }
 
     func layerEvents() -> AsyncStream<LayerSubscriberEvent> {
-        let events = self.events
-        return AsyncStream { continuation in
-            let task = Task {
-                for await event in events {
-                    switch event {
-                    case .connectionLost(let error): continuation.yield(.lost(error, channels: nil))
-                    case .resubscribed(let channels, _): continuation.yield(.restored(channels: channels))
-                    case .connectFailed(let error, let attempt, _): continuation.yield(.unreachable(error, attempt: attempt))
-                    case .unsubscribedByServer(let channel):
-                        continuation.yield(.lost(RedisError(.connectionClosed, "Redis ended the subscription to \(channel)"), channels: [channel]))
-                    case .connected, .stopped: break
-                    }
-                }
-                continuation.finish()
+        events.mapped { event in
+            switch event {
+            case .connectionLost(let error): .lost(error, channels: nil)
+            case .resubscribed(let channels, _): .restored(channels: channels)
+            case .connectFailed(let error, let attempt, _): .unreachable(error, attempt: attempt)
+            case .unsubscribedByServer(let channel): .lost(RedisError(.connectionClosed, "Redis ended the subscription to \(channel)"), channels: [channel])
+            case .connected, .stopped: nil
             }
-            continuation.onTermination = { _ in task.cancel() }
         }
     }
 }
@@ -54,15 +46,23 @@ extension RedisClusterSubscriber: LayerSubscriber {
     func remove(_ names: [String]) async throws(RedisError) { try await unsubscribe(names) }
 
     func layerEvents() -> AsyncStream<LayerSubscriberEvent> {
-        let events = self.events
-        return AsyncStream { continuation in
+        events.mapped { event in
+            switch event {
+            case .interrupted(let channels, let error): .lost(error, channels: channels)
+            case .restored(let channels): .restored(channels: channels.count)
+            case .unreachable(_, let error, let attempt): .unreachable(error, attempt: attempt)
+            }
+        }
+    }
+}
+
+extension AsyncStream where Element: Sendable {
+    /// The elements `transform` maps to a value, forwarded by a task that ends with the stream or its reader.
+    fileprivate func mapped(_ transform: @escaping @Sendable (Element) -> LayerSubscriberEvent?) -> AsyncStream<LayerSubscriberEvent> {
+        AsyncStream<LayerSubscriberEvent> { continuation in
             let task = Task {
-                for await event in events {
-                    switch event {
-                    case .interrupted(let channels, let error): continuation.yield(.lost(error, channels: channels))
-                    case .restored(let channels): continuation.yield(.restored(channels: channels.count))
-                    case .unreachable(_, let error, let attempt): continuation.yield(.unreachable(error, attempt: attempt))
-                    }
+                for await element in self {
+                    if let event = transform(element) { continuation.yield(event) }
                 }
                 continuation.finish()
             }

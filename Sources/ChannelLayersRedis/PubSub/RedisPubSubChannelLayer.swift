@@ -84,16 +84,11 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
 
         /// A configuration from Redis URLs, one per shard.
         public init(urls: [String]) throws(ChannelLayerError) {
-            var hosts: [RedisConfiguration] = []
-            for url in urls {
-                do { hosts.append(try RedisConfiguration(url: url)) } catch { throw ChannelLayerError(error, doing: "reading the Redis URL") }
-            }
-            self.init(hosts: hosts)
+            self.init(hosts: try RedisConfiguration.hosts(urls))
         }
     }
 
     private struct State {
-        var local = LocalMembership()
         var messagesSent = 0
         var groupSends = 0
         var undecodable = 0
@@ -103,8 +98,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
 
     public let configuration: Configuration
     private let shards: [Shard]
-    private let queues: ChannelQueues
-    private let dispatcher = InboxDispatcher()
+    private let local: LocalChannels
     private let reconciler: SubscriptionReconciler
     private let registry: MembershipRegistry?
     private let state = Mutex(State())
@@ -183,7 +177,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             }
         }
         self.shards = shards
-        self.queues = ChannelQueues(capacity: configuration.capacity, expiry: configuration.expiry)
+        self.local = LocalChannels(capacity: configuration.capacity, expiry: configuration.expiry)
         self.reconciler = SubscriptionReconciler(
             subscribe: { name throws(RedisError) in
                 try await shards[ShardRing.index(of: name, hostCount: shards.count)].subscriber.add([name])
@@ -238,7 +232,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
                 }
                 if let registry {
                     group.addTask { await registry.run() }
-                    group.addTask { await self.heartbeat(registry) }
+                    group.addTask { await registry.beat(every: self.configuration.heartbeatInterval) { self.snapshot() } }
                 }
             }
         } catch let error as RedisError {
@@ -247,7 +241,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             throw ChannelLayerError(.redis, "the Redis layer stopped: \(error)")
         }
         if let registry {
-            await registry.removeNow(groups: state.withLock { Array($0.local.groups.keys) })
+            await registry.removeNow(groups: local.withMembership { Array($0.groups.keys) })
         }
         for shard in shards { await shard.close() }
     }
@@ -260,11 +254,11 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     public func newChannel(prefix: String) async throws(ChannelLayerError) -> String {
         let channel = ChannelName.random(prefix: configuration.prefix + prefix)
         try LayerValidation.channel(channel)
-        queues.register(channel)
+        local.queues.register(channel)
         do {
             try await reconciler.want(channel)
         } catch {
-            queues.remove(channel)
+            local.queues.remove(channel)
             reconciler.unwant(channel)
             throw error
         }
@@ -274,11 +268,11 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     public func newChannel(prefix: String, inbox: any ChannelInbox) async throws(ChannelLayerError) -> String {
         let channel = ChannelName.random(prefix: configuration.prefix + prefix)
         try LayerValidation.channel(channel)
-        state.withLock { $0.local.addInbox(inbox, for: channel) }
+        local.withMembership { $0.addInbox(inbox, for: channel) }
         do {
             try await reconciler.want(channel)
         } catch {
-            _ = state.withLock { $0.local.removeInbox(of: channel) }
+            local.remove(channel)
             reconciler.unwant(channel)
             throw error
         }
@@ -288,23 +282,9 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     public func send(_ message: Message, to channel: String) async throws(ChannelLayerError) {
         try LayerValidation.channel(channel)
         try LayerValidation.message(message)
-        if let inbox = state.withLock({ $0.local.inboxes[channel] }) {
-            await dispatcher.send(message, to: inbox)
-            state.withLock { $0.messagesSent += 1 }
-            return
+        if try await !local.deliver(message, to: channel) {
+            try await publish(message, on: channel)
         }
-        if queues.isRegistered(channel) {
-            switch queues.put(message, on: channel, create: false) {
-            case .delivered:
-                state.withLock { $0.messagesSent += 1 }
-                return
-            case .full:
-                throw .channelFull(channel)
-            case .noSuchChannel:
-                break  // deleted meanwhile: fall through to Redis like any other name
-            }
-        }
-        try await publish(message, on: channel)
         state.withLock { $0.messagesSent += 1 }
     }
 
@@ -314,23 +294,18 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
 
     public func receive(from channel: String, upTo limit: Int) async throws(ChannelLayerError) -> [Message] {
         try LayerValidation.channel(channel, receive: true)
-        if !queues.isRegistered(channel) {
-            queues.register(channel)
+        if !local.queues.isRegistered(channel) {
+            local.queues.register(channel)
             try await reconciler.want(channel)
         }
-        return try await queues.receive(from: channel, upTo: max(1, limit)).get()
+        return try await local.queues.receive(from: channel, upTo: max(1, limit)).get()
     }
 
     public func groupAdd(_ group: String, channel: String) async throws(ChannelLayerError) {
         try LayerValidation.membership(group, channel)
-        guard queues.isRegistered(channel) || state.withLock({ $0.local.inboxes[channel] != nil }) else {
-            throw ChannelLayerError(
-                .notLocal,
-                "You can only call groupAdd() on channels that exist in-process; use the consumer's own channel name (got \(channel))"
-            )
-        }
+        try local.requireLocal(channel)
         let joinedAt = WallClock.now()
-        let (isNew, presence) = state.withLock { ($0.local.join(group, channel: channel, at: joinedAt), $0.local.presence(of: channel, in: group)) }
+        let (isNew, presence) = local.withMembership { ($0.join(group, channel: channel, at: joinedAt), $0.presence(of: channel, in: group)) }
         if isNew, isListed(group) {
             let value = RegistryReader.value(joinedAt: joinedAt, presence: presence)
             registry?.enqueue(.join(group: group, channel: channel, value: value))
@@ -346,7 +321,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     }
 
     public func groupAdd(_ group: String, channel: String, presence: PresenceInfo) async throws(ChannelLayerError) {
-        let isNew = state.withLock { $0.local.addPresence(presence, channel: channel, in: group) }
+        let isNew = local.withMembership { $0.addPresence(presence, channel: channel, in: group) }
         try await groupAdd(group, channel: channel)
         try await reconciler.want(presenceChannel(group))
         if isNew {
@@ -357,15 +332,15 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
 
     public func presence(of group: String) async throws(ChannelLayerError) -> [PresenceMember] {
         try LayerValidation.group(group)
-        let local = state.withLock { $0.local.presentMembers(of: group, node: configuration.nodeID) }
+        let present = local.withMembership { $0.presentMembers(of: group, node: configuration.nodeID) }
         let reader = registry == nil ? nil : RegistryReader(connection: shards[0].client, prefix: configuration.prefix)
-        return try await RegistryReader.presence(of: group, local: local, node: configuration.nodeID, reader: reader)
+        return try await RegistryReader.presence(of: group, local: present, node: configuration.nodeID, reader: reader)
     }
 
     /// Takes `channel` out of the presence of `groups`; returns the leave events to send.
     private func leavePresence(_ channel: String, groups: some Sequence<String>) -> [(group: String, event: Message)] {
         let now = WallClock.now()
-        let (left, emptied) = state.withLock { $0.local.removePresence(of: channel, in: groups) }
+        let (left, emptied) = local.withMembership { $0.removePresence(of: channel, in: groups) }
         // The last local member with presence gone: this node stops listening to the group's events.
         for group in emptied { reconciler.unwant(presenceChannel(group)) }
         return left.map { ($0.group, PresenceEvent.message("leave", channel: channel, presence: $0.info, node: configuration.nodeID, at: now)) }
@@ -446,21 +421,20 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     }
 
     public func deleteChannel(_ channel: String) async {
-        let groups = state.withLock { $0.local.groupsOfChannel[channel] ?? [] }
+        let groups = local.withMembership { $0.groupsOfChannel[channel] ?? [] }
         let left = leavePresence(channel, groups: groups)
         for group in groups { discard(group, channel: channel) }
         await announce(left)
-        _ = state.withLock { $0.local.removeInbox(of: channel) }
-        queues.remove(channel)
+        local.remove(channel)
         reconciler.unwant(channel)
     }
 
     public func flush() async throws(ChannelLayerError) {
-        let groups = state.withLock { state in
-            defer { state.local.removeAllMemberships() }
-            return Array(state.local.groups.keys)
+        let groups = local.withMembership { membership in
+            defer { membership.removeAllMemberships() }
+            return Array(membership.groups.keys)
         }
-        queues.removeAll()
+        local.queues.removeAll()
         reconciler.reset()
         for shard in shards {
             let channels = shard.subscriber.channels
@@ -477,24 +451,16 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
 
     public var statistics: ChannelLayerStatistics {
         var statistics = ChannelLayerStatistics()
-        let counters = queues.counters
         state.withLock { state in
             statistics.messagesSent = state.messagesSent
             statistics.groupSends = state.groupSends
             statistics.undecodable = state.undecodable
             statistics.redisConnectionLosses = state.connectionLosses
             statistics.redisResubscriptions = state.resubscriptions
-            statistics.localGroups = state.local.groups.count
         }
-        statistics.deliveries = counters.deliveries + dispatcher.deliveries
-        statistics.dropped = counters.dropped
-        statistics.expired = counters.expired
-        statistics.localChannels = localChannelCount
+        local.count(into: &statistics)
         return statistics
     }
-
-    /// Channels of this process: queued ones (`receive()`) and pushed ones (inboxes, WebSocket connections).
-    private var localChannelCount: Int { queues.registeredCount + state.withLock { $0.local.inboxes.count } }
 
     // MARK: - Internals
 
@@ -554,7 +520,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     }
 
     private func discard(_ group: String, channel: String) {
-        let (wasMember, groupEmpty) = state.withLock { $0.local.leave(group, channel: channel) }
+        let (wasMember, groupEmpty) = local.withMembership { $0.leave(group, channel: channel) }
         guard wasMember else { return }
         if isListed(group) { registry?.enqueue(.leave(group: group, channel: channel)) }
         if groupEmpty { reconciler.unwant(groupChannel(group)) }
@@ -566,25 +532,23 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     private func deliver(_ messages: [RedisPubSubMessage], resume: @escaping @Sendable () -> Void) -> Bool {
         for message in messages {
             if let group = group(in: message.channel, after: groupPrefix) {
-                let (pushed, queued) = state.withLock { state in
-                    (state.local.pushed.members(of: group), state.local.queuedMembers[group])
-                }
+                let (pushed, queued) = local.withMembership { ($0.pushed.members(of: group), $0.queuedMembers[group]) }
                 guard !pushed.isEmpty || queued != nil, let decoded = decode(message) else { continue }
                 let (stripped, position) = Self.stripHistoryKeys(decoded)
-                if !pushed.isEmpty { dispatcher.dispatch(Delivery(stripped, group: group, position: position), to: pushed) }
-                if let queued { queues.putMany(stripped, on: queued) }
+                if !pushed.isEmpty { local.dispatcher.dispatch(Delivery(stripped, group: group, position: position), to: pushed) }
+                if let queued { local.queues.putMany(stripped, on: queued) }
             } else if let group = group(in: message.channel, after: presencePrefix) {
-                let pushed = state.withLock { $0.local.pushed.members(of: group) }
+                let pushed = local.withMembership { $0.pushed.members(of: group) }
                 guard !pushed.isEmpty, let decoded = decode(message) else { continue }
-                dispatcher.dispatch(Delivery(decoded, group: group), to: pushed)
-            } else if let inbox = state.withLock({ $0.local.inboxes[message.channel] }) {
-                if let decoded = decode(message) { dispatcher.dispatch(Delivery(decoded), to: inbox) }
-            } else if queues.isRegistered(message.channel), let decoded = decode(message) {
-                _ = queues.put(decoded, on: message.channel, create: false)
+                local.dispatcher.dispatch(Delivery(decoded, group: group), to: pushed)
+            } else if let inbox = local.inbox(of: message.channel) {
+                if let decoded = decode(message) { local.dispatcher.dispatch(Delivery(decoded), to: inbox) }
+            } else if local.queues.isRegistered(message.channel), let decoded = decode(message) {
+                _ = local.queues.put(decoded, on: message.channel, create: false)
             }
         }
-        if dispatcher.hasRoom { return true }
-        dispatcher.whenDrained(resume)
+        if local.dispatcher.hasRoom { return true }
+        local.dispatcher.whenDrained(resume)
         return false
     }
 
@@ -637,9 +601,9 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             if let channels { return channels.contains(name) }
             return ShardRing.index(of: name, hostCount: shards.count) == index
         }
-        let affected = state.withLock { state in
-            state.local.inboxes.filter { channel, _ in
-                lost(channel) || (state.local.groupsOfChannel[channel] ?? []).contains { lost(groupChannel($0)) }
+        let affected = local.withMembership { membership in
+            membership.inboxes.filter { channel, _ in
+                lost(channel) || (membership.groupsOfChannel[channel] ?? []).contains { lost(groupChannel($0)) }
             }.map(\.value)
         }
         let reason = "this node lost its Redis subscription; messages sent until it is back are not delivered"
@@ -648,20 +612,11 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         }
     }
 
-    private func heartbeat(_ registry: MembershipRegistry) async {
-        while !Task.isCancelled {
-            registry.enqueue(.heartbeat(snapshot()))
-            try? await Task.sleep(for: configuration.heartbeatInterval)
-        }
-    }
-
     private func isListed(_ group: String) -> Bool {
         !configuration.unlistedGroupPrefixes.contains { group.hasPrefix($0) }
     }
 
     private func snapshot() -> MembershipRegistry.Snapshot {
-        let members = state.withLock { $0.local.registryMembers(listed: isListed) }
-        let channels = localChannelCount
-        return MembershipRegistry.Snapshot(members: members, channels: channels, connections: connectionCount() ?? channels)
+        local.registrySnapshot(listed: isListed, connections: connectionCount())
     }
 }

@@ -69,6 +69,14 @@ final class MembershipRegistry: Sendable {
         ]
     }
 
+    /// Writes a heartbeat with `snapshot` every `interval` until cancelled.
+    func beat(every interval: Duration, snapshot: @Sendable () -> Snapshot) async {
+        while !Task.isCancelled {
+            enqueue(.heartbeat(snapshot()))
+            try? await Task.sleep(for: interval)
+        }
+    }
+
     func enqueue(_ operation: Operation) {
         let waiter = queue.withLock { queue in
             queue.operations.append(operation)
