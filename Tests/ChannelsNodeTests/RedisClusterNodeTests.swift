@@ -52,15 +52,32 @@ import Testing
         return true
     }
 
-    @Test func chatCrossesNodesInEveryRoomAndSurvivesAPrimaryKilled() async throws {
+    /// A cluster, two nodes, rooms on every shard with a client per node, every room delivering.
+    struct ChatOnCluster {
+        let cluster: RedisClusterServers
+        let nodes: [NodeProcess]
+        let client: RedisClusterClient
+        let topology: RedisClusterTopology
+        let rooms: [String]
+        let clients: [String: [ChatClient]]
+    }
+
+    func chatOnCluster() async throws -> ChatOnCluster {
         let cluster = try await RedisClusterServers.start()
         let nodes = try await startNodes(cluster)
-        defer { for node in nodes { node.terminate() } }
         let client = try RedisClusterClient(seeds: try RedisClusterClient.seeds(from: cluster.seeds))
         let topology = try await client.currentTopology()
         let rooms = Self.rooms(spreadOver: topology)
-        var clients = try await connect(rooms, to: nodes)
+        let clients = try await connect(rooms, to: nodes)
         #expect(await everyRoomDelivers(clients, text: "before"))
+        return ChatOnCluster(cluster: cluster, nodes: nodes, client: client, topology: topology, rooms: rooms, clients: clients)
+    }
+
+    @Test func chatCrossesNodesInEveryRoomAndSurvivesAPrimaryKilled() async throws {
+        let setup = try await chatOnCluster()
+        let (cluster, nodes, client, topology, rooms) = (setup.cluster, setup.nodes, setup.client, setup.topology, setup.rooms)
+        var clients = setup.clients
+        defer { for node in nodes { node.terminate() } }
 
         // Sharded pub/sub: SPUBLISH calls on the primaries, no PUBLISH.
         var spublish = 0
@@ -100,14 +117,9 @@ import Testing
     }
 
     @Test func aReshardUnderTrafficKeepsEveryRoomDelivering() async throws {
-        let cluster = try await RedisClusterServers.start()
-        let nodes = try await startNodes(cluster)
+        let setup = try await chatOnCluster()
+        let (cluster, nodes, client, topology, rooms, clients) = (setup.cluster, setup.nodes, setup.client, setup.topology, setup.rooms, setup.clients)
         defer { for node in nodes { node.terminate() } }
-        let client = try RedisClusterClient(seeds: try RedisClusterClient.seeds(from: cluster.seeds))
-        let topology = try await client.currentTopology()
-        let rooms = Self.rooms(spreadOver: topology)
-        let clients = try await connect(rooms, to: nodes)
-        #expect(await everyRoomDelivers(clients, text: "before"))
 
         let source = try await cluster.primary(for: "asgi__group__{chat_\(rooms[0])}")
         let target = try #require(cluster.servers.first { server in server.port != source.port && topology.primaries.contains { $0.port == server.port } })
