@@ -225,11 +225,23 @@ import Testing
         let nodes = try await httpRequest(port: node.port, "GET", "/api/nodes", key: Self.key)
         let rowsOfNodes = try #require(nodes.json?["nodes"] as? [[String: Any]])
         #expect(rowsOfNodes.count == 1 && rowsOfNodes.first?["layer"] as? String == "memory" && rowsOfNodes.first?["connections"] as? Int == 1)
+        // Rates: what went through shows in the node's report within a couple of samples.
+        for index in 0..<5 {
+            _ = try await httpRequest(port: node.port, "POST", "/api/groups/chat_solo/send", key: Self.key, json: #"{"type": "chat.message", "message": "\#(index)"}"#)
+        }
+        #expect(await client.waitForFrames(6))
+        let rated = await eventually(timeout: .seconds(5), every: .milliseconds(250)) {
+            guard let row = (try? await httpRequest(port: node.port, "GET", "/api/nodes", key: Self.otherKey))?.json?["nodes"] as? [[String: Any]],
+                let rates = row.first?["group_rates"] as? [String: Any]
+            else { return false }
+            return (rates["chat_solo"] as? Double ?? 0) > 0 && (row.first?["messages_out_per_second"] as? Double ?? 0) > 0
+        }
+        #expect(rated)
         let channel = try #require((members.json?["members"] as? [[String: Any]])?.first?["channel"] as? String)
         let direct = try await httpRequest(port: node.port, "POST", "/api/channels/\(channel)/send", key: Self.key, json: #"{"type": "chat.message", "message": "just you"}"#)
         #expect(direct.status == 202)
-        #expect(await client.waitForFrames(2))
-        #expect(client.messages == ["local", "just you"])
+        #expect(await client.waitForFrames(7))
+        #expect(client.messages == ["local", "0", "1", "2", "3", "4", "just you"])
         let gone = try await httpRequest(port: node.port, "POST", "/api/channels/\(channel)/disconnect", key: Self.key, json: #"{"code": 1012, "reason": "restarting"}"#)
         #expect(gone.json?["disconnected"] as? Int == 1)
         #expect(await client.client.closed(timeout: .seconds(5))?.code == 1012)

@@ -29,7 +29,8 @@ public final class Delivery: Sendable {
     /// `true` for the first inbox that asks, `false` for the others: a node counts a group message once,
     /// however many of its connections get it.
     public func firstSight() -> Bool {
-        !sighted.exchange(true, ordering: .relaxed)
+        // A load first: the members after the first only read the flag, which keeps its cache line shared.
+        !sighted.load(ordering: .relaxed) && !sighted.exchange(true, ordering: .relaxed)
     }
 
     /// The bytes prepared for `shape`, made by `make` the first time any inbox asks; `nil` when `make`
