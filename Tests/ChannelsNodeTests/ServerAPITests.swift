@@ -97,6 +97,34 @@ import Testing
         #expect(try await nodes[1].get("/metrics").body.contains("channels_api_unauthorized_total 2"))
     }
 
+    /// curl asks `Expect: 100-continue` for large bodies: a body that fits is asked for and sent, one over the
+    /// limit is refused before it is sent; keep-alive connections serve request after request.
+    @Test func curlWithExpectContinueAndKeepAlive() async throws {
+        let nodes = try await startNodes(1, redis: nil)
+        let node = nodes[0]
+        defer { node.terminate() }
+        let client = try await ChatClient.connect(port: node.port, room: "curl")
+        let directory = NSTemporaryDirectory() + "curl-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let padding = String(repeating: "x", count: 900 * 1024)
+        try #"{"type": "chat.message", "message": "big", "padding": "\#(padding)"}"#.write(toFile: directory + "/fits.json", atomically: true, encoding: .utf8)
+        try Data(repeating: UInt8(ascii: "a"), count: 2 * 1024 * 1024).write(to: URL(fileURLWithPath: directory + "/big.json"))
+        func curl(_ arguments: [String]) async throws -> String {
+            let result = try await run("/usr/bin/env", ["curl", "-s", "-H", "Authorization: Bearer \(Self.key)", "-H", "Expect: 100-continue", "-w", "\n%{http_code}"] + arguments, environment: [:])
+            return result.output
+        }
+        let url = "http://127.0.0.1:\(node.port)/api/groups/chat_curl/send"
+        let fits = try await curl(["--data-binary", "@\(directory)/fits.json", url])
+        #expect(fits.hasSuffix("\n202"), "\(fits)")
+        let big = try await curl(["--data-binary", "@\(directory)/big.json", url])
+        #expect(big.hasSuffix("\n413") && big.contains("body_too_large"), "\(big.suffix(300))")
+        // Two requests on one keep-alive connection.
+        let twice = try await curl(["-d", #"{"type": "chat.message", "message": "one"}"#, url, "--next", "-s", "-H", "Authorization: Bearer \(Self.key)", "-w", "\n%{http_code}", "-d", #"{"type": "chat.message", "message": "two"}"#, url])
+        #expect(twice.components(separatedBy: "\n202").count - 1 == 2, "\(twice)")
+        #expect(await client.waitForFrames(3))
+        #expect(client.messages == ["big", "one", "two"])
+    }
+
     /// `POST /api/users/<user>/disconnect` closes that user's connections on every node with the code and
     /// reason; `POST /api/channels/<channel>/disconnect` closes one, wherever it is; the others stay.
     @Test func disconnectsReachEveryNode() async throws {
