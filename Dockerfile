@@ -1,4 +1,5 @@
-# channels-node image: built on the official Swift image, run on a slim Debian with libhiredis.
+# channels-node image: built on the official Swift image, run on a slim Debian with libhiredis. It ships
+# channels-ctl beside the node, reading the node's own CHANNELS_* settings: `docker-compose exec node1 channels-ctl groups`.
 FROM swift:6.1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends libhiredis-dev pkg-config && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -6,11 +7,12 @@ COPY Package.swift ./
 COPY Sources ./Sources
 COPY Tests ./Tests
 RUN swift build -c release --product channels-node --static-swift-stdlib \
-    && cp "$(swift build -c release --show-bin-path)/channels-node" /channels-node
+    && swift build -c release --product channels-ctl --static-swift-stdlib \
+    && cp "$(swift build -c release --show-bin-path)/channels-node" "$(swift build -c release --show-bin-path)/channels-ctl" /
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends libhiredis0.14 && rm -rf /var/lib/apt/lists/*
-COPY --from=build /channels-node /usr/local/bin/channels-node
+COPY --from=build /channels-node /channels-ctl /usr/local/bin/
 ENV CHANNELS_HOST=0.0.0.0 CHANNELS_PORT=8000
 EXPOSE 8000
 USER nobody

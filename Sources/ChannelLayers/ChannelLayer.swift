@@ -44,6 +44,10 @@ public protocol ChannelLayer: Sendable {
     /// Sends a message to every member of a group, wherever it is.
     func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError)
 
+    /// ``groupSend(_:to:)``, telling where the message stands in the group's history: publishers outside
+    /// the node (the HTTP API) hand the offset to their clients. `nil` when the group keeps no history.
+    func groupSendWithPosition(_ message: Message, to group: String) async throws(ChannelLayerError) -> HistoryPosition?
+
     /// Whether `group` keeps a history (offsets, epochs and recent messages for recovering clients).
     func keepsHistory(_ group: String) -> Bool
 
@@ -65,6 +69,12 @@ extension ChannelLayer {
     /// One message at a time, for layers without a queue to take from.
     public func receive(from channel: String, upTo limit: Int) async throws(ChannelLayerError) -> [Message] {
         [try await receive(from: channel)]
+    }
+
+    /// Layers without history have no position to tell.
+    public func groupSendWithPosition(_ message: Message, to group: String) async throws(ChannelLayerError) -> HistoryPosition? {
+        try await groupSend(message, to: group)
+        return nil
     }
 
     /// A new channel name with the default `specific.` prefix.

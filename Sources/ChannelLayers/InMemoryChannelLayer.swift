@@ -43,6 +43,20 @@ public final class InMemoryChannelLayer: ChannelLayer {
         var presence: [String: [String: (info: PresenceInfo, joinedAt: Double)]] = [:]
         /// This process's history epoch: it ends with the process (or a flush), so offsets never repeat in one.
         var epoch = String(ChannelName.random(prefix: "").prefix(8))
+        /// group -> channel -> when it joined (Unix seconds), for listings.
+        var joinedAt: [String: [String: Double]] = [:]
+
+        mutating func forget(_ channel: String, in group: String) {
+            joinedAt[group]?[channel] = nil
+            if joinedAt[group]?.isEmpty == true { joinedAt[group] = nil }
+        }
+
+        /// A pushed member (a connection) is live while it is a member; a queued one until its membership expires.
+        func isLive(_ channel: String, in group: String, now: ContinuousClock.Instant) -> Bool {
+            if inboxes[channel] != nil { return groupsOfInbox[channel]?.contains(group) == true }
+            guard let expiresAt = queued[group]?[channel] else { return false }
+            return expiresAt > now
+        }
     }
 
     public let configuration: Configuration
@@ -94,7 +108,9 @@ public final class InMemoryChannelLayer: ChannelLayer {
     public func groupAdd(_ group: String, channel: String) async throws(ChannelLayerError) {
         try LayerValidation.membership(group, channel)
         let expiresAt = ContinuousClock.now + configuration.groupExpiry
+        let now = WallClock.now()
         state.withLock { state in
+            if state.joinedAt[group]?[channel] == nil { state.joinedAt[group, default: [:]][channel] = now }
             if let inbox = state.inboxes[channel] {
                 state.pushed.add(inbox, to: group)
                 state.groupsOfInbox[channel, default: []].insert(group)
@@ -147,16 +163,22 @@ public final class InMemoryChannelLayer: ChannelLayer {
             }
             state.queued[group]?[channel] = nil
             if state.queued[group]?.isEmpty == true { state.queued[group] = nil }
+            state.forget(channel, in: group)
         }
     }
 
     public func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError) {
-        try LayerValidation.message(message)
-        try LayerValidation.group(group)
-        await fanOut(message, to: group, history: configuration.history.keepsHistory(group))
+        _ = try await groupSendWithPosition(message, to: group)
     }
 
-    private func fanOut(_ message: Message, to group: String, history keepsHistory: Bool) async {
+    public func groupSendWithPosition(_ message: Message, to group: String) async throws(ChannelLayerError) -> HistoryPosition? {
+        try LayerValidation.message(message)
+        try LayerValidation.group(group)
+        return await fanOut(message, to: group, history: configuration.history.keepsHistory(group))
+    }
+
+    @discardableResult
+    private func fanOut(_ message: Message, to group: String, history keepsHistory: Bool) async -> HistoryPosition? {
         // A publisher that outruns the event loops waits here instead of anyone losing the message.
         await dispatcher.waitForRoom()
         let now = ContinuousClock.now
@@ -181,6 +203,7 @@ public final class InMemoryChannelLayer: ChannelLayer {
         for member in queued {
             _ = queues.put(message, on: member, create: true)
         }
+        return position
     }
 
     public func keepsHistory(_ group: String) -> Bool {
@@ -210,11 +233,13 @@ public final class InMemoryChannelLayer: ChannelLayer {
             if let inbox = state.inboxes.removeValue(forKey: channel) {
                 for group in state.groupsOfInbox.removeValue(forKey: channel) ?? [] {
                     state.pushed.remove(inbox, from: group)
+                    state.forget(channel, in: group)
                 }
             }
             for group in Array(state.queued.keys) {
                 state.queued[group]?[channel] = nil
                 if state.queued[group]?.isEmpty == true { state.queued[group] = nil }
+                state.forget(channel, in: group)
             }
         }
     }
@@ -228,6 +253,7 @@ public final class InMemoryChannelLayer: ChannelLayer {
             state.epoch = String(ChannelName.random(prefix: "").prefix(8))
             state.pushed.removeAll()
             state.groupsOfInbox = [:]
+            state.joinedAt = [:]
         }
     }
 
@@ -246,4 +272,38 @@ public final class InMemoryChannelLayer: ChannelLayer {
         statistics.localChannels += queues.registeredCount
         return statistics
     }
+}
+
+/// The in-memory layer lists its own groups and members: one process is the whole "cluster" it knows.
+extension InMemoryChannelLayer: ClusterDirectory {
+    public var coversCluster: Bool { false }
+
+    public func groups(matching pattern: String) async throws(ChannelLayerError) -> [DirectoryGroup] {
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            state.joinedAt.compactMap { group, members -> DirectoryGroup? in
+                guard Glob.matches(pattern, name: group) else { return nil }
+                let live = members.keys.filter { state.isLive($0, in: group, now: now) }.count
+                return live == 0 ? nil : DirectoryGroup(name: group, members: live, nodes: [])
+            }
+        }.sorted { $0.name < $1.name }
+    }
+
+    public func members(of group: String) async throws(ChannelLayerError) -> [DirectoryMember] {
+        try LayerValidation.group(group)
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            (state.joinedAt[group] ?? [:]).compactMap { channel, joinedAt -> DirectoryMember? in
+                guard state.isLive(channel, in: group, now: now) else { return nil }
+                let presence = state.presence[group]?[channel]
+                return DirectoryMember(
+                    channel: channel, node: nil, joinedAt: joinedAt, user: presence?.info.user, info: presence?.info.info, present: presence != nil
+                )
+            }
+        }.sorted { ($0.joinedAt, $0.channel) < ($1.joinedAt, $1.channel) }
+    }
+
+    public func nodes() async throws(ChannelLayerError) -> [DirectoryNode] { [] }
+
+    public func backendInfo() async throws(ChannelLayerError) -> [String: String] { [:] }
 }

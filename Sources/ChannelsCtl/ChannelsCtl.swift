@@ -12,13 +12,18 @@ struct ChannelsCtl: AsyncParsableCommand {
         discussion: """
             Reads the membership registry the nodes keep in Redis (see the README) and sends through the \
             channel layer, so Swift nodes and Django consumers both receive. Exits non-zero with a message \
-            when Redis is unreachable, JSON is invalid or a name breaks Django's rules.
+            when Redis is unreachable, JSON is invalid or a name breaks Django's rules. The common options \
+            (--redis, --prefix, --layer, --encryption-key-file, --json) go before or after the subcommand.
             """,
         subcommands: [
             GroupsCommand.self, MembersCommand.self, PresenceCommand.self, NodesCommand.self, StatsCommand.self, SendCommand.self,
-            SendChannelCommand.self, FlushCommand.self, CheckCommand.self,
+            SendChannelCommand.self, HistoryCommand.self, DisconnectCommand.self, FlushCommand.self, CheckCommand.self,
         ]
     )
+
+    // Lets the common options come before the subcommand too (`channels-ctl --redis URL groups`): values parsed
+    // here land under the same keys the subcommands' `redis` option group reads.
+    @OptionGroup(visibility: .hidden) var redis: RedisOptions
 }
 
 /// Options every command that talks to Redis shares.

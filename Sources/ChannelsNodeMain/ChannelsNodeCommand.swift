@@ -140,6 +140,8 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
     @Option(help: "The kid RS256 tokens must carry (CHANNELS_JWT_RS256_KEY_ID). [default: any]")
     var jwtRs256KeyId: String?
 
+    @OptionGroup(title: "HTTP API and admin page") var api: APIOptions
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         func setting(_ value: String?, _ name: String) -> String? { value ?? environment[name].flatMap { $0.isEmpty ? nil : $0 } }
@@ -212,6 +214,7 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
         }
         guard configuration.maxConnections >= 0 else { throw ValidationError("--max-connections must be 0 or more") }
         let (middleware, authFingerprint) = try await authentication(setting: setting)
+        let apiConfiguration = try api.configuration(environment: environment)
 
         var history = HistoryConfiguration(patterns: list(historyPatterns, "CHANNELS_HISTORY"))
         if history.patterns.isEmpty { history.patterns = ["chat_*"] }
@@ -230,6 +233,7 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
         let queueCapacity = try number(capacity, "CHANNELS_CAPACITY", 100)
         let channelLayer: any ChannelLayer
         var layerRunner: (@Sendable () async throws -> Void)?
+        var directory: (any ClusterDirectory)?
         let connectionCount = NodeReference()
         let layerName = setting(layer, "CHANNELS_LAYER") ?? "pubsub"
         let kind: RedisLayerSettings.Kind
@@ -246,7 +250,7 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
             settings.prefix = setting(prefix, "CHANNELS_PREFIX") ?? "asgi"
             settings.nodeID = node_id
             settings.capacity = queueCapacity
-            settings.unlistedGroupPrefixes = [ChannelsNode.probeGroupPrefix]
+            settings.unlistedGroupPrefixes = ChannelsNode.unlistedGroupPrefixes
             settings.authFingerprint = authFingerprint
             settings.expiry = .milliseconds(Int64(try number(expiry, "CHANNELS_EXPIRY", 60.0) * 1000))
             settings.groupExpiry = .milliseconds(Int64(try number(groupExpiry, "CHANNELS_GROUP_EXPIRY", 86_400.0) * 1000))
@@ -290,6 +294,7 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
             }
             channelLayer = redisLayer.layer
             layerRunner = { try await redisLayer.run() }
+            directory = RegistryDirectory(hosts: redisLayer.hosts, clustered: redisLayer.clustered, prefix: redisLayer.prefix, kind: kind)
             Task { await Self.warnAboutPeersAuthenticatingDifferently(redisLayer, nodeID: node_id, ours: authFingerprint, logger: logger) }
             logger.info(
                 "using the Redis \(kind == .core ? "core" : clusterSeeds.isEmpty ? "pub/sub" : "sharded pub/sub (Redis Cluster)") channel layer",
@@ -302,8 +307,10 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
         router.add("/ws/updates/<model>/", UpdatesConsumer.self)
         let node = ChannelsNode(
             configuration: configuration, layer: channelLayer, layerRunner: layerRunner, router: router, middleware: middleware,
-            pages: ["/": ChannelsNode.Page(body: DemoPage.html)], metricsExport: { registry.emitToString() }, logger: logger
+            pages: ["/": ChannelsNode.Page(body: DemoPage.html)], metricsExport: { registry.emitToString() },
+            api: apiConfiguration, directory: directory, layerName: urls.isEmpty ? "memory" : kind.rawValue, logger: logger
         )
+        if apiConfiguration.isEnabled { logger.info("HTTP API on /api and admin page on /admin", metadata: ["keys": "\(apiConfiguration.keys.count)"]) }
         connectionCount.set(node)
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: node)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

@@ -17,12 +17,20 @@ public final class Delivery: Sendable {
     public let position: HistoryPosition?
 
     private let frames = Mutex<[ObjectIdentifier: ByteBuffer?]>([:])
+    private let sighted = Atomic<Bool>(false)
 
     public init(_ message: Message, group: String? = nil, position: HistoryPosition? = nil) {
         self.message = message
         self.handlerName = try? message.handlerName()
         self.group = group
         self.position = position
+    }
+
+    /// `true` for the first inbox that asks, `false` for the others: a node counts a group message once,
+    /// however many of its connections get it.
+    public func firstSight() -> Bool {
+        // A load first: the members after the first only read the flag, which keeps its cache line shared.
+        !sighted.load(ordering: .relaxed) && !sighted.exchange(true, ordering: .relaxed)
     }
 
     /// The bytes prepared for `shape`, made by `make` the first time any inbox asks; `nil` when `make`

@@ -351,14 +351,20 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     }
 
     public func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError) {
+        _ = try await groupSendWithPosition(message, to: group)
+    }
+
+    public func groupSendWithPosition(_ message: Message, to group: String) async throws(ChannelLayerError) -> HistoryPosition? {
         try LayerValidation.group(group)
         try LayerValidation.message(message)
+        var position: HistoryPosition?
         if configuration.history.keepsHistory(group) {
-            try await publishWithHistory(message, group: group)
+            position = try await publishWithHistory(message, group: group)
         } else {
             try await publish(message, on: groupChannel(group))
         }
         state.withLock { $0.groupSends += 1 }
+        return position
     }
 
     public func keepsHistory(_ group: String) -> Bool {
@@ -491,11 +497,12 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
 
     /// One script call: the message goes into the group's history with the next offset, then is published
     /// with its offset and epoch.
-    private func publishWithHistory(_ message: Message, group: String) async throws(ChannelLayerError) {
+    private func publishWithHistory(_ message: Message, group: String) async throws(ChannelLayerError) -> HistoryPosition? {
         let channel = groupChannel(group)
         let history = configuration.history
+        let reply: RedisReply
         do {
-            try await shard(for: channel).client.send(
+            reply = try await shard(for: channel).client.send(
                 RedisCommand(
                     "EVAL", .string(HistoryScript.publish), 2,
                     .string(HistoryScript.metaKey(prefix: configuration.prefix, group: group)),
@@ -508,6 +515,9 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         } catch {
             throw ChannelLayerError(error, doing: "publishing to \(channel) with history")
         }
+        // The script answers {offset, epoch}.
+        guard let parts = reply.array, parts.count == 2, let offset = parts[0].integer, let epoch = parts[1].string else { return nil }
+        return HistoryPosition(offset: offset, epoch: epoch)
     }
 
     private func publish(_ message: Message, on name: String) async throws(ChannelLayerError) {

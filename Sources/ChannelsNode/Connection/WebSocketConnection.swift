@@ -259,6 +259,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         case .text, .binary:
             guard state == .open else { return }
             metrics.messagesIn.increment()
+            metrics.traffic.countIn()
             guard rateLimiter.allow() else {
                 metrics.rateLimitCloses.increment()
                 close(code: CloseCode.rateLimited, reason: "more than \(limits.maxMessagesPerSecond) messages per second")
@@ -354,6 +355,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
             defer { inBatch = true }
             return !inBatch
         }
+        if let group = delivery.group, delivery.firstSight() { metrics.traffic.countGroupMessage(group) }
         if let recovered, let position = delivery.position, delivery.group == recovered.group {
             guard position.offset > recovered.upTo else { return false }
             self.recovered!.upTo = position.offset
@@ -576,6 +578,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         writeGathered()
         handlerContext.flush()
         metrics.messagesOut.increment(by: unflushedFrames)
+        metrics.traffic.countOut(unflushedFrames)
         unflushedFrames = 0
     }
 

@@ -26,6 +26,13 @@ public final class ChannelsNode: Service {
     /// (``RedisPubSubChannelLayer/Configuration/unlistedGroupPrefixes``).
     public static let probeGroupPrefix = "channels.probe."
 
+    /// The nodes' own groups (the readiness probe's, the control group): give these to the Redis layer's
+    /// ``RedisPubSubChannelLayer/Configuration/unlistedGroupPrefixes``; listings and the API leave them out.
+    public static let unlistedGroupPrefixes = [probeGroupPrefix, NodeControl.group]
+
+    /// This build's version, in the API's node reports and on the admin page.
+    public static let version = "0.1.0"
+
     /// A fixed page the node serves at a path (the demo page, a client script).
     public struct Page: Sendable {
         public var contentType: String
@@ -48,11 +55,15 @@ public final class ChannelsNode: Service {
     private let metrics = NodeMetrics()
     private let connections = ConnectionRegistry()
     private let probe: ReadinessProbe
-    private let draining = Atomic<Bool>(false)
+    private let draining = DrainingFlag()
     private let admission: ConnectionAdmission
     private let pendingHandshakes = ConnectionAdmission(limit: 0)
     private let acceptFailureLogged = Atomic<Bool>(false)
     private let eventLoopGroup: any EventLoopGroup
+    private let control: NodeControlService
+    private let api: ServerAPI?
+    private let layerName: String
+    private let startedAt = WallClock.now()
 
     /// Creates a node.
     /// - Parameters:
@@ -62,6 +73,10 @@ public final class ChannelsNode: Service {
     ///   - middleware: handshake steps, in order (an origin check is added from the configuration).
     ///   - pages: fixed pages by path (`/` for a demo page).
     ///   - metricsExport: renders the metrics for `/metrics` (Prometheus text); `nil` answers 404.
+    ///   - api: the HTTP API and admin page; off by default.
+    ///   - directory: lists groups, members and nodes for the API; by default the layer itself when it can
+    ///     (the in-memory layer lists its own), else the API answers 501 to listings.
+    ///   - layerName: how reports name the layer (`pubsub`, `core`, `memory`).
     public init(
         configuration: NodeConfiguration,
         layer: any ChannelLayer,
@@ -70,6 +85,9 @@ public final class ChannelsNode: Service {
         middleware: [any HandshakeMiddleware] = [],
         pages: [String: Page] = [:],
         metricsExport: (@Sendable () -> String)? = nil,
+        api: ServerAPIConfiguration = .off,
+        directory: (any ClusterDirectory)? = nil,
+        layerName: String? = nil,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "channels-node")
     ) {
@@ -87,10 +105,22 @@ public final class ChannelsNode: Service {
         self.eventLoopGroup = eventLoopGroup
         self.admission = ConnectionAdmission(limit: configuration.maxConnections)
         self.probe = ReadinessProbe(layer: layer, nodeID: configuration.nodeID, interval: configuration.readinessProbeInterval)
+        self.layerName = layerName ?? (layer is InMemoryChannelLayer ? "memory" : String(describing: type(of: layer)))
+        let report = NodeReport(
+            nodeID: configuration.nodeID, layerName: self.layerName, startedAt: startedAt, layer: layer, metrics: metrics,
+            connections: connections, probe: probe, draining: draining, apiEnabled: api.isEnabled
+        )
+        self.control = NodeControlService(layer: layer, nodeID: configuration.nodeID, connections: connections, logger: logger) { report.make() }
+        self.api =
+            api.isEnabled
+            ? ServerAPI(
+                configuration: api, layer: layer, directory: directory, control: control, nodeID: configuration.nodeID, metrics: metrics,
+                ownReport: { report.make() }
+            ) : nil
     }
 
     /// Whether the node takes new connections: not draining, and the layer answered a round trip recently.
-    public var isReady: Bool { !draining.load(ordering: .relaxed) && probe.isPassing }
+    public var isReady: Bool { !draining.isSet && probe.isPassing }
 
     /// Open WebSocket connections.
     public var connectionCount: Int { connections.count }
@@ -111,6 +141,8 @@ public final class ChannelsNode: Service {
             }
         }
         let probeTask = Task.detached { [probe] in await probe.run() }
+        let controlTask = Task.detached { [control] in await control.run() }
+        let meterTask = Task.detached { [metrics] in await metrics.traffic.run() }
         // Inherits the service's task-locals, so it sees the ServiceGroup's graceful shutdown.
         let shutdownWatcher = Task {
             if (try? await gracefulShutdown()) != nil { report.yield(.success(())) }
@@ -118,6 +150,8 @@ public final class ChannelsNode: Service {
         defer {
             shutdownWatcher.cancel()
             probeTask.cancel()
+            controlTask.cancel()
+            meterTask.cancel()
             layerTask?.cancel()
         }
         var first: Result<Void, any Error>? = nil
@@ -132,6 +166,9 @@ public final class ChannelsNode: Service {
         if first != nil { await drain() }
         try? await server.close()
         probeTask.cancel()
+        controlTask.cancel()
+        meterTask.cancel()
+        await controlTask.value
         layerTask?.cancel()
         await layerTask?.value
         logger.info("stopped", metadata: ["node": "\(configuration.nodeID)"])
@@ -186,9 +223,10 @@ public final class ChannelsNode: Service {
         channel.closeFuture.whenComplete { _ in pending.release() }
         let http = HTTPRequestHandler(
             headTimeout: .nanoseconds(Int64(configuration.handshakeTimeout / .nanoseconds(1))),
+            maxBodySize: api?.configuration.maxBodySize ?? ServerAPIConfiguration.off.maxBodySize,
             onTimeout: { [metrics] in metrics.handshakeTimeouts.increment() },
             onBadRequest: { [metrics] in metrics.badRequests.increment() }
-        ) { [self] head, upgradeError in await answer(head, upgradeError: upgradeError) }
+        ) { [self] request, upgradeError in await answer(request, upgradeError: upgradeError) }
         let prepared = PreparedConnection()
         let upgrader = WebSocketUpgrader(
             shouldUpgrade: { [self] channel, head in
@@ -233,7 +271,7 @@ public final class ChannelsNode: Service {
     private static let httpHandlerName = "channels.http"
 
     private func drain() async {
-        draining.store(true, ordering: .relaxed)
+        draining.set()
         let open = connections.count
         logger.info("draining", metadata: ["connections": "\(open)", "drain_time": "\(configuration.drainTime)"])
         let deadline = ContinuousClock.now + configuration.drainTime
@@ -259,7 +297,7 @@ public final class ChannelsNode: Service {
         let path = uri[..<pathEnd]
         let query = pathEnd < uri.endIndex ? uri[uri.index(after: pathEnd)...] : ""
         guard let (route, parameters) = router.match(path) else { return .notFound }
-        if draining.load(ordering: .relaxed) {
+        if draining.isSet {
             return .reject(HandshakeRejection(status: 503, reason: "node draining; connect again"))
         }
         var request = HandshakeRequest(
@@ -330,11 +368,30 @@ public final class ChannelsNode: Service {
 
     // MARK: - HTTP
 
-    private func answer(_ head: HTTPRequestHead, upgradeError: (any Error)?) async -> HTTPAnswer {
+    private func answer(_ request: HTTPRequest, upgradeError: (any Error)?) async -> HTTPAnswer {
+        let head = request.head
+        let path = request.path
+        if path == "/api" || path.hasPrefix("/api/") {
+            guard let api else { return APIError.apiOff.answer }
+            return await api.answer(request)
+        }
         guard head.method == .GET || head.method == .HEAD else {
             return .text(.methodNotAllowed, "only GET is served here\n", headers: ["Allow": "GET, HEAD"])
         }
-        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? "/"
+        if path == "/admin" || path == "/admin/" {
+            guard api != nil else {
+                return .text(.notFound, "the admin page is off on this node: start it with --api-key-file PATH (or CHANNELS_API_KEYS)\n")
+            }
+            return HTTPAnswer(
+                status: .ok,
+                headers: [
+                    "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+                    "Referrer-Policy": "no-referrer",
+                ],
+                body: ByteBuffer(bytes: PackageResources.admin_html)
+            )
+        }
         if let page = pages[path] {
             return HTTPAnswer(
                 status: .ok, headers: ["Content-Type": page.contentType, "Cache-Control": "no-store"], body: ByteBuffer(string: page.body)
@@ -349,7 +406,7 @@ public final class ChannelsNode: Service {
         case "/healthz":
             return .text(.ok, "ok\n")
         case "/readyz":
-            if draining.load(ordering: .relaxed) { return .text(.serviceUnavailable, "draining\n") }
+            if draining.isSet { return .text(.serviceUnavailable, "draining\n") }
             return probe.isPassing ? .text(.ok, "ready\n") : .text(.serviceUnavailable, "channel layer round trip failing\n")
         case "/metrics":
             guard let metricsExport else { return .text(.notFound, "metrics are not enabled\n") }

@@ -1,3 +1,5 @@
+import ChannelLayers
+import ChannelsProtocol
 import Synchronization
 
 /// The live connections of a node, so that a drain can close them.
@@ -13,6 +15,15 @@ final class ConnectionRegistry: Sendable {
     }
 
     var count: Int { connections.withLock { $0.count } }
+
+    /// The connections of a control message's target: one channel, or every connection whose token's `sub` is the user.
+    func matching(_ target: NodeControl.Target) -> [WebSocketConnection] {
+        let all = connections.withLock { Array($0.values) }
+        switch target {
+        case .channel(let channel): return all.filter { $0.channelName == channel }
+        case .user(let user): return all.filter { $0.scope.user?["sub"]?.string == user }
+        }
+    }
 
     /// Closes every connection with `code`, `perSecond` at a time, so clients reconnect elsewhere gradually.
     func closeAll(code: UInt16, reason: String, perSecond: Int, until deadline: ContinuousClock.Instant) async {

@@ -17,7 +17,10 @@ import Synchronization
 /// handler for), `channels_oversized_total` (layer messages too large for a client frame, once per message and node),
 /// `channels_handshake_timeouts_total`, `channels_bad_requests_total` (HTTP the parser refused),
 /// `channels_pending_handshake_refusals_total` (over `maxPendingHandshakes`), `channels_accept_failures_total`
-/// (accept failed, out of file descriptors), `channels_recoveries_total` (clients that connected with `?recover=1`).
+/// (accept failed, out of file descriptors), `channels_recoveries_total` (clients that connected with `?recover=1`),
+/// and for the HTTP API `channels_api_requests_total`, `channels_api_unauthorized_total` (401),
+/// `channels_api_rate_limited_total` (429), `channels_api_messages_published_total` (messages it sent into the
+/// layer) and `channels_api_disconnects_total` (disconnect requests).
 final class NodeMetrics: Sendable {
     let connections = Gauge(label: "channels_connections")
     let connectionsTotal = Counter(label: "channels_connections_total")
@@ -43,6 +46,13 @@ final class NodeMetrics: Sendable {
     let pendingHandshakeRefusals = Counter(label: "channels_pending_handshake_refusals_total")
     let acceptFailures = Counter(label: "channels_accept_failures_total")
     let recoveries = Counter(label: "channels_recoveries_total")
+    let apiRequests = Counter(label: "channels_api_requests_total")
+    let apiUnauthorized = Counter(label: "channels_api_unauthorized_total")
+    let apiRateLimited = Counter(label: "channels_api_rate_limited_total")
+    let apiPublished = Counter(label: "channels_api_messages_published_total")
+    let apiDisconnects = Counter(label: "channels_api_disconnects_total")
+    /// Messages per second, overall and per group, for the API's reports and the admin page.
+    let traffic = TrafficMeter()
 
     private let open = Mutex(0)
     private let lastLayer = Mutex(ChannelLayerStatistics())

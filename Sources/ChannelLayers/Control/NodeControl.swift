@@ -1,0 +1,61 @@
+import ChannelsProtocol
+
+/// The messages operators send to every node through the channel layer, and the nodes' answers.
+///
+/// Nodes are stateless and share nothing but the layer, so an action on "every connection of user U" is a
+/// group message: every node joins ``group`` (kept out of listings), acts on its own connections and
+/// answers on the `reply_to` channel when one is given. The HTTP API and `channels-ctl disconnect` speak it,
+/// and so can any process on the layer (Django included): a message of type ``type`` with an `action`.
+///
+/// - `{"type": "channels.control", "action": "disconnect", "channel": C | "user": U, "code": 4000, "reason": R, "reply_to": X}`:
+///   each node closes its connections whose channel is C, or whose token's `sub` is U, with the code and
+///   reason, and answers `{"type": "channels.control.reply", "node": N, "closed": K}`.
+/// - `{"type": "channels.control", "action": "report", "reply_to": X}`: each node answers
+///   `{"type": "channels.control.reply", "node": N, "report": {...}}` (connections, rates, version).
+public enum NodeControl {
+    /// The group every node joins to hear control messages.
+    public static let group = "channels.control"
+    /// The `type` of control messages.
+    public static let type = "channels.control"
+    /// The `type` of the nodes' answers.
+    public static let replyType = "channels.control.reply"
+
+    /// Close codes an operator may use: the normal and server codes a client understands, and the
+    /// application range 3000-4999.
+    public static func isAllowedCloseCode(_ code: Int) -> Bool {
+        [1000, 1001, 1008, 1011, 1012, 1013].contains(code) || (3000...4999).contains(code)
+    }
+
+    /// Whom a disconnect is for.
+    public enum Target: Sendable, Hashable {
+        /// One connection, by its channel name.
+        case channel(String)
+        /// Every connection whose token's `sub` is this user.
+        case user(String)
+    }
+
+    /// A disconnect request.
+    public static func disconnect(_ target: Target, code: Int, reason: String, replyTo: String?) -> Message {
+        var message: Message = ["type": .string(type), "action": "disconnect"]
+        switch target {
+        case .channel(let channel): message["channel"] = .string(channel)
+        case .user(let user): message["user"] = .string(user)
+        }
+        message["code"] = .int(Int64(code))
+        message["reason"] = .string(reason)
+        if let replyTo { message["reply_to"] = .string(replyTo) }
+        return message
+    }
+
+    /// A request for every node's report.
+    public static func report(replyTo: String) -> Message {
+        ["type": .string(type), "action": "report", "reply_to": .string(replyTo)]
+    }
+
+    /// A node's answer.
+    public static func reply(node: String, fields: [(String, MessageValue)]) -> Message {
+        var message: Message = ["type": .string(replyType), "node": .string(node)]
+        for (key, value) in fields { message[key] = value }
+        return message
+    }
+}

@@ -1,0 +1,62 @@
+/// The node's HTTP API (`/api/...`) and admin page (`/admin`): off unless keys are given.
+///
+/// Keys are bearer secrets (`Authorization: Bearer <key>`), compared in constant time. Each key has its
+/// own token bucket of requests, so one misbehaving backend cannot starve the others, and every request
+/// body is bounded before it is read into memory.
+public struct ServerAPIConfiguration: Sendable {
+    /// The accepted keys; empty turns the API and the admin page off (they answer 404).
+    public var keys: [String]
+    /// The largest request body in bytes; larger ones are answered 413 without being kept.
+    public var maxBodySize: Int
+    /// Requests per second each key may make on average; 0 = no limit. Over it: 429.
+    public var requestsPerSecond: Double
+    /// Requests a key may make at once above that rate.
+    public var burst: Int
+    /// How long a disconnect or a report waits for the nodes' answers.
+    public var replyTimeout: Duration
+
+    /// The shortest key accepted: shorter ones are guessable.
+    public static let minimumKeyLength = 16
+
+    public init(
+        keys: [String] = [], maxBodySize: Int = 1024 * 1024, requestsPerSecond: Double = 100, burst: Int = 200,
+        replyTimeout: Duration = .seconds(1)
+    ) {
+        self.keys = keys
+        self.maxBodySize = maxBodySize
+        self.requestsPerSecond = requestsPerSecond
+        self.burst = burst
+        self.replyTimeout = replyTimeout
+    }
+
+    /// The API is off.
+    public static let off = ServerAPIConfiguration()
+
+    /// Whether the API and the admin page are served.
+    public var isEnabled: Bool { !keys.isEmpty }
+
+    /// Keys from a key file's text: one per line; blank lines and lines starting with `#` are skipped.
+    public static func keys(fromFile text: String) -> [String] {
+        text.split(whereSeparator: \.isNewline).map { $0.trimmingWhitespace() }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
+    }
+
+    /// Checks the settings; the error says what to change.
+    public func validate() throws(NodeError) {
+        if let short = keys.first(where: { $0.count < Self.minimumKeyLength }) {
+            throw NodeError(
+                "an API key of \(short.count) characters is too short to be secret: use \(Self.minimumKeyLength) or more (openssl rand -hex 32)"
+            )
+        }
+        if keys.contains(where: { $0.contains(where: { $0 == " " || $0 == "," }) }) {
+            throw NodeError("API keys may not contain spaces or commas (openssl rand -hex 32 makes a good one)")
+        }
+        guard maxBodySize >= 1024 else { throw NodeError("--api-max-body-size must be at least 1024 bytes") }
+        guard requestsPerSecond >= 0, burst >= 1 else { throw NodeError("--api-rate-limit must be 0 or more and --api-burst positive") }
+    }
+}
+
+extension StringProtocol {
+    func trimmingWhitespace() -> String {
+        String(drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
+    }
+}
