@@ -152,9 +152,10 @@ import Testing
         await client.close()
     }
 
-    @Test func channelsCtlReadsAndSendsAcrossThePrimaries() async throws {
+    @Test func channelsCtlAndTheHTTPAPIReadAndSendAcrossThePrimaries() async throws {
         let cluster = try await RedisClusterServers.start()
-        let nodes = try await startNodes(cluster, count: 1)
+        let key = "cluster-api-key-0123456789abcdef"
+        let nodes = [try await NodeProcess.start(nodeID: "cluster-api", arguments: ["--redis-cluster", cluster.seeds[0], "--api-key-file", try apiKeyFile([key])])]
         defer { for node in nodes { node.terminate() } }
         let rooms = ["alpha", "beta", "gamma", "delta"]
         let clients = try await connect(rooms, to: nodes)
@@ -170,6 +171,14 @@ import Testing
         #expect(sent.status == 0, "\(sent.output)")
         #expect(await clients["gamma"]![0].waitForFrames(1))
         #expect(clients["gamma"]![0].messages == ["from ctl"])
+
+        // The HTTP API lists the groups from the registry spread over the primaries, and sends into them.
+        let listed = try await httpRequest(port: nodes[0].port, "GET", "/api/groups?pattern=chat_*", key: key)
+        #expect(listed.status == 200 && rooms.allSatisfy { listed.body.contains("chat_\($0)") }, "\(listed.body)")
+        let sentByAPI = try await httpRequest(port: nodes[0].port, "POST", "/api/groups/chat_delta/send", key: key, json: #"{"type": "chat.message", "message": "from the API"}"#)
+        #expect(sentByAPI.status == 202)
+        #expect(await clients["delta"]![0].waitForFrames(1))
+        #expect(clients["delta"]![0].messages == ["from the API"])
     }
 
     @Test func badClusterSettingsStopTheNodeWithTheReason() async throws {
