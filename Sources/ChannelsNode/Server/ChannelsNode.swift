@@ -168,7 +168,6 @@ public final class ChannelsNode: Service {
         probeTask.cancel()
         controlTask.cancel()
         meterTask.cancel()
-        await controlTask.value
         layerTask?.cancel()
         await layerTask?.value
         logger.info("stopped", metadata: ["node": "\(configuration.nodeID)"])

@@ -57,8 +57,13 @@ class Tab:
     async def wait_for(self, expression, timeout=15):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if await self.evaluate(expression):
-                return True
+            try:
+                if await self.evaluate(expression):
+                    return True
+            except RuntimeError as error:
+                # The page is still loading (or navigating): it has no context to evaluate in yet.
+                if "execution context" not in str(error):
+                    raise
             await asyncio.sleep(0.05)
         return False
 
