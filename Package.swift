@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "ChannelLayers", targets: ["ChannelLayers"]),
         .library(name: "ChannelLayersRedis", targets: ["ChannelLayersRedis"]),
         .library(name: "ChannelsNode", targets: ["ChannelsNode"]),
+        .library(name: "ChannelsNodeRunner", targets: ["ChannelsNodeRunner"]),
         .library(name: "ChannelsWebSocketClient", targets: ["ChannelsWebSocketClient"]),
         .executable(name: "channels-node", targets: ["ChannelsNodeMain"]),
         .executable(name: "channels-ctl", targets: ["ChannelsCtl"]),
@@ -130,11 +131,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .executableTarget(
-            name: "ChannelsNodeMain",
+        // A node from channels-node's flags and environment: the layer, Redis, JWT, API, limits, drain; your routes.
+        .target(
+            name: "ChannelsNodeRunner",
             dependencies: [
                 "ChannelsNode",
-                "ChannelsChat",
                 "ChannelLayers",
                 "ChannelLayersRedis",
                 "HiredisClient",
@@ -144,6 +145,17 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // channels-node: the seed apps on a NodeApplication.
+        .executableTarget(
+            name: "ChannelsNodeMain",
+            dependencies: [
+                "ChannelsNodeRunner",
+                "ChannelsNode",
+                "ChannelsChat",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),

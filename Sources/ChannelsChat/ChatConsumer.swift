@@ -27,9 +27,12 @@ public final class ChatConsumer: WebSocketConsumer {
         let room = context.scope.parameters["room"] ?? ""
         roomGroupName = "chat_\(room)"
         guard ChannelNames.isValidGroup(roomGroupName) else {
+            // A close reason holds 123 bytes: the name is cut to fit beside the rule.
+            var name = String(room.prefix(30))
+            while name.utf8.count > 30 { name.removeLast() }
             return .reject(
                 code: CloseCode.policyViolation,
-                reason: "invalid room: group names are ASCII letters, digits, '-', '_' or '.', under 100 characters"
+                reason: "invalid room '\(name)': use ASCII letters, digits, '-', '_', '.', at most 94 characters"
             )
         }
         if let allowed = context.scope.user?["groups"]?.array?.compactMap(\.string), !allowed.contains(roomGroupName) {

@@ -114,7 +114,7 @@ import Testing
         let client = try await ChatClient.connect(port: node.port, room: "bad%20room")
         let badRoomClose = await client.client.closed()
         #expect(badRoomClose?.code == 1008)
-        #expect(badRoomClose?.reason.hasPrefix("invalid room: group names are ASCII letters") == true)
+        #expect(badRoomClose?.reason.hasPrefix("invalid room 'bad room': use ASCII letters, digits") == true, "\(badRoomClose?.reason ?? "")")
     }
 
     @Test func metricsCountConnectionsAndMessages() async throws {

@@ -59,6 +59,37 @@ import CryptoExtras
         #expect(anonymous.frames.isEmpty)
     }
 
+    /// The secret's file by its environment name (CHANNELS_JWT_HS256_SECRET_FILE, beside --jwt-hs256-secret-file)
+    /// and the RS256 key by its consistent flag name: both turn authentication on.
+    @Test func jwtSettingsHaveConsistentNames() async throws {
+        let node = try await NodeProcess.start(environment: ["CHANNELS_JWT_HS256_SECRET_FILE": try Self.secretFile()])
+        let anonymous = try await ChatClient.connect(port: node.port, room: "lobby")
+        #expect(await anonymous.client.closed()?.code == 4401)
+        let token = try await Self.hs256(Self.claims())
+        let member = try await ChatClient.connect(port: node.port, room: "lobby", query: "token=\(token)")
+        member.say("in")
+        #expect(await member.waitForFrames(1))
+
+        let privateKey = try Insecure.RSA.PrivateKey(backing: _RSA.Signing.PrivateKey(keySize: .bits2048))
+        let pemPath = NSTemporaryDirectory() + "channels-rsa-\(UUID().uuidString).pem"
+        try privateKey.publicKey.pemRepresentation.write(toFile: pemPath, atomically: true, encoding: .utf8)
+        let rs256 = try await NodeProcess.start(arguments: ["--jwt-rs256-public-key-file", pemPath])
+        #expect(await (try ChatClient.connect(port: rs256.port, room: "lobby")).client.closed()?.code == 4401)
+    }
+
+    /// `--log-connections`: one info line per connection opened and closed; none without it.
+    @Test func connectionLogLinesAreOptIn() async throws {
+        let quiet = try await NodeProcess.start()
+        let loud = try await NodeProcess.start(arguments: ["--log-connections"])
+        for node in [quiet, loud] {
+            let client = try await ChatClient.connect(port: node.port, room: "logged")
+            await client.client.close()
+        }
+        #expect(await eventually { loud.log.contains("connection opened") && loud.log.contains("connection closed") })
+        #expect(loud.log.contains("path=/ws/chat/logged/"))
+        #expect(!quiet.log.contains("connection opened"))
+    }
+
     @Test(arguments: ["expired", "wrong secret", "garbage", "not yet valid", "tampered"])
     func badTokensAreRefusedWith4401(kind: String) async throws {
         let node = try await NodeProcess.start(arguments: ["--jwt-hs256-secret-file", try Self.secretFile()])

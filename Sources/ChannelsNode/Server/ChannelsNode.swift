@@ -250,6 +250,12 @@ public final class ChannelsNode: Service {
                     pending.release()
                     connections.add(connection)
                     metrics.connectionOpened()
+                    if configuration.logConnections {
+                        logger.info(
+                            "connection opened",
+                            metadata: ["path": "\(connection.scope.path)", "client": "\(connection.scope.clientAddress ?? "-")", "user": "\(connection.scope.user?["sub"]?.string ?? "-")"]
+                        )
+                    }
                 }
             }
         )
@@ -358,9 +364,15 @@ public final class ChannelsNode: Service {
         WebSocketConnection(
             channel: channel, route: route, scope: scope, layer: layer, limits: configuration.limits, metrics: metrics,
             logger: logger, warnings: warnings, pingInterval: configuration.pingInterval,
-            onClosed: { [connections, metrics] connection in
+            onClosed: { [connections, metrics, logger, logConnections = configuration.logConnections] connection in
                 connections.remove(connection)
                 metrics.connectionClosed()
+                if logConnections {
+                    logger.info(
+                        "connection closed",
+                        metadata: ["path": "\(connection.scope.path)", "client": "\(connection.scope.clientAddress ?? "-")", "channel": "\(connection.channelName)"]
+                    )
+                }
             }
         )
     }
@@ -496,6 +508,8 @@ public struct NodeConfiguration: Sendable {
     public var maxPendingHandshakes: Int
     /// Each socket's kernel send buffer in bytes (Linux doubles it for bookkeeping).
     public var socketSendBuffer: Int
+    /// Whether to log one info line per WebSocket connection opened and closed (path, client, channel).
+    public var logConnections = false
 
     public init(
         host: String = "127.0.0.1",

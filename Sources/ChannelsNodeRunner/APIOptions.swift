@@ -3,7 +3,7 @@ import ChannelsNode
 import Foundation
 
 /// `channels-node`'s options for the HTTP API and the admin page (off unless keys are given).
-struct APIOptions: ParsableArguments {
+struct APIOptions: ParsableArguments, Sendable {
     @Option(help: "File of HTTP API keys, one per line; turns on /api and /admin (or CHANNELS_API_KEYS, the keys, comma-separated).")
     var apiKeyFile: String?
 

@@ -1,0 +1,222 @@
+import ArgumentParser
+import ChannelLayers
+import ChannelLayersRedis
+import ChannelsNode
+import Foundation
+import HiredisClient
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
+
+/// A node built from ``NodeOptions``, the way `channels-node` runs one: logging and Prometheus metrics,
+/// the layer (in memory, Redis pub/sub, Django's core layer, Redis Cluster), JWT, the HTTP API, history,
+/// limits, drain on SIGTERM; your router, pages and middleware.
+///
+/// ``run()`` returns after a graceful shutdown; a setting that cannot work (a bad URL, an unreadable key
+/// file, a busy port) stops it with one line naming the setting and `ExitCode(1)`.
+public struct NodeApplication: Sendable {
+    public let options: NodeOptions
+    public let router: ConsumerRouter
+    /// Pages served at their paths (`/` shows the chat demo in `channels-node`).
+    public let pages: [String: ChannelsNode.Page]
+    /// Handshake middleware run after the node's own (origin check, JWT).
+    public let middleware: [any HandshakeMiddleware]
+    /// The logger's label.
+    public let label: String
+
+    public init(
+        options: NodeOptions, router: ConsumerRouter, pages: [String: ChannelsNode.Page] = [:],
+        middleware: [any HandshakeMiddleware] = [], label: String = "channels-node"
+    ) {
+        self.options = options
+        self.router = router
+        self.pages = pages
+        self.middleware = middleware
+        self.label = label
+    }
+
+    /// Runs the node until SIGTERM or SIGINT, then drains.
+    public func run() async throws {
+        let options = self.options
+        let environment = ProcessInfo.processInfo.environment
+        func setting(_ value: String?, _ name: String) -> String? { value ?? environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        func list(_ values: [String], _ name: String) -> [String] {
+            values.isEmpty ? (environment[name] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } : values
+        }
+        func number<T: LosslessStringConvertible>(_ value: T?, _ name: String, _ fallback: T) throws -> T {
+            if let value { return value }
+            guard let text = environment[name], !text.isEmpty else { return fallback }
+            guard let parsed = T(text) else { throw ValidationError("\(name)='\(text)' is not a valid number") }
+            return parsed
+        }
+
+        let levelName = setting(options.logLevel, "CHANNELS_LOG_LEVEL") ?? "info"
+        guard let level = Logger.Level(rawValue: levelName) else {
+            throw ValidationError("log level '\(levelName)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: label)
+
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets["channels_publish_to_deliver_seconds"] = [
+            .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+            .milliseconds(20), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
+        ]
+        MetricsSystem.bootstrap(factory)
+
+        var limits = ConnectionLimits()
+        limits.maxMessageSize = try number(options.maxMessageSize, "CHANNELS_MAX_MESSAGE_SIZE", limits.maxMessageSize)
+        limits.maxQueuedMessages = try number(options.maxQueuedMessages, "CHANNELS_MAX_QUEUED_MESSAGES", limits.maxQueuedMessages)
+        limits.maxQueuedBytes = try number(options.maxQueuedBytes, "CHANNELS_MAX_QUEUED_BYTES", limits.maxQueuedBytes)
+        if let policy = setting(options.invalidFrame, "CHANNELS_INVALID_FRAME") {
+            guard let parsed = ConnectionLimits.InvalidFramePolicy(rawValue: policy) else {
+                throw ValidationError("--invalid-frame must be error-frame or close, not '\(policy)'")
+            }
+            limits.invalidFramePolicy = parsed
+        }
+        limits.maxMessagesPerSecond = try number(options.maxMessagesPerSecond, "CHANNELS_MAX_MESSAGES_PER_SECOND", 0)
+        limits.messageBurst = try number(options.messageBurst, "CHANNELS_MESSAGE_BURST", limits.messageBurst)
+        guard limits.maxMessagesPerSecond >= 0, limits.messageBurst > 0 else {
+            throw ValidationError("--max-messages-per-second must be 0 or more and --message-burst positive")
+        }
+        guard limits.maxMessageSize > 0, limits.maxQueuedMessages > 0, limits.maxQueuedBytes > 0 else {
+            throw ValidationError("message and queue limits must be positive")
+        }
+
+        let node_id = setting(options.nodeID, "CHANNELS_NODE_ID") ?? "node-\(String(UInt64.random(in: 0...UInt64.max), radix: 16).prefix(8))"
+        var configuration = NodeConfiguration(
+            host: setting(options.host, "CHANNELS_HOST") ?? "127.0.0.1",
+            port: try number(options.port, "CHANNELS_PORT", 8000),
+            nodeID: node_id,
+            limits: limits,
+            allowedOrigins: list(options.allowedOrigins, "CHANNELS_ALLOWED_ORIGINS"),
+            drainTime: .milliseconds(Int64(try number(options.drainTime, "CHANNELS_DRAIN_TIME", 30.0) * 1000)),
+            drainCloseRate: try number(options.drainRate, "CHANNELS_DRAIN_RATE", 500),
+            pingInterval: .milliseconds(Int64(try number(options.pingInterval, "CHANNELS_PING_INTERVAL", 30.0) * 1000)),
+            maxConnections: try number(options.maxConnections, "CHANNELS_MAX_CONNECTIONS", 0),
+            handshakeTimeout: .milliseconds(Int64(try number(options.handshakeTimeout, "CHANNELS_HANDSHAKE_TIMEOUT", 10.0) * 1000)),
+            maxPendingHandshakes: try number(options.maxPendingHandshakes, "CHANNELS_MAX_PENDING_HANDSHAKES", 1024),
+            socketSendBuffer: try number(options.socketSendBuffer, "CHANNELS_SOCKET_SEND_BUFFER", 128 * 1024)
+        )
+        configuration.logConnections = options.logConnections || ["1", "true", "yes"].contains(environment["CHANNELS_LOG_CONNECTIONS"]?.lowercased() ?? "")
+        guard configuration.socketSendBuffer >= 4096 else { throw ValidationError("--socket-send-buffer must be at least 4096 bytes") }
+        guard configuration.handshakeTimeout > .zero, configuration.maxPendingHandshakes >= 0, configuration.pingInterval >= .milliseconds(100) else {
+            throw ValidationError("--handshake-timeout must be positive, --max-pending-handshakes 0 or more, --ping-interval at least 0.1 s")
+        }
+        guard configuration.maxConnections >= 0 else { throw ValidationError("--max-connections must be 0 or more") }
+        let (authMiddleware, authFingerprint) = try await authentication(setting: setting)
+        let apiConfiguration = try options.api.configuration(environment: environment)
+
+        var history = HistoryConfiguration(patterns: list(options.historyPatterns, "CHANNELS_HISTORY"))
+        if history.patterns.isEmpty { history.patterns = ["chat_*"] }
+        if history.patterns.allSatisfy({ $0 == "none" }) { history.patterns = [] }
+        history.size = try number(options.historySize, "CHANNELS_HISTORY_SIZE", 1000)
+        history.ttl = .milliseconds(Int64(try number(options.historyTtl, "CHANNELS_HISTORY_TTL", 300.0) * 1000))
+        guard history.size > 0, history.ttl >= .seconds(1) else {
+            throw ValidationError("--history-size must be positive and --history-ttl at least 1 second")
+        }
+
+        let urls = list(options.redisURLs, "CHANNELS_REDIS_URL")
+        let clusterSeeds = list(options.redisCluster, "CHANNELS_REDIS_CLUSTER")
+        guard urls.isEmpty || clusterSeeds.isEmpty else {
+            throw ValidationError("give either --redis (single Redis or channels_redis' ring of hosts) or --redis-cluster (Redis Cluster), not both")
+        }
+        let queueCapacity = try number(options.capacity, "CHANNELS_CAPACITY", 100)
+        let channelLayer: any ChannelLayer
+        var layerRunner: (@Sendable () async throws -> Void)?
+        var directory: (any ClusterDirectory)?
+        let connectionCount = NodeReference()
+        let layerName = setting(options.layer, "CHANNELS_LAYER") ?? "pubsub"
+        let kind: RedisLayerSettings.Kind
+        do { kind = try RedisLayerSettings.kind(named: layerName) } catch { throw ValidationError(error.message) }
+        if urls.isEmpty && clusterSeeds.isEmpty {
+            guard kind == .pubsub || setting(options.layer, "CHANNELS_LAYER") == nil else {
+                throw ValidationError("--layer \(kind) needs Redis: pass --redis redis://HOST:PORT (or CHANNELS_REDIS_URL)")
+            }
+            channelLayer = InMemoryChannelLayer(configuration: .init(capacity: queueCapacity, history: history))
+            logger.info("using the in-memory channel layer (single process); pass --redis to share groups between nodes")
+        } else {
+            var settings = RedisLayerSettings(kind: kind, urls: urls)
+            settings.clusterSeeds = clusterSeeds
+            settings.prefix = setting(options.prefix, "CHANNELS_PREFIX") ?? "asgi"
+            settings.nodeID = node_id
+            settings.capacity = queueCapacity
+            settings.unlistedGroupPrefixes = ChannelsNode.unlistedGroupPrefixes
+            settings.authFingerprint = authFingerprint
+            settings.expiry = .milliseconds(Int64(try number(options.expiry, "CHANNELS_EXPIRY", 60.0) * 1000))
+            settings.groupExpiry = .milliseconds(Int64(try number(options.groupExpiry, "CHANNELS_GROUP_EXPIRY", 86_400.0) * 1000))
+            guard settings.expiry >= .seconds(1), settings.groupExpiry >= .seconds(1) else {
+                throw ValidationError("--expiry and --group-expiry must be at least 1 second")
+            }
+            do {
+                if let path = options.encryptionKeyFile {
+                    settings.encryptionKeys = try RedisLayerSettings.encryptionKeys(fromFile: path)
+                } else if let keys = setting(nil, "CHANNELS_SYMMETRIC_ENCRYPTION_KEYS") {
+                    settings.encryptionKeys = RedisLayerSettings.encryptionKeys(fromList: keys)
+                }
+                settings.channelCapacities = try list(options.channelCapacities, "CHANNELS_CHANNEL_CAPACITY").map { text throws(ChannelLayerError) in
+                    try ChannelCapacities.pattern(parsing: text)
+                }
+            } catch {
+                throw ValidationError(error.message)
+            }
+            let historyChosen = !options.historyPatterns.isEmpty || environment["CHANNELS_HISTORY"] != nil
+            if kind == .core {
+                // Recovery needs the pub/sub layer's history; the core layer has none.
+                if !history.patterns.isEmpty, historyChosen {
+                    throw ValidationError("--history needs the pubsub layer; the core layer keeps no history (pass --history none, or --layer pubsub)")
+                }
+            } else {
+                if !settings.encryptionKeys.isEmpty, !historyChosen {
+                    // History numbers readable payloads in Redis: encrypted groups recover nothing.
+                    history.patterns = []
+                    logger.info("encrypted messages keep no history: recovery is off (pass --history none to say so)")
+                }
+                settings.history = history
+                if !settings.channelCapacities.isEmpty {
+                    throw ValidationError("--channel-capacity is a core layer setting; the pubsub layer has one --capacity")
+                }
+            }
+            let redisLayer: RunnableRedisLayer
+            do {
+                redisLayer = try settings.makeLayer(connectionCount: { connectionCount.count })
+            } catch {
+                throw ValidationError(error.message)
+            }
+            channelLayer = redisLayer.layer
+            layerRunner = { try await redisLayer.run() }
+            directory = RegistryDirectory(hosts: redisLayer.hosts, clustered: redisLayer.clustered, prefix: redisLayer.prefix, kind: kind)
+            Task { await Self.warnAboutPeersAuthenticatingDifferently(redisLayer, nodeID: node_id, ours: authFingerprint, logger: logger) }
+            logger.info(
+                "using the Redis \(kind == .core ? "core" : clusterSeeds.isEmpty ? "pub/sub" : "sharded pub/sub (Redis Cluster)") channel layer",
+                metadata: ["redis": "\(redisLayer.hosts.map(\.redactedDescription))", "encrypted": "\(!settings.encryptionKeys.isEmpty)"]
+            )
+        }
+
+        let node = ChannelsNode(
+            configuration: configuration, layer: channelLayer, layerRunner: layerRunner, router: router, middleware: authMiddleware + self.middleware,
+            pages: pages, metricsExport: { registry.emitToString() },
+            api: apiConfiguration, directory: directory, layerName: urls.isEmpty ? "memory" : kind.rawValue, logger: logger
+        )
+        if apiConfiguration.isEnabled { logger.info("HTTP API on /api and admin page on /admin", metadata: ["keys": "\(apiConfiguration.keys.count)"]) }
+        connectionCount.set(node)
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: node)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        )
+        do {
+            try await group.run()
+        } catch {
+            let message = (error as? ChannelLayerError)?.message ?? "\(error)"
+            logger.critical("\(label) stopped: \(message)")
+            throw ExitCode(1)
+        }
+    }
+}
