@@ -196,6 +196,15 @@ let package = Package(
             dependencies: ["HiredisClient", "ChannelsTestSupport"],
             swiftSettings: swiftSettings
         ),
+        // The README's and the guide's Swift snippets, compiled.
+        .testTarget(
+            name: "DocumentationTests",
+            dependencies: [
+                "ChannelsNode", "ChannelsNodeRunner", "ChannelsProtocol", "HiredisClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ChannelLayersTests",
             dependencies: [

@@ -1,0 +1,143 @@
+import ChannelsWebSocketClient
+import CursorSharing
+import Foundation
+import Synchronization
+import Testing
+
+/// Two `cursor-node` processes on a real `redis-server`: a cursor moved on one node reaches the board's
+/// members on both, as 12-byte binary frames, and bad frames are refused.
+@Suite(.serialized) struct CursorSharingTests {
+    @Test func cursorsCrossNodesAsBinaryFrames() async throws {
+        let redisPort = try freePort()
+        let redis = try launch("redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        defer { redis.terminate() }
+        try await waitForPort(redisPort)
+        var nodes: [(process: Process, port: Int)] = []
+        for index in 0..<2 {
+            let port = try freePort()
+            let node = try launch(
+                Self.product("cursor-node"),
+                ["--port", String(port), "--node-id", "cursor-\(index)", "--redis", "redis://127.0.0.1:\(redisPort)", "--log-level", "warning"]
+            )
+            nodes.append((node, port))
+        }
+        defer { for node in nodes { node.process.terminate() } }
+        for node in nodes { try await waitForReady(node.port) }
+
+        let seen = [Inbox(), Inbox(), Inbox()]
+        var clients: [WebSocketClient] = []
+        for (index, inbox) in seen.enumerated() {
+            clients.append(
+                try await WebSocketClient.connect(
+                    host: "127.0.0.1", port: nodes[index % 2].port, path: "/ws/cursors/demo/", onMessage: { inbox.add($0) }
+                )
+            )
+        }
+        // Joined on every node before the first move.
+        try await Task.sleep(for: .milliseconds(300))
+        clients[0].send(binary: [0x01, 0x02, 0x03, 0x04])
+        for inbox in seen[1...] {
+            #expect(await inbox.waitFor { $0.contains { if case .binary(let bytes) = $0 { bytes.count == 12 && bytes.suffix(4) == [1, 2, 3, 4] } else { false } } })
+        }
+        // The mover does not get its own cursor back; both others got the same sender id.
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(seen[0].messages.isEmpty)
+        let ids = seen[1...].compactMap { inbox -> [UInt8]? in
+            if case .binary(let bytes)? = inbox.messages.first { return Array(bytes.prefix(8)) }
+            return nil
+        }
+        #expect(ids.count == 2 && ids[0] == ids[1])
+
+        // Bad input is refused with a reason and loses nothing else.
+        clients[1].send(binary: [0x01])
+        clients[1].send(text: "hello")
+        #expect(await seen[1].waitFor { $0.filter { if case .text(let text) = $0 { text.contains("invalid_frame") } else { false } }.count == 2 })
+        for client in clients { await client.close() }
+    }
+
+    @Test func idsAreStableAndShort() {
+        #expect(CursorConsumer.id(of: "asgispecific.abc").count == 8)
+        #expect(CursorConsumer.id(of: "asgispecific.abc") == CursorConsumer.id(of: "asgispecific.abc"))
+        #expect(CursorConsumer.id(of: "asgispecific.abc") != CursorConsumer.id(of: "asgispecific.abd"))
+    }
+
+    // MARK: - Processes
+
+    final class Inbox: Sendable {
+        private let received = Mutex<[WebSocketClient.Message]>([])
+        func add(_ message: WebSocketClient.Message) { received.withLock { $0.append(message) } }
+        var messages: [WebSocketClient.Message] { received.withLock { $0 } }
+        func waitFor(_ condition: ([WebSocketClient.Message]) -> Bool) async -> Bool {
+            for _ in 0..<500 {
+                if condition(messages) { return true }
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+            return condition(messages)
+        }
+    }
+
+    /// A product of this package's build, beside the test bundle.
+    static func product(_ name: String) -> String {
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        while directory.path != "/" {
+            let candidate = directory.appendingPathComponent(name).path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/debug/\(name)").path
+    }
+
+    func launch(_ executable: String, _ arguments: [String]) throws -> Process {
+        let process = Process()
+        let path = executable.hasPrefix("/") ? executable : "/usr/bin/\(executable)"
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    func freePort() throws -> Int {
+        let socket = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+        }
+        guard bound else { throw CocoaError(.fileNoSuchFile) }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    func waitForPort(_ port: Int) async throws {
+        for _ in 0..<200 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = UInt16(port).bigEndian
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            }
+            close(fd)
+            if connected { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("nothing listens on port \(port)")
+    }
+
+    func waitForReady(_ port: Int) async throws {
+        for _ in 0..<400 {
+            if let (_, response) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/readyz")!),
+                (response as? HTTPURLResponse)?.statusCode == 200
+            {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("cursor-node on port \(port) was not ready")
+    }
+}
