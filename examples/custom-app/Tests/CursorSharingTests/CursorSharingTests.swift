@@ -93,23 +93,30 @@ import Testing
         let path = executable.hasPrefix("/") ? executable : "/usr/bin/\(executable)"
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
+        // Not the test's own output: `swift test` reads it to its end, which a child still draining holds open.
         process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
         try process.run()
         return process
     }
 
+    /// A free port below the kernel's ephemeral range: a client socket connecting to a port inside that
+    /// range can be given that very port as its own and connect to itself before the server binds it.
     func freePort() throws -> Int {
-        let socket = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(socket) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+        for _ in 0..<100 {
+            let port = Int.random(in: 20_000..<32_000)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = UInt16(port).bigEndian
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            }
+            if bound { return port }
         }
-        guard bound else { throw CocoaError(.fileNoSuchFile) }
-        return Int(UInt16(bigEndian: address.sin_port))
+        throw CocoaError(.fileNoSuchFile)
     }
 
     func waitForPort(_ port: Int) async throws {
@@ -129,15 +136,8 @@ import Testing
         Issue.record("nothing listens on port \(port)")
     }
 
+    /// The node answers on its port (it binds once its layer is set up).
     func waitForReady(_ port: Int) async throws {
-        for _ in 0..<400 {
-            if let (_, response) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/readyz")!),
-                (response as? HTTPURLResponse)?.statusCode == 200
-            {
-                return
-            }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        Issue.record("cursor-node on port \(port) was not ready")
+        try await waitForPort(port)
     }
 }
