@@ -32,9 +32,10 @@ import Testing
         }
         let outage = ContinuousClock.now - killed
         #expect(delivered, "node logs:\n\(nodes[0].log)\n\(nodes[1].log)")
-        print("sentinel failover: chat delivery across two nodes out for \(outage) after the primary was SIGKILLed")
+        let seconds = Double(outage.components.seconds) + Double(outage.components.attoseconds) / 1e18
+        print("sentinel failover: chat delivery across two nodes out for \(String(format: "%.2f", seconds)) s after the primary was SIGKILLed")
 
-        let newPrimary = try await topology.waitForFailover(from: oldPrimary.port)
+        let newPrimary = try await topology.waitForFailover(from: oldPrimary)
         #expect(newPrimary.port != oldPrimary.port)
         // Both directions work on the new primary, and both nodes are ready again.
         bob.say("reply")

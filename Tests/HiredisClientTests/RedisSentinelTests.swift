@@ -71,7 +71,7 @@ import Testing
             print("sentinel failover: delivery out for \(Self.seconds(first.at - killed)) s (down-after-milliseconds 1000, three sentinels)")
         }
 
-        let newPrimary = try await topology.waitForFailover(from: oldPrimary.port)
+        let newPrimary = try await topology.waitForFailover(from: oldPrimary)
         #expect(newPrimary.port == topology.servers[1].port)
         #expect(try await client.send("SET", "after", "2") == .status("OK"))
         #expect(try await Self.serverPort(client) == newPrimary.port)
@@ -101,7 +101,7 @@ import Testing
         // A partition: the primary is frozen, not dead; its sockets stay open, so nothing drops by itself.
         oldPrimary.pause()
         defer { oldPrimary.resume() }
-        let newPrimary = try await topology.waitForFailover(from: oldPrimary.port)
+        let newPrimary = try await topology.waitForFailover(from: oldPrimary)
 
         guard case .connectionLost(let error) = await events.next() else {
             Issue.record("expected connectionLost")
@@ -118,6 +118,41 @@ import Testing
         let moved = await eventually { (try? await Self.serverPort(client)) == newPrimary.port }
         #expect(moved)
         #expect(try await client.send("SET", "written", "on-new") == .status("OK"))
+        await client.close()
+    }
+
+    @Test func sentinelsAndMasterOverTLS() async throws {
+        let fixture = try RedisTLSFixture.make()
+        let topology = try await RedisSentinelTopology.start(tls: fixture)
+        #expect(topology.url.hasPrefix("rediss-sentinel://"))
+        let oldPrimary = try await topology.master()
+        let configuration = try topology.configuration()
+
+        let connection = try await RedisConnection.connect(configuration: configuration)
+        // The sentinels named the primary's TLS port, and the connection is TLS (that port speaks nothing else).
+        #expect(connection.serverAddress == .tcp(host: "127.0.0.1", port: topology.announcedPort(oldPrimary)))
+        #expect(topology.announcedPort(oldPrimary) != oldPrimary.port)
+        #expect(try await connection.send("SET", "over", "tls") == .status("OK"))
+        await connection.close()
+
+        // A CA that did not sign the sentinels' certificates: the same clear error as for a single server, not retried.
+        var wrongCA = configuration
+        wrongCA.tls?.caFile = fixture.otherCAFile
+        await #expect {
+            _ = try await RedisConnection.connect(configuration: wrongCA)
+        } throws: { error in
+            guard let error = error as? RedisError else { return false }
+            return error.code == .tlsHandshakeFailed && error.message.contains("is not signed by the CA in '\(fixture.otherCAFile)'")
+                && !error.isRetryable
+        }
+
+        let client = RedisClient(configuration: configuration, reconnectPolicy: Self.policy)
+        #expect(try await Self.serverPort(client) == oldPrimary.port)
+        oldPrimary.kill()
+        let newPrimary = try await topology.waitForFailover(from: oldPrimary)
+        let moved = await eventually { (try? await Self.serverPort(client)) == newPrimary.port }
+        #expect(moved)
+        #expect(try await client.send("GET", "over") == .bulkString(Array("tls".utf8)))
         await client.close()
     }
 
