@@ -314,7 +314,8 @@ public final class RedisConnection: Sendable {
         } catch {
             timeout.cancel()
             channel.close(promise: nil)
-            throw (error as? RedisError) ?? RedisError(.tlsHandshakeFailed, "the TLS handshake with Redis at \(server) failed: \(error)")
+            // Not a TLS verdict (a reset while Redis restarts, say): retryable, like any connection failure.
+            throw (error as? RedisError) ?? RedisError(.connectionClosed, "the connection to Redis at \(server) failed during the TLS handshake: \(error)")
         }
     }
 

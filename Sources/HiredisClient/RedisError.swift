@@ -45,7 +45,7 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let errorReply = Code(.errorReply)
         /// The server sent bytes that are not RESP2, or a reply of an unexpected shape.
         public static let protocolError = Code(.protocolError)
-        /// The request needs something hiredis 0.14.1 or this client does not offer (RESP3).
+        /// The request needs something hiredis 0.14.1 or this client does not offer (RESP3, TLS over a Unix socket).
         public static let unsupported = Code(.unsupported)
         /// The client or subscriber was closed by its owner.
         public static let clientClosed = Code(.clientClosed)

@@ -182,7 +182,8 @@ enum RedisTLS {
                     : "the TLS connection to Redis at \(address) ended without a TLS close_notify: the server went away or the network cut the connection"
             )
         }
-        return RedisError(.tlsHandshakeFailed, "TLS with Redis at \(address) failed: \(text)")
+        // Anything else is not known to be a verdict about the settings: report it, and let the caller retry.
+        return RedisError(.connectionFailed, "TLS with Redis at \(address) failed: \(text)")
     }
 
     /// The short reason from BoringSSL's error text, e.g. `TLSV13_ALERT_CERTIFICATE_REQUIRED`.

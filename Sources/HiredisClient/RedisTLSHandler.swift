@@ -10,6 +10,7 @@ final class RedisTLSHandler: ChannelInboundHandler {
     typealias InboundOut = ByteBuffer
 
     private var handshake: EventLoopPromise<Void>?
+    private var closedDuringHandshake: RedisError?
     private let address: String
     private let host: String
     private let settings: RedisConfiguration.TLS
@@ -56,30 +57,42 @@ final class RedisTLSHandler: ChannelInboundHandler {
         let mapped: any Error =
             RedisTLS.mapError(error, address: address, settings: settings, host: host, duringHandshake: handshake != nil) ?? error
         if let handshake {
-            self.handshake = nil
-            handshake.fail(mapped)
+            // "The connection closed" may be followed by the reason (the server's bytes were not TLS), which says
+            // more: a closed connection waits for channelInactive, a definite verdict fails the handshake at once.
+            if let redisError = mapped as? RedisError, redisError.code == .connectionClosed {
+                if closedDuringHandshake == nil { closedDuringHandshake = redisError }
+            } else {
+                self.handshake = nil
+                handshake.fail(mapped)
+            }
         }
         context.fireErrorCaught(mapped)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if let handshake {
-            self.handshake = nil
-            handshake.fail(
-                RedisError(
-                    .connectionClosed,
-                    "Redis at \(address) closed the connection during the TLS handshake: is that its tls-port, and does it require a client certificate (cert=, key=)?"
-                )
-            )
+        if handshake != nil {
+            // NIOSSL may still report why (bytes that were not TLS) after the close: give it this turn of the loop.
+            context.eventLoop.assumeIsolated().execute { [self] in
+                failHandshakeClosed()
+            }
         }
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        if let handshake {
-            self.handshake = nil
-            handshake.fail(RedisError(.connectionClosed, "the connection to Redis at \(address) closed during the TLS handshake"))
-        }
+        failHandshakeClosed()
+    }
+
+    private func failHandshakeClosed() {
+        guard let handshake else { return }
+        self.handshake = nil
+        handshake.fail(
+            closedDuringHandshake
+                ?? RedisError(
+                    .connectionClosed,
+                    "Redis at \(address) closed the connection during the TLS handshake: is that its tls-port, and does it require a client certificate (cert=, key=)?"
+                )
+        )
     }
 }
 

@@ -14,6 +14,16 @@ public final class RedisTLSFixture: Sendable {
     /// The server's certificate (names `localhost` and `127.0.0.1`) and key.
     public var serverCertificateFile: String { path("server.pem") }
     public var serverKeyFile: String { path("server.key") }
+    /// A server certificate that names `localhost` only, no IP address (key: ``serverKeyFile``).
+    public var namesOnlyCertificateFile: String { path("names-only.pem") }
+
+    /// Which server certificate a test server presents.
+    public enum ServerCertificate: Sendable {
+        /// DNS `localhost` and IP `127.0.0.1`.
+        case namesAndAddress
+        /// DNS `localhost` only.
+        case namesOnly
+    }
     /// A client certificate (clientAuth) signed by ``caFile``, and its key.
     public var clientCertificateFile: String { path("client.pem") }
     public var clientKeyFile: String { path("client.key") }
@@ -42,25 +52,42 @@ public final class RedisTLSFixture: Sendable {
                 "-out", "\(name).pem", "-days", "2", "-extfile", "\(name).ext",
             ])
         }
+        try "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+            .write(to: directory.appendingPathComponent("names-only.ext"), atomically: true, encoding: .utf8)
+        try fixture.openssl([
+            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "names-only.pem", "-days", "2", "-extfile", "names-only.ext",
+        ])
         return fixture
     }
 
     /// `redis-server` options for a TLS port next to the plain one (which the harness uses to see it is up).
     /// - Parameter requireClientCertificate: `--tls-auth-clients yes` instead of `no`.
-    public func serverArguments(tlsPort: Int, requireClientCertificate: Bool = false) -> [String] {
+    public func serverArguments(
+        tlsPort: Int,
+        requireClientCertificate: Bool = false,
+        certificate: ServerCertificate = .namesAndAddress
+    ) -> [String] {
         [
-            "--tls-port", String(tlsPort), "--tls-cert-file", serverCertificateFile, "--tls-key-file", serverKeyFile,
+            "--tls-port", String(tlsPort),
+            "--tls-cert-file", certificate == .namesOnly ? namesOnlyCertificateFile : serverCertificateFile,
+            "--tls-key-file", serverKeyFile,
             "--tls-ca-cert-file", caFile, "--tls-auth-clients", requireClientCertificate ? "yes" : "no",
         ]
     }
 
     /// Starts a `redis-server` with a TLS port; returns it and the TLS port.
-    public func startServer(requireClientCertificate: Bool = false) async throws -> (server: RedisServer, tlsPort: Int) {
+    public func startServer(
+        requireClientCertificate: Bool = false,
+        certificate: ServerCertificate = .namesAndAddress
+    ) async throws -> (server: RedisServer, tlsPort: Int) {
         var lastError: (any Error)?
         for _ in 0..<3 {
             let tlsPort = try freePort()
             do {
-                let server = try await RedisServer.start(arguments: serverArguments(tlsPort: tlsPort, requireClientCertificate: requireClientCertificate))
+                let server = try await RedisServer.start(
+                    arguments: serverArguments(tlsPort: tlsPort, requireClientCertificate: requireClientCertificate, certificate: certificate)
+                )
                 return (server, tlsPort)
             } catch {
                 lastError = error

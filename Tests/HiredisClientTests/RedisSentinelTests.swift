@@ -200,6 +200,16 @@ import Testing
         }
     }
 
+    @Test func aSentinelAddressWithoutSentinelsIsRefused() async throws {
+        let configuration = RedisConfiguration(address: .sentinel(.init(endpoints: [], masterName: "mymaster")))
+        await #expect {
+            _ = try await RedisConnection.connect(configuration: configuration)
+        } throws: { error in
+            guard let error = error as? RedisError else { return false }
+            return error.code == .invalidURL && error.message.contains("no sentinels configured for master 'mymaster'")
+        }
+    }
+
     @Test func aDeadPrimaryTheSentinelsStillNameIsReportedAndSkipped() async throws {
         let topology = try await RedisSentinelTopology.start(sentinels: 1, downAfter: .seconds(30))
         let primary = try await topology.master()

@@ -165,17 +165,43 @@ import Testing
 
     @Test func tlsToAPlainPortSaysSo() async throws {
         let fixture = try RedisTLSFixture.make()
+        // A plain port that answers at once: Redis at maxclients sends "-ERR max number of clients reached".
+        let full = try await RedisServer.start(arguments: ["--maxclients", "1"])
+        let holder = try await RedisConnection.connect(configuration: full.configuration())
+        try await Self.expectFailure(
+            "rediss://127.0.0.1:\(full.port)?ca=\(fixture.caFile)",
+            code: .tlsHandshakeFailed,
+            saying: ["did not answer in TLS", "tls-port", "redis://"]
+        )
+        await holder.close()
+
+        // A plain port that waits: Redis takes the ClientHello for the start of an inline command and waits for
+        // its end (a newline among the hello's random bytes makes it answer an error instead).
         let (server, _) = try await fixture.startServer()
-        // A plain port reads the ClientHello as the start of an inline command and waits for the rest.
         var configuration = try Self.configuration("rediss://127.0.0.1:\(server.port)?ca=\(fixture.caFile)")
         configuration.connectTimeout = .milliseconds(500)
         await #expect {
             _ = try await RedisConnection.connect(configuration: configuration)
         } throws: { error in
             guard let error = error as? RedisError else { return false }
-            return error.code == .timeout && error.message.contains("is that its tls-port?")
-                && error.message.contains("use redis:// for it")
+            return [.timeout, .tlsHandshakeFailed].contains(error.code) && error.message.contains("tls-port")
+                && error.message.contains("redis://")
         }
+    }
+
+    @Test func aCertificateWithoutTheAddressFailsWhenConnectingByIP() async throws {
+        let fixture = try RedisTLSFixture.make()
+        let (server, tlsPort) = try await fixture.startServer(certificate: .namesOnly)
+        defer { withExtendedLifetime(server) {} }
+        // NIOSSL's own check: no IP entry for 127.0.0.1 and no name to match.
+        try await Self.expectFailure(
+            "rediss://127.0.0.1:\(tlsPort)?ca=\(fixture.caFile)",
+            code: .tlsHandshakeFailed,
+            saying: ["is not valid for '127.0.0.1'", "servername="]
+        )
+        let connection = try await RedisConnection.connect(configuration: try Self.configuration("rediss://localhost:\(tlsPort)?ca=\(fixture.caFile)"))
+        #expect(try await connection.send("PING") == .status("PONG"))
+        await connection.close()
     }
 
     @Test func tlsOverAUnixSocketIsRefused() async throws {
