@@ -49,4 +49,14 @@ import Testing
         #expect(!channels.isEmpty)
         #expect(alice.client.isOpen && bob.client.isOpen)
     }
+
+    @Test func anUnknownMasterNameIsOneLineAndExit1() async throws {
+        let topology = try await RedisSentinelTopology.start(sentinels: 1)
+        let url = "redis-sentinel://127.0.0.1:\(topology.sentinels[0].port)/nosuchmaster"
+        let node = try await NodeProcess.start(redis: [url], nodeID: "sentinel-unknown-\(topology.sentinels[0].port)", waitForReady: false)
+        let status = await node.exitStatus()
+        #expect(status == 1, "\(node.log)")
+        let lines = node.log.split(separator: "\n").filter { $0.contains("monitors a master named 'nosuchmaster'") }
+        #expect(lines.count == 1, "\(node.log)")
+    }
 }
