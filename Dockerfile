@@ -11,7 +11,8 @@ RUN swift build -c release --product channels-node --static-swift-stdlib \
     && cp "$(swift build -c release --show-bin-path)/channels-node" "$(swift build -c release --show-bin-path)/channels-ctl" /
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends libhiredis0.14 && rm -rf /var/lib/apt/lists/*
+# ca-certificates: rediss:// URLs without ca= trust the system's roots.
+RUN apt-get update && apt-get install -y --no-install-recommends libhiredis0.14 ca-certificates && rm -rf /var/lib/apt/lists/*
 COPY --from=build /channels-node /channels-ctl /usr/local/bin/
 ENV CHANNELS_HOST=0.0.0.0 CHANNELS_PORT=8000
 EXPOSE 8000

@@ -33,6 +33,11 @@ let package = Package(
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
         // SHA-1 for the WebSocket handshake; the tests make RSA keys with it.
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        // TLS to Redis (rediss://): BoringSSL through NIO, so no system OpenSSL and no TLS in hiredis.
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        // The server certificate's DNS names, for a strict servername= check (already resolved through jwt-kit).
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
     ],
     targets: [
         // hiredis 0.14.1 from Debian's libhiredis-dev; only HiredisClient imports it.
@@ -47,6 +52,10 @@ let package = Package(
                 "CHiredis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],

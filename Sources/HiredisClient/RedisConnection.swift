@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 #if canImport(Glibc)
 import Glibc
@@ -19,12 +20,21 @@ import Darwin
 public final class RedisConnection: Sendable {
     /// The configuration this connection was made with.
     public let configuration: RedisConfiguration
+    /// The server this connection reached: the configured address, or the master the sentinels named.
+    public let serverAddress: RedisConfiguration.Address
     let channel: any Channel
     private let queue: RedisCommandQueue
     private let logger: Logger
 
-    private init(configuration: RedisConfiguration, channel: any Channel, queue: RedisCommandQueue, logger: Logger) {
+    private init(
+        configuration: RedisConfiguration,
+        serverAddress: RedisConfiguration.Address,
+        channel: any Channel,
+        queue: RedisCommandQueue,
+        logger: Logger
+    ) {
         self.configuration = configuration
+        self.serverAddress = serverAddress
         self.channel = channel
         self.queue = queue
         self.logger = logger
@@ -33,34 +43,48 @@ public final class RedisConnection: Sendable {
     /// Connects, authenticates, selects the database and checks the server answers, all within
     /// the configuration's connect timeout.
     ///
+    /// With a ``RedisConfiguration/Address/sentinel(_:)`` address the sentinels are asked for the master
+    /// first and the master's `ROLE` is checked; see ``RedisConfiguration/Sentinel``.
+    ///
     /// - Throws: ``RedisError`` with ``RedisError/Code/connectionRefused``, ``RedisError/Code/timeout``,
-    ///   ``RedisError/Code/authenticationFailed``, ``RedisError/Code/authenticationRequired``, ...
+    ///   ``RedisError/Code/authenticationFailed``, ``RedisError/Code/authenticationRequired``,
+    ///   ``RedisError/Code/tlsHandshakeFailed``, ``RedisError/Code/sentinelMasterUnknown``, ...
     public static func connect(
         configuration: RedisConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "HiredisClient")
     ) async throws(RedisError) -> RedisConnection {
-        let deadline = NIODeadline.now() + .nanoseconds(configuration.connectTimeout.timeAmount)
-        let channel = try await openChannel(configuration: configuration, eventLoopGroup: eventLoopGroup)
-        let queue = RedisCommandQueue(allocator: channel.allocator)
-        do {
-            try await channel.eventLoop.submit { [address = configuration.address] in
-                try channel.pipeline.syncOperations.addHandlers([
-                    try RedisReplyHandler(), RedisCommandHandler(queue: queue, address: address),
-                ])
-            }.get()
-        } catch {
-            channel.close(promise: nil)
-            throw (error as? RedisError) ?? RedisError(.connectionFailed, "could not set up the connection to \(configuration.address): \(error)")
+        if case .sentinel(let sentinel) = configuration.address {
+            let resolver = RedisSentinelResolver(configuration: configuration, sentinel: sentinel, eventLoopGroup: eventLoopGroup, logger: logger)
+            return try await resolver.connectToMaster()
         }
-        let connection = RedisConnection(configuration: configuration, channel: channel, queue: queue, logger: logger)
+        return try await connect(configuration: configuration, server: configuration.address, eventLoopGroup: eventLoopGroup, logger: logger)
+    }
+
+    /// Connects to `server` (a TCP or Unix address) with the credentials, database and TLS settings of `configuration`.
+    static func connect(
+        configuration: RedisConfiguration,
+        server: RedisConfiguration.Address,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger
+    ) async throws(RedisError) -> RedisConnection {
+        let deadline = NIODeadline.now() + .nanoseconds(configuration.connectTimeout.timeAmount)
+        let queue = RedisCommandQueue(allocator: ByteBufferAllocator())
+        // The RESP handlers are in the pipeline from the start, behind TLS: an alert the server sends right after
+        // the handshake (TLS 1.3's "certificate required") then reaches the command handler and fails the handshake's PING.
+        let channel = try await openChannel(
+            configuration: configuration, server: server, eventLoopGroup: eventLoopGroup, deadline: deadline
+        ) {
+            [try RedisReplyHandler(), RedisCommandHandler(queue: queue, address: server)]
+        }
+        let connection = RedisConnection(configuration: configuration, serverAddress: server, channel: channel, queue: queue, logger: logger)
         do {
             try await connection.handshake(deadline: deadline)
         } catch {
             await connection.close()
             throw error
         }
-        logger.debug("connected to Redis", metadata: ["redis": "\(configuration.redactedDescription)"])
+        logger.debug("connected to Redis", metadata: ["redis": "\(configuration.redactedDescription)", "server": "\(server)"])
         return connection
     }
 
@@ -113,6 +137,7 @@ public final class RedisConnection: Sendable {
         }
         let reply = try result.get()
         if case .error(let text) = reply {
+            noteErrorReply(text)
             throw RedisError.fromErrorReply(text, command: command.name)
         }
         return reply
@@ -128,7 +153,27 @@ public final class RedisConnection: Sendable {
             case .queued: break
             }
         }
-        return try result.get()
+        let replies = try result.get()
+        for reply in replies {
+            if case .error(let text) = reply { noteErrorReply(text) }
+        }
+        return replies
+    }
+
+    /// A `READONLY` reply on a connection to a sentinel-named master means the master was demoted: close the
+    /// connection so that the next call reconnects and asks the sentinels again.
+    private func noteErrorReply(_ text: String) {
+        guard text.hasPrefix("READONLY"), case .sentinel(let sentinel) = configuration.address else { return }
+        logger.warning(
+            "Redis at \(serverAddress) is no longer the master of '\(sentinel.masterName)' (READONLY); reconnecting through the sentinels"
+        )
+        channel.pipeline.fireErrorCaught(
+            RedisError(
+                .connectionClosed,
+                "Redis at \(serverAddress) was demoted to a replica (READONLY); reconnecting to the master the sentinels name",
+                serverMessage: text
+            )
+        )
     }
 
     private func scheduleFlush() {
@@ -146,7 +191,7 @@ public final class RedisConnection: Sendable {
             let timeout = configuration.commandTimeout.map { "\($0)" } ?? "its deadline"
             let error = RedisError(
                 .timeout,
-                "Redis at \(configuration.address) did not answer within \(timeout); the server may be blocked or unreachable"
+                "Redis at \(serverAddress) did not answer within \(timeout); the server may be blocked or unreachable"
             )
             if let next = queue.expire(now: .now(), firedFor: deadline, error: error) {
                 armTimeoutTimer(at: next)
@@ -177,7 +222,7 @@ public final class RedisConnection: Sendable {
         } catch where error.code == .timeout {
             throw RedisError(
                 .timeout,
-                "connecting to Redis at \(configuration.address) timed out after \(configuration.connectTimeout): the server accepted the connection but did not answer"
+                "connecting to Redis at \(serverAddress) timed out after \(configuration.connectTimeout): the server accepted the connection but did not answer"
             )
         }
         for (command, reply) in zip(commands, replies) {
@@ -189,27 +234,93 @@ public final class RedisConnection: Sendable {
 
     private static func openChannel(
         configuration: RedisConfiguration,
-        eventLoopGroup: any EventLoopGroup
+        server: RedisConfiguration.Address,
+        eventLoopGroup: any EventLoopGroup,
+        deadline: NIODeadline,
+        makeHandlers: @escaping @Sendable () throws -> [any ChannelHandler]
     ) async throws(RedisError) -> any Channel {
-        let bootstrap = ClientBootstrap(group: eventLoopGroup)
+        let eventLoop = eventLoopGroup.next()
+        var tls: (settings: RedisConfiguration.TLS, host: String, context: NIOSSLContext)?
+        switch server {
+        case .tcp(let host, _):
+            if let settings = configuration.tls {
+                tls = (settings, host, try await RedisTLS.makeContext(settings))
+            }
+        case .unixSocket:
+            if configuration.tls != nil {
+                throw RedisError(
+                    .unsupported,
+                    "TLS over a Unix socket is not supported: Redis serves TLS on TCP only; use rediss://host:port, or unix:// without TLS settings"
+                )
+            }
+        case .sentinel:
+            throw RedisError(.connectionFailed, "internal error: a sentinel address must be resolved before connecting; please report")
+        }
+        let handshake = eventLoop.makePromise(of: Void.self)
+        let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(.nanoseconds(configuration.connectTimeout.timeAmount))
             .channelOption(.socketOption(.so_keepalive), value: 1)
+            .channelInitializer { [tls] channel in
+                do {
+                    var handlers: [any ChannelHandler] = []
+                    if let tls {
+                        handlers.append(
+                            try NIOSSLClientHandler(context: tls.context, serverHostname: RedisTLS.serverHostname(tls.settings, host: tls.host))
+                        )
+                        handlers.append(RedisTLSHandler(handshake: handshake, address: server.description, host: tls.host, settings: tls.settings))
+                    }
+                    try channel.pipeline.syncOperations.addHandlers(handlers + makeHandlers())
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                } catch {
+                    handshake.fail(error)
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+            }
+        let channel: any Channel
         do {
-            switch configuration.address {
+            switch server {
             case .tcp(let host, let port):
-                return try await bootstrap
-                    .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-                    .connect(host: host, port: port).get()
+                channel = try await bootstrap.channelOption(.tcpOption(.tcp_nodelay), value: 1).connect(host: host, port: port).get()
             case .unixSocket(let path):
-                return try await bootstrap.connect(unixDomainSocketPath: path).get()
+                channel = try await bootstrap.connect(unixDomainSocketPath: path).get()
+            case .sentinel:
+                throw RedisError(.connectionFailed, "internal error: a sentinel address must be resolved before connecting; please report")
             }
         } catch {
-            throw mapConnectError(error, configuration: configuration)
+            handshake.fail(error)
+            if let error = error as? RedisError { throw error }
+            if let tls, let mapped = RedisTLS.mapError(error, address: server.description, settings: tls.settings, host: tls.host, duringHandshake: true) {
+                throw mapped
+            }
+            throw mapConnectError(error, configuration: configuration, server: server)
+        }
+        guard tls != nil else {
+            handshake.succeed()
+            return channel
+        }
+        // NIOSSL has no handshake timeout of its own: a server that accepts and never answers is cut at the deadline.
+        let timeout = eventLoop.scheduleTask(deadline: deadline) {
+            handshake.fail(
+                RedisError(
+                    .timeout,
+                    "the TLS handshake with Redis at \(server) timed out after \(configuration.connectTimeout): is that its tls-port? A plain Redis port waits silently for TLS bytes: use redis:// for it"
+                )
+            )
+        }
+        do {
+            try await handshake.futureResult.get()
+            timeout.cancel()
+            return channel
+        } catch {
+            timeout.cancel()
+            channel.close(promise: nil)
+            // Not a TLS verdict (a reset while Redis restarts, say): retryable, like any connection failure.
+            throw (error as? RedisError) ?? RedisError(.connectionClosed, "the connection to Redis at \(server) failed during the TLS handshake: \(error)")
         }
     }
 
-    static func mapConnectError(_ error: any Error, configuration: RedisConfiguration) -> RedisError {
-        let address = configuration.address
+    static func mapConnectError(_ error: any Error, configuration: RedisConfiguration, server: RedisConfiguration.Address) -> RedisError {
+        let address = server
         var errnos: [Int32] = []
         if let error = error as? IOError { errnos.append(error.errnoCode) }
         if let error = error as? NIOConnectionError {
@@ -245,7 +356,7 @@ public final class RedisConnection: Sendable {
                 try pipeline.addHandler(makeHandler())
             }.get()
         } catch {
-            throw RedisError(.connectionClosed, "could not switch the connection to \(configuration.address) to pub/sub: \(error)")
+            throw RedisError(.connectionClosed, "could not switch the connection to \(serverAddress) to pub/sub: \(error)")
         }
     }
 }

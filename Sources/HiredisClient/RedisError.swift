@@ -19,6 +19,9 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
             case protocolError
             case unsupported
             case clientClosed
+            case tlsConfigurationInvalid
+            case tlsHandshakeFailed
+            case sentinelMasterUnknown
         }
 
         private let base: Base
@@ -42,10 +45,18 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let errorReply = Code(.errorReply)
         /// The server sent bytes that are not RESP2, or a reply of an unexpected shape.
         public static let protocolError = Code(.protocolError)
-        /// The request needs something hiredis 0.14.1 or this client does not offer (TLS, RESP3).
+        /// The request needs something hiredis 0.14.1 or this client does not offer (RESP3, TLS over a Unix socket).
         public static let unsupported = Code(.unsupported)
         /// The client or subscriber was closed by its owner.
         public static let clientClosed = Code(.clientClosed)
+        /// A TLS file named in a `rediss://` URL (`ca=`, `cert=`, `key=`) is missing, unreadable or not PEM,
+        /// or the key does not belong to the certificate: fix the file or the path; retrying cannot help.
+        public static let tlsConfigurationInvalid = Code(.tlsConfigurationInvalid)
+        /// The TLS handshake failed: the server's certificate is not signed by the given CA or does not name the
+        /// host, the server wants a client certificate, or the port does not speak TLS.
+        public static let tlsHandshakeFailed = Code(.tlsHandshakeFailed)
+        /// The sentinels answered but none of them monitors a master of the configured name.
+        public static let sentinelMasterUnknown = Code(.sentinelMasterUnknown)
 
         public var description: String { base.rawValue }
     }
@@ -67,7 +78,9 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     /// Whether retrying the same connection settings can succeed (false for bad credentials and bad URLs).
     public var isRetryable: Bool {
         switch code {
-        case .authenticationFailed, .authenticationRequired, .invalidURL, .unsupported, .clientClosed: false
+        case .authenticationFailed, .authenticationRequired, .invalidURL, .unsupported, .clientClosed,
+            .tlsConfigurationInvalid, .tlsHandshakeFailed, .sentinelMasterUnknown:
+            false
         default: true
         }
     }

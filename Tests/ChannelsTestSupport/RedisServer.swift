@@ -21,6 +21,7 @@ public final class RedisServer: Sendable {
     /// The folder holding the socket and the log.
     public let directory: URL
     private let extraArguments: [String]
+    private let configFile: String?
     private let process = Mutex<Process?>(nil)
 
     /// `redis://[:password@]127.0.0.1:port`.
@@ -43,24 +44,28 @@ public final class RedisServer: Sendable {
         return configuration
     }
 
-    private init(port: Int, password: String?, directory: URL, extraArguments: [String]) {
+    private init(port: Int, password: String?, directory: URL, extraArguments: [String], configFile: String?) {
         self.port = port
         self.password = password
         self.directory = directory
         self.extraArguments = extraArguments
+        self.configFile = configFile
     }
 
     /// Starts a server and waits until it answers.
     /// - Parameters:
     ///   - password: sets `requirepass`.
     ///   - arguments: more `redis-server` options, e.g. `["--maxclients", "100"]`.
-    public static func start(password: String? = nil, arguments: [String] = []) async throws -> RedisServer {
+    ///   - configFile: a config file put before the options (a sentinel needs one it can rewrite).
+    public static func start(password: String? = nil, arguments: [String] = [], configFile: String? = nil) async throws -> RedisServer {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("swift-channels-redis-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var lastError: (any Error)?
         for _ in 0..<5 {
-            let server = RedisServer(port: try freePort(), password: password, directory: directory, extraArguments: arguments)
+            let server = RedisServer(
+                port: try freePort(), password: password, directory: directory, extraArguments: arguments, configFile: configFile
+            )
             do {
                 try await server.launch()
                 return server
@@ -150,7 +155,7 @@ public final class RedisServer: Sendable {
             "--logfile", directory.appendingPathComponent("redis.log").path, "--daemonize", "no",
         ]
         if let password { arguments += ["--requirepass", password] }
-        process.arguments = arguments + extraArguments
+        process.arguments = (configFile.map { [$0] } ?? []) + arguments + extraArguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()

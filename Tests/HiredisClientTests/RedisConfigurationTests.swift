@@ -59,12 +59,81 @@ import Testing
         }
     }
 
-    @Test func refusesTLSWithAWayOut() {
+    @Test func parsesRedissWithTLSFiles() throws {
+        let configuration = try RedisConfiguration(
+            url: "rediss://:pw@redis.example.com:6380/2?ca=/etc/ssl/redis%20ca.pem&cert=/etc/c.pem&key=/etc/c.key&servername=cache.internal"
+        )
+        #expect(configuration.address == .tcp(host: "redis.example.com", port: 6380))
+        #expect(configuration.database == 2)
+        #expect(configuration.password == "pw")
+        #expect(
+            configuration.tls
+                == RedisConfiguration.TLS(caFile: "/etc/ssl/redis ca.pem", certificateFile: "/etc/c.pem", keyFile: "/etc/c.key", serverName: "cache.internal")
+        )
+        #expect(configuration.redactedDescription == "rediss://:***@redis.example.com:6380/2")
+
+        let systemRoots = try RedisConfiguration(url: "rediss://redis.example.com")
+        #expect(systemRoots.tls == RedisConfiguration.TLS())
+        #expect(try RedisConfiguration(url: "redis://127.0.0.1").tls == nil)
+    }
+
+    @Test func parsesSentinelURLs() throws {
+        let configuration = try RedisConfiguration(
+            url: "redis-sentinel://node:pw@10.0.0.1:26379,10.0.0.2,[::1]:26400/my%20master/3?sentinel_password=sp&sentinel_username=watcher"
+        )
+        let sentinel = RedisConfiguration.Sentinel(
+            endpoints: [.init(host: "10.0.0.1", port: 26379), .init(host: "10.0.0.2", port: 26379), .init(host: "::1", port: 26400)],
+            masterName: "my master", username: "watcher", password: "sp"
+        )
+        #expect(configuration.address == .sentinel(sentinel))
+        #expect(configuration.username == "node")
+        #expect(configuration.password == "pw")
+        #expect(configuration.database == 3)
+        #expect(configuration.tls == nil)
+        #expect(configuration.redactedDescription == "redis-sentinel://node:***@10.0.0.1:26379,10.0.0.2:26379,[::1]:26400/my master/3")
+        #expect(!configuration.redactedDescription.contains("sp"))
+
+        let secure = try RedisConfiguration(url: "rediss-sentinel://127.0.0.1:26379/mymaster?ca=/ca.pem")
+        #expect(secure.tls == RedisConfiguration.TLS(caFile: "/ca.pem"))
+        #expect(secure.redactedDescription == "rediss-sentinel://127.0.0.1:26379/mymaster")
+        #expect("\(secure.address)" == "master 'mymaster' via sentinels 127.0.0.1:26379")
+    }
+
+    @Test(arguments: [
+        ("redis://127.0.0.1?ca=/ca.pem", "'ca' is a TLS setting: use rediss://"),
+        ("redis://127.0.0.1?servername=x", "'servername' is a TLS setting"),
+        ("rediss://127.0.0.1?cert=/c.pem", "'cert' and 'key' go together"),
+        ("rediss://127.0.0.1?key=/c.key", "'cert' and 'key' go together"),
+        ("rediss://127.0.0.1?ca=", "'ca=' needs a value"),
+        ("redis-sentinel://127.0.0.1:26379", "needs the master's name"),
+        ("redis-sentinel://127.0.0.1:26379/", "needs the master's name"),
+        ("redis-sentinel:///mymaster", "at least one sentinel"),
+        ("redis-sentinel://a:1,,b:2/mymaster", "empty sentinel address"),
+        ("redis-sentinel://a:x/mymaster", "bad port 'x'"),
+        ("redis-sentinel://a:1/mymaster/x", "database 'x' is not a non-negative integer"),
+        ("redis-sentinel://a:1/mymaster/1/extra", "unexpected '/extra' after the database"),
+        ("redis://127.0.0.1?sentinel_password=x", "'sentinel_password' applies to sentinels"),
+    ])
+    func rejectsBadTLSAndSentinelURLsWithAReason(url: String, reason: String) {
         #expect {
-            try RedisConfiguration(url: "rediss://127.0.0.1:6379")
+            try RedisConfiguration(url: url)
         } throws: { error in
             guard let error = error as? RedisError else { return false }
-            return error.code == .unsupported && error.message.contains("TLS proxy")
+            return error.code == .invalidURL && error.message.contains(reason)
+        }
+    }
+
+    @Test func errorMessagesNeverShowQueryPasswords() {
+        for url in [
+            "redis-sentinel://127.0.0.1:26379/m?sentinel_password=topsecret&color=blue",
+            "unix:///tmp/r.sock?password=topsecret&color=blue",
+        ] {
+            #expect {
+                try RedisConfiguration(url: url)
+            } throws: { error in
+                "\(error)".contains("unknown query parameter 'color'") && "\(error)".contains("password=***")
+                    && !"\(error)".contains("topsecret")
+            }
         }
     }
 
