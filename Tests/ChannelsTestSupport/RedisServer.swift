@@ -82,7 +82,7 @@ public final class RedisServer: Sendable {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("swift-channels-redis-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let server = RedisServer(port: port, password: nil, directory: directory, extraArguments: arguments)
+        let server = RedisServer(port: port, password: nil, directory: directory, extraArguments: arguments, configFile: nil)
         try await server.launch()
         return server
     }
