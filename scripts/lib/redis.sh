@@ -40,8 +40,9 @@ start_redis_cluster() {
     mkdir -p "$dir"
     CLUSTER_PIDS=()
     for i in $(seq 1 "$count"); do
-        # The cluster bus listens on port + 10000: pick ports below 55536 whose bus port is free too.
-        while :; do port=$(( (RANDOM % 20000) + 20000 )); (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || (exec 3<>"/dev/tcp/127.0.0.1/$((port + 10000))") 2>/dev/null || break; done
+        # The cluster bus listens on port + 10000: both below the ephemeral range (32768), where the load
+        # generator's many client sockets would otherwise sit.
+        while :; do port=$(( (RANDOM % 10000) + 12000 )); (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || (exec 3<>"/dev/tcp/127.0.0.1/$((port + 10000))") 2>/dev/null || break; done
         redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" --cluster-enabled yes \
             --cluster-config-file "nodes-$port.conf" --cluster-node-timeout 2000 --logfile "$dir/redis-$port.log" --daemonize no &
         CLUSTER_PIDS+=($!)

@@ -159,11 +159,20 @@ final class MembershipRegistry: Sendable {
                 commands += removalCommands(groups: groups)
             }
         }
-        do {
-            _ = try await client.pipeline(commands)
-        } catch {
-            failures.withLock { $0 += 1 }
-            logger.debug("registry write failed; the next heartbeat repairs it", metadata: ["error": "\(error.message)"])
+        // A Redis just back may still be inside the client's reconnection backoff: a few short retries keep a
+        // rewrite asked for right after a restart from waiting for the next heartbeat.
+        for attempt in 1...4 {
+            do {
+                _ = try await client.pipeline(commands)
+                return
+            } catch {
+                failures.withLock { $0 += 1 }
+                if attempt == 4 || Task.isCancelled {
+                    logger.debug("registry write failed; the next heartbeat repairs it", metadata: ["error": "\(error.message)"])
+                    return
+                }
+                try? await Task.sleep(for: .milliseconds(150 * attempt))
+            }
         }
     }
 }
