@@ -57,7 +57,7 @@ public final class NodeProcess: Sendable {
         let log = FileHandle(forWritingAtPath: logPath)
         process.standardOutput = log
         process.standardError = log
-        try process.run()
+        try ChildProcesses.launch { try process.run() }
         self.process = Mutex(process)
     }
 
@@ -80,12 +80,10 @@ public final class NodeProcess: Sendable {
 
     /// Ends the node at once (SIGKILL), like a crash.
     public func kill() {
-        process.withLock { process in
-            if process.isRunning {
-                _ = Glibc.kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-            }
-        }
+        ChildProcesses.signalAndWait(processIdentifier, SIGKILL)
+        // Then Foundation's view, which callers may read next; bounded like everything here.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while isRunning && ContinuousClock.now < deadline { usleep(5_000) }
     }
 
     /// Waits for the process to exit; its exit status, or `nil` if it still runs after `timeout`.
@@ -101,12 +99,7 @@ public final class NodeProcess: Sendable {
     }
 
     deinit {
-        process.withLock { process in
-            if process.isRunning {
-                _ = Glibc.kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-            }
-        }
+        ChildProcesses.signalAndWait(processIdentifier, SIGKILL)
         try? FileManager.default.removeItem(atPath: logPath)
     }
 }

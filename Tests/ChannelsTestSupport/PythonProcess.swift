@@ -27,10 +27,15 @@ public final class PythonProcess: Sendable {
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
-        let output = Pipe()
-        let errorOutput = Pipe()
-        process.standardOutput = output
-        process.standardError = errorOutput
+        // The pipes are made while no other child starts, so that only this one holds their write ends.
+        let (output, errorOutput) = try ChildProcesses.launch {
+            let output = Pipe()
+            let errorOutput = Pipe()
+            process.standardOutput = output
+            process.standardError = errorOutput
+            try process.run()
+            return (output, errorOutput)
+        }
         let (lines, continuation) = AsyncStream.makeStream(of: String.self)
         self.lines = lines
         // Blocking reads on threads of their own that hold the pipes until end of file. (FileHandle's
@@ -59,7 +64,6 @@ public final class PythonProcess: Sendable {
                 errors.text.withLock { $0 += String(decoding: data, as: UTF8.self) }
             }
         }
-        try process.run()
         self.process = Mutex(process)
     }
 
@@ -81,9 +85,13 @@ public final class PythonProcess: Sendable {
         }
     }
 
-    /// Waits for the process to end and returns its exit status.
-    public func wait() async -> Int32 {
-        while process.withLock({ $0.isRunning }) { try? await Task.sleep(for: .milliseconds(20)) }
+    /// Waits for the process to end and returns its exit status, or `nil` if it still runs after `timeout`.
+    public func wait(timeout: Duration = .seconds(60)) async -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while process.withLock({ $0.isRunning }) {
+            guard ContinuousClock.now < deadline else { return nil }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
         return process.withLock { $0.terminationStatus }
     }
 

@@ -122,27 +122,13 @@ public final class RedisServer: Sendable {
             defer { process = nil }
             return process
         }
-        guard let running, running.isRunning else { return }
+        guard let running else { return }
+        // Bounded: 2 s for the signal, then SIGKILL (a child started from a dispatch thread may inherit a mask
+        // that blocks SIGTERM).
         let pid = running.processIdentifier
-        _ = Glibc.kill(pid, SIGCONT)
-        _ = Glibc.kill(pid, signal)
-        // Not `waitUntilExit`, which spins while the child lives: a child spawned from a dispatch thread may
-        // inherit a mask blocking SIGTERM and never see it. Wait up to 2 s, then SIGKILL.
-        if !Self.waitForExit(pid, tries: 200) {
-            _ = Glibc.kill(pid, SIGKILL)
-            _ = Self.waitForExit(pid, tries: 1000)
+        if !ChildProcesses.signalAndWait(pid, signal, timeout: .seconds(2)) {
+            ChildProcesses.signalAndWait(pid, SIGKILL)
         }
-    }
-
-    /// Reaps `pid`, or sees it gone if Foundation reaped it first; polls every 10 ms.
-    private static func waitForExit(_ pid: pid_t, tries: Int) -> Bool {
-        for _ in 0..<tries {
-            let reaped = waitpid(pid, nil, WNOHANG)
-            if reaped == pid || (reaped == -1 && errno == ECHILD) { return true }
-            if Glibc.kill(pid, 0) != 0 && errno == ESRCH { return true }
-            usleep(10_000)
-        }
-        return false
     }
 
     private func launch() async throws {
@@ -158,7 +144,7 @@ public final class RedisServer: Sendable {
         process.arguments = (configFile.map { [$0] } ?? []) + arguments + extraArguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
-        try process.run()
+        try ChildProcesses.launch { try process.run() }
         self.process.withLock { $0 = process }
 
         var configuration = self.configuration(commandTimeout: .seconds(1), connectTimeout: .seconds(1))

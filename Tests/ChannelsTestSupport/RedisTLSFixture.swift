@@ -105,13 +105,18 @@ public final class RedisTLSFixture: Sendable {
         process.executableURL = URL(fileURLWithPath: try RedisServer.findExecutable("openssl"))
         process.arguments = arguments
         process.currentDirectoryURL = directory
-        let errors = Pipe()
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = errors
-        try process.run()
+        let errors = try ChildProcesses.launch {
+            let errors = Pipe()
+            process.standardError = errors
+            try process.run()
+            return errors
+        }
         let output = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
+        // End of file came: the process is ending. Bounded rather than `waitUntilExit()` (see ChildProcesses).
+        let deadline = ContinuousClock.now + .seconds(30)
+        while process.isRunning && ContinuousClock.now < deadline { usleep(5_000) }
+        guard !process.isRunning, process.terminationStatus == 0 else {
             throw TestSupportError("openssl \(arguments.joined(separator: " ")) failed: \(String(decoding: output, as: UTF8.self))")
         }
     }

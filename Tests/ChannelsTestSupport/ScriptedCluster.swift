@@ -89,7 +89,13 @@ public func run(_ executable: String, _ arguments: [String], environment: [Strin
         for pointer in envp { free(pointer) }
     }
     var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+    let spawned = ChildProcesses.launch {
+        // Only 0, 1 and 2: a server the program leaves running must not hold this process's sockets or pipes.
+        for descriptor in ChildProcesses.openDescriptors() where descriptor > 2 {
+            posix_spawn_file_actions_addclose(&actions, descriptor)
+        }
+        return posix_spawn(&pid, executable, &actions, nil, argv, envp)
+    }
     guard spawned == 0 else { throw TestSupportError("could not start \(executable): errno \(spawned)") }
     let child = pid
     let status: Int32 = await withCheckedContinuation { continuation in
