@@ -98,17 +98,24 @@ public final class PythonProcess: Sendable {
     /// What the process wrote to stderr so far.
     public var standardError: String { errors.text.withLock { $0 } }
 
-    /// Sends SIGTERM if it still runs.
+    /// Sends SIGTERM to the process and what it started (Foundation starts each child in a process group of its
+    /// own: a script's server goes too).
     public func terminate() {
-        process.withLock { process in
-            if process.isRunning { process.terminate() }
-        }
+        let pid = process.withLock { $0.processIdentifier }
+        if pid > 0 { _ = Glibc.kill(-pid, SIGTERM) }
     }
 
+    /// Ends the group: SIGTERM, then SIGKILL for whatever did not exit within 3 s (uvicorn waits for its open
+    /// WebSockets on SIGTERM), so that no test leaves a server running.
     deinit {
-        process.withLock { process in
-            if process.isRunning { process.terminate() }
+        let pid = process.withLock { $0.processIdentifier }
+        guard pid > 0 else { return }
+        _ = Glibc.kill(-pid, SIGTERM)
+        if !ChildProcesses.signalAndWait(pid, SIGTERM, timeout: .seconds(3)) {
+            _ = Glibc.kill(-pid, SIGKILL)
         }
+        // Children of the group that outlive the leader (a script's server).
+        _ = Glibc.kill(-pid, SIGKILL)
     }
 }
 
