@@ -10,7 +10,8 @@ import Testing
     @Test func cursorsCrossNodesAsBinaryFrames() async throws {
         let redisPort = try freePort()
         let redis = try launch("redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        defer { redis.terminate() }
+        // SIGKILL: a child started from a dispatch thread inherits its blocked SIGTERM (Foundation keeps the mask).
+        defer { kill(redis.processIdentifier, SIGKILL) }
         try await waitForPort(redisPort)
         var nodes: [(process: Process, port: Int)] = []
         for index in 0..<2 {
