@@ -41,11 +41,26 @@ public enum ChildProcesses {
         guard pid > 0, !hasExited(pid) else { return true }
         _ = Glibc.kill(pid, SIGCONT)
         _ = Glibc.kill(pid, signal)
+        return waitForExit(pid, timeout: timeout)
+    }
+
+    /// Waits up to `timeout` for `pid` to exit; whether it did.
+    @discardableResult
+    public static func waitForExit(_ pid: pid_t, timeout: Duration) -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if hasExited(pid) { return true }
             usleep(5_000)
         }
         return hasExited(pid)
+    }
+
+    /// Waits up to `timeout` until Foundation has seen `process` end (its `terminationStatus` is then valid);
+    /// whether it did.
+    @discardableResult
+    public static func waitUntilNotRunning(_ process: Process, timeout: Duration) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline { usleep(5_000) }
+        return !process.isRunning
     }
 }

@@ -81,9 +81,8 @@ public final class NodeProcess: Sendable {
     /// Ends the node at once (SIGKILL), like a crash.
     public func kill() {
         ChildProcesses.signalAndWait(processIdentifier, SIGKILL)
-        // Then Foundation's view, which callers may read next; bounded like everything here.
-        let deadline = ContinuousClock.now + .seconds(5)
-        while isRunning && ContinuousClock.now < deadline { usleep(5_000) }
+        // Then Foundation's view, which callers may read next.
+        process.withLock { _ = ChildProcesses.waitUntilNotRunning($0, timeout: .seconds(5)) }
     }
 
     /// Waits for the process to exit; its exit status, or `nil` if it still runs after `timeout`.

@@ -111,10 +111,8 @@ public final class PythonProcess: Sendable {
         let pid = process.withLock { $0.processIdentifier }
         guard pid > 0 else { return }
         _ = Glibc.kill(-pid, SIGTERM)
-        if !ChildProcesses.signalAndWait(pid, SIGTERM, timeout: .seconds(3)) {
-            _ = Glibc.kill(-pid, SIGKILL)
-        }
-        // Children of the group that outlive the leader (a script's server).
+        ChildProcesses.waitForExit(pid, timeout: .seconds(3))
+        // Whatever of the group is left: the leader if SIGTERM was not enough, a script's server that outlived it.
         _ = Glibc.kill(-pid, SIGKILL)
     }
 }

@@ -114,9 +114,7 @@ public final class RedisTLSFixture: Sendable {
         }
         let output = errors.fileHandleForReading.readDataToEndOfFile()
         // End of file came: the process is ending. Bounded rather than `waitUntilExit()` (see ChildProcesses).
-        let deadline = ContinuousClock.now + .seconds(30)
-        while process.isRunning && ContinuousClock.now < deadline { usleep(5_000) }
-        guard !process.isRunning, process.terminationStatus == 0 else {
+        guard ChildProcesses.waitUntilNotRunning(process, timeout: .seconds(30)), process.terminationStatus == 0 else {
             throw TestSupportError("openssl \(arguments.joined(separator: " ")) failed: \(String(decoding: output, as: UTF8.self))")
         }
     }

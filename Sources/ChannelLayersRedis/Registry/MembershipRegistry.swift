@@ -39,7 +39,6 @@ final class MembershipRegistry: Sendable {
     private let client: any RedisCommandSender
     private let logger: Logger
     private let queue = Mutex<(operations: [Operation], waiter: CheckedContinuation<Void, Never>?)>(([], nil))
-    private let failures = Mutex(0)
 
     init(client: any RedisCommandSender, prefix: String, nodeID: String, ttl: Duration, authFingerprint: String, logger: Logger) {
         self.authFingerprint = authFingerprint
@@ -53,9 +52,6 @@ final class MembershipRegistry: Sendable {
     var nodesKey: String { RegistryKeys(prefix: prefix).nodes }
     var nodeKey: String { RegistryKeys(prefix: prefix).node(nodeID) }
     func groupKey(_ group: String) -> String { RegistryKeys(prefix: prefix).group(group, node: nodeID) }
-
-    /// Batches that failed to reach Redis (they are repaired by the next heartbeat).
-    var failedWrites: Int { failures.withLock { $0 } }
 
     /// Deletes this node's entries now, bypassing the queue (at shutdown, once the writer has stopped).
     func removeNow(groups: [String]) async {
@@ -166,7 +162,6 @@ final class MembershipRegistry: Sendable {
                 _ = try await client.pipeline(commands)
                 return
             } catch {
-                failures.withLock { $0 += 1 }
                 if attempt == 4 || Task.isCancelled {
                     logger.debug("registry write failed; the next heartbeat repairs it", metadata: ["error": "\(error.message)"])
                     return
