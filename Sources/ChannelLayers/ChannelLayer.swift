@@ -51,9 +51,11 @@ public protocol ChannelLayer: Sendable {
     /// Whether `group` keeps a history (offsets, epochs and recent messages for recovering clients).
     func keepsHistory(_ group: String) -> Bool
 
-    /// The messages of a history group after `offset` (everything kept when `nil`, only the position when
-    /// `Int64.max`) and its newest position; `nil` when the group keeps no history.
-    func history(of group: String, after offset: Int64?) async throws(ChannelLayerError) -> GroupHistory?
+    /// Reads a history group: its newest position, the oldest offset it keeps, and at most `limit` of its
+    /// messages, oldest first: the first ones after `offset`, or with `offset` `nil` the newest ones.
+    /// `nil` when the group keeps no history. Every read is bounded by `limit`, so a reader pages through
+    /// a long history instead of holding it whole.
+    func history(of group: String, after offset: Int64?, limit: Int) async throws(ChannelLayerError) -> GroupHistory?
 
     /// Forgets a channel of this process: its queue, its waiters and its group memberships.
     func deleteChannel(_ channel: String) async
@@ -105,6 +107,12 @@ public struct ChannelLayerStatistics: Sendable, Hashable {
     public var localChannels = 0
     /// Groups with at least one member in this process.
     public var localGroups = 0
+    /// Bytes this process appended to group histories.
+    public var historyBytesWritten = 0
+    /// Bytes of history this process read back (recovering clients, the API).
+    public var historyBytesRead = 0
+    /// Messages that carried an offset and epoch the group's history did not assign: delivered without them.
+    public var untrustedOffsets = 0
 
     public init() {}
 }

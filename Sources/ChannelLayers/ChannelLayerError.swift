@@ -28,11 +28,16 @@ public struct ChannelLayerError: Error, Sendable, Hashable, CustomStringConverti
     public let message: String
     /// The error behind a ``Code/redis`` failure (a `RedisError` for the Redis layers).
     public let underlying: (any Error & Sendable)?
+    /// Whether the call may have taken effect although it failed: a message handed to Redis whose
+    /// confirmation never came may have been delivered. `false` when it certainly was not (Redis was
+    /// unreachable, the name was invalid, the channel full): sending it again cannot duplicate it.
+    public var mayHaveTakenEffect: Bool
 
-    public init(_ code: Code, _ message: String, underlying: (any Error & Sendable)? = nil) {
+    public init(_ code: Code, _ message: String, underlying: (any Error & Sendable)? = nil, mayHaveTakenEffect: Bool = false) {
         self.code = code
         self.message = message
         self.underlying = underlying
+        self.mayHaveTakenEffect = mayHaveTakenEffect
     }
 
     public var description: String { message }

@@ -187,7 +187,9 @@ public final class InMemoryChannelLayer: ChannelLayer {
             var position: HistoryPosition?
             if keepsHistory {
                 // Offsets are taken under the same lock as the members, so deliveries follow offset order.
-                let offset = state.histories[group, default: HistoryRing(now: now)].append(message, size: configuration.history.size, now: now)
+                let offset = state.histories[group, default: HistoryRing(now: now)].append(
+                    message, size: configuration.history.size, maxBytes: configuration.history.maxBytes, now: now
+                )
                 position = HistoryPosition(offset: offset, epoch: state.epoch)
             }
             var queued: [String] = []
@@ -210,7 +212,7 @@ public final class InMemoryChannelLayer: ChannelLayer {
         configuration.history.keepsHistory(group)
     }
 
-    public func history(of group: String, after offset: Int64?) async throws(ChannelLayerError) -> GroupHistory? {
+    public func history(of group: String, after offset: Int64?, limit: Int) async throws(ChannelLayerError) -> GroupHistory? {
         try LayerValidation.group(group)
         guard keepsHistory(group) else { return nil }
         let now = ContinuousClock.now
@@ -221,7 +223,9 @@ public final class InMemoryChannelLayer: ChannelLayer {
             }
             ring.expire(ttl: ttl, now: now)
             state.histories[group] = ring
-            return GroupHistory(top: HistoryPosition(offset: ring.top, epoch: state.epoch), messages: ring.messages(after: offset), oldest: ring.oldest)
+            return GroupHistory(
+                top: HistoryPosition(offset: ring.top, epoch: state.epoch), messages: ring.messages(after: offset, limit: limit), oldest: ring.oldest
+            )
         }
     }
 

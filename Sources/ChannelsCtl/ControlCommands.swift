@@ -32,12 +32,12 @@ struct HistoryCommand: AsyncParsableCommand {
         }
         let read: GroupHistory?
         do {
-            read = try await layer.history(of: group, after: since)
+            read = try await layer.history(of: group, after: since, limit: limit)
         } catch {
             throw CtlFailure(error.message)
         }
         guard let read else { throw CtlFailure("\(group) keeps no history") }
-        let messages = since == nil ? Array(read.messages.suffix(limit)) : Array(read.messages.prefix(limit))
+        let messages = read.messages
         if redis.json {
             Output.json(Output.object([
                 "group": .string(group), "epoch": .string(read.top.epoch), "offset": .int(read.top.offset),

@@ -120,8 +120,9 @@ public struct NodeApplication: Sendable {
         if history.patterns.allSatisfy({ $0 == "none" }) { history.patterns = [] }
         history.size = try number(options.historySize, "CHANNELS_HISTORY_SIZE", 1000)
         history.ttl = .milliseconds(Int64(try number(options.historyTtl, "CHANNELS_HISTORY_TTL", 300.0) * 1000))
-        guard history.size > 0, history.ttl >= .seconds(1) else {
-            throw ValidationError("--history-size must be positive and --history-ttl at least 1 second")
+        history.maxBytes = try number(options.historyMaxBytes, "CHANNELS_HISTORY_MAX_BYTES", 1024 * 1024)
+        guard history.size > 0, history.ttl >= .seconds(1), history.maxBytes >= 1024 else {
+            throw ValidationError("--history-size must be positive, --history-ttl at least 1 second and --history-max-bytes at least 1024")
         }
 
         let urls = list(options.redisURLs, "CHANNELS_REDIS_URL")

@@ -96,6 +96,9 @@ public struct NodeOptions: ParsableArguments, Sendable {
     @Option(help: "Seconds a group's history lives after its last message (CHANNELS_HISTORY_TTL). [default: 300]")
     var historyTtl: Double?
 
+    @Option(help: "Bytes of messages a history group keeps at most, the oldest dropped first (CHANNELS_HISTORY_MAX_BYTES). [default: 1048576]")
+    var historyMaxBytes: Int?
+
     @Option(help: "Seconds between pings to a quiet client; one that answers nothing for a whole interval is closed with 4408 (CHANNELS_PING_INTERVAL). [default: 30]")
     var pingInterval: Double?
 

@@ -19,8 +19,13 @@ public enum ClientFrame {
         public static let invalidFrame = ErrorCode(rawValue: "invalid_frame")
         /// The connection may not do that (join a group outside its token's list, for example).
         public static let forbidden = ErrorCode(rawValue: "forbidden")
-        /// The node could not pass the message on (its channel layer lost Redis); it was not delivered.
+        /// The node could not pass the message on (its channel layer lost Redis); it was not delivered, so
+        /// sending it again cannot duplicate it. `frame` names it.
         public static let unavailable = ErrorCode(rawValue: "unavailable")
+        /// The node handed the message to its channel layer but no confirmation came in time (a network
+        /// partition, a stalled Redis): it may or may not have been delivered, and it will not be delivered
+        /// later. `frame` names it.
+        public static let unconfirmed = ErrorCode(rawValue: "unconfirmed")
         /// Messages for this connection were lost on the way (the node lost its Redis subscription):
         /// the app should reload its state, or recover from history.
         public static let messagesLost = ErrorCode(rawValue: "messages_lost")
@@ -52,9 +57,12 @@ public enum ClientFrame {
         try JSON.serialize(.map(object))
     }
 
-    /// An error frame.
-    public static func error(_ code: ErrorCode, detail: String) -> String {
-        // Only strings inside: serialisation cannot fail.
-        (try? JSON.serialize(["type": "error", "error": .string(code.rawValue), "detail": .string(detail)])) ?? "{}"
+    /// An error frame; `frame`, when the error is about a client frame, is its number on the connection
+    /// (the first frame the client sent is 1), so a client can tell which of its messages it means.
+    public static func error(_ code: ErrorCode, detail: String, frame: Int? = nil) -> String {
+        var object: OrderedDictionary<String, MessageValue> = ["type": "error", "error": .string(code.rawValue), "detail": .string(detail)]
+        if let frame { object["frame"] = .int(Int64(frame)) }
+        // Only strings and an integer inside: serialisation cannot fail.
+        return (try? JSON.serialize(.map(object))) ?? "{}"
     }
 }

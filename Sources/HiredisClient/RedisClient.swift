@@ -46,18 +46,27 @@ public final class RedisClient: Sendable {
     /// Sends one command; see ``RedisConnection/send(_:)-(RedisCommand)``.
     @discardableResult
     public func send(_ command: RedisCommand) async throws(RedisError) -> RedisReply {
-        try await connection().send(command)
+        try await usableConnection().send(command)
     }
 
     /// Sends one command given as a name and arguments.
     @discardableResult
     public func send(_ name: String, _ arguments: RedisArgument...) async throws(RedisError) -> RedisReply {
-        try await connection().send(RedisCommand(name, arguments: arguments))
+        try await usableConnection().send(RedisCommand(name, arguments: arguments))
     }
 
     /// Sends several commands in one write; see ``RedisConnection/pipeline(_:)``.
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisReply] {
-        try await connection().pipeline(commands)
+        try await usableConnection().pipeline(commands)
+    }
+
+    /// The connection, or the reason there is none: a command that fails here was never written.
+    private func usableConnection() async throws(RedisError) -> RedisConnection {
+        do {
+            return try await connection()
+        } catch {
+            throw error.notSent()
+        }
     }
 
     /// Connects now instead of on first use, and reports the failure if there is one.

@@ -45,6 +45,8 @@ final class RedisCommandQueue: Sendable {
         /// When the timeout timer fires next; `nil` when none is scheduled.
         var armedDeadline: NIODeadline?
         var closedError: RedisError?
+        /// Waiters at the end of ``waiters`` whose commands are still in ``outbound``: never written.
+        var unwritten = 0
     }
 
     enum EnqueueResult {
@@ -61,9 +63,10 @@ final class RedisCommandQueue: Sendable {
 
     func enqueue(_ encoded: ByteBuffer, waiter: Waiter) -> EnqueueResult {
         state.withLock { state in
-            if let error = state.closedError { return .failed(error) }
+            if let error = state.closedError { return .failed(error.notSent()) }
             state.outbound.writeImmutableBuffer(encoded)
             state.waiters.append(waiter)
+            state.unwritten += 1
             if state.flushScheduled { return .queued }
             state.flushScheduled = true
             return .scheduleFlush
@@ -72,9 +75,10 @@ final class RedisCommandQueue: Sendable {
 
     func enqueue(_ commands: [RedisCommand], waiter: Waiter) -> EnqueueResult {
         state.withLock { state in
-            if let error = state.closedError { return .failed(error) }
+            if let error = state.closedError { return .failed(error.notSent()) }
             for command in commands { state.outbound.writeImmutableBuffer(command.encoded) }
             state.waiters.append(waiter)
+            state.unwritten += 1
             if state.flushScheduled { return .queued }
             state.flushScheduled = true
             return .scheduleFlush
@@ -88,6 +92,7 @@ final class RedisCommandQueue: Sendable {
             var fresh = allocator.buffer(capacity: max(4096, state.outbound.readableBytes))
             swap(&fresh, &state.outbound)
             state.flushScheduled = false
+            state.unwritten = 0
             var armAt: NIODeadline?
             if let deadline = state.waiters.lazy.compactMap(\.deadline).first,
                 state.armedDeadline.map({ deadline < $0 }) ?? true
@@ -137,9 +142,9 @@ final class RedisCommandQueue: Sendable {
     }
 
     /// Fails every waiter whose deadline has passed, keeping its place so its reply is dropped later.
-    /// Returns the next deadline to wait for, or `nil` when no timer should follow this one (nothing waits,
-    /// or this timer was superseded by an earlier one that keeps its own chain).
-    func expire(now: NIODeadline, firedFor: NIODeadline, error: RedisError) -> NIODeadline? {
+    /// Returns whether any expired, and the next deadline to wait for, or `nil` when no timer should follow
+    /// this one (nothing waits, or this timer was superseded by an earlier one that keeps its own chain).
+    func expire(now: NIODeadline, firedFor: NIODeadline, error: RedisError) -> (expired: Bool, next: NIODeadline?) {
         var expired: [Waiter] = []
         let next: NIODeadline? = state.withLock { state in
             var index = state.waiters.startIndex
@@ -164,17 +169,24 @@ final class RedisCommandQueue: Sendable {
             return next
         }
         Self.fail(expired, with: error)
-        return next
+        return (!expired.isEmpty, next)
     }
 
-    /// Fails every waiter and refuses new commands from now on.
+    /// Fails every waiter and refuses new commands from now on. Waiters whose commands were never written
+    /// fail with an error that says so (``RedisError/mayHaveRun`` is `false`).
     func close(with error: RedisError) {
-        let waiters: Deque<Waiter> = state.withLock { state in
+        let (waiters, unwritten): (Deque<Waiter>, Int) = state.withLock { state in
             if state.closedError == nil { state.closedError = error }
-            defer { state.waiters.removeAll() }
-            return state.waiters
+            defer {
+                state.waiters.removeAll()
+                state.unwritten = 0
+                state.outbound.clear()
+            }
+            return (state.waiters, state.unwritten)
         }
-        Self.fail(waiters, with: error)
+        let written = waiters.count - unwritten
+        Self.fail(waiters.prefix(written), with: error)
+        Self.fail(waiters.suffix(unwritten), with: error.notSent())
     }
 
     var isClosed: Bool { state.withLock { $0.closedError != nil } }

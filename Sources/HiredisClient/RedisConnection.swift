@@ -193,9 +193,27 @@ public final class RedisConnection: Sendable {
                 .timeout,
                 "Redis at \(serverAddress) did not answer within \(timeout); the server may be blocked or unreachable"
             )
-            if let next = queue.expire(now: .now(), firedFor: deadline, error: error) {
-                armTimeoutTimer(at: next)
+            let (expired, next) = queue.expire(now: .now(), firedFor: deadline, error: error)
+            if expired {
+                // The command may still be in the socket's send queue (a partition drops packets and TCP
+                // retransmits them when it heals): reset the connection so that a command reported as failed
+                // never runs later. The callers still waiting fail with connectionClosed.
+                resetConnection()
+                return
             }
+            if let next { armTimeoutTimer(at: next) }
+        }
+    }
+
+    /// Closes with a TCP reset (`SO_LINGER` 0): the kernel discards what it has not sent yet.
+    private func resetConnection() {
+        let channel = self.channel
+        guard channel.isActive else { return }
+        let close: @Sendable (Result<Void, any Error>) -> Void = { _ in channel.close(promise: nil) }
+        if let provider = channel as? any SocketOptionProvider {
+            provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete(close)
+        } else {
+            channel.close(promise: nil)
         }
     }
 

@@ -67,12 +67,28 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     public let message: String
     /// The server's error text, verbatim, when the failure is an error reply.
     public let serverMessage: String?
+    /// Whether the command may have run although the call failed: it was written to Redis and no reply
+    /// came (``Code/timeout``, ``Code/connectionClosed``). `false` when the command certainly did not run:
+    /// it was never written (Redis unreachable, the connection already closed), or Redis refused it.
+    ///
+    /// A command whose reply timed out is not sent later: the client resets the connection at once, so
+    /// bytes still in the socket's send queue are discarded instead of reaching Redis when a partition
+    /// heals. (Bytes the Redis host already received may still run if Redis itself was stalled.)
+    public internal(set) var mayHaveRun: Bool
 
     /// Creates an error.
     public init(_ code: Code, _ message: String, serverMessage: String? = nil) {
         self.code = code
         self.message = message
         self.serverMessage = serverMessage
+        self.mayHaveRun = code == .timeout || code == .connectionClosed
+    }
+
+    /// This error, for a command that was never written.
+    func notSent() -> RedisError {
+        var error = self
+        error.mayHaveRun = false
+        return error
     }
 
     /// Whether retrying the same connection settings can succeed (false for bad credentials and bad URLs).

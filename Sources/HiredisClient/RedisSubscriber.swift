@@ -71,6 +71,8 @@ public final class RedisSubscriber: Sendable {
 
     enum ConfirmationKind: String {
         case subscribe, unsubscribe, psubscribe, punsubscribe, ssubscribe, sunsubscribe, pong
+
+        var subscribes: Bool { self == .subscribe || self == .psubscribe || self == .ssubscribe }
     }
 
     /// Something waiting for Redis to confirm a command, in the order the commands were written.
@@ -100,6 +102,11 @@ public final class RedisSubscriber: Sendable {
         var waiters: [Int: Waiter] = [:]
         /// Subscribe calls made while disconnected; they complete when the next connection restores them.
         var awaitingConnection: [Int] = []
+        /// What each of ``awaitingConnection`` asked for, taken back if Redis turns out to be unreachable.
+        var awaitingNames: [Int: (kind: ConfirmationKind, names: [String])] = [:]
+        /// Why the last connection attempt failed, while no connection is up: subscribes fail at once then
+        /// instead of waiting for a Redis that is known to be down.
+        var unreachable: RedisError?
         var nextID = 0
         var readingPaused = false
         var pongOutstanding = false
@@ -151,14 +158,20 @@ public final class RedisSubscriber: Sendable {
     private let eventLoop: any EventLoop
     private let handler: MessageHandler?
     private let box = StateBox()
+    private let failsWhileUnreachable: Bool
     private let source: Messages.Base.Source
     private let eventContinuation: AsyncStream<Event>.Continuation
     private let logger: Logger
 
     /// Creates a subscriber; nothing connects until ``run()``.
-    /// - Parameter onMessages: takes messages straight from the event loop, in the order Redis sent them,
-    ///   instead of ``messages``: no task hop. Return `false` from it to stop reading the socket (Redis then
-    ///   buffers for this subscriber) until ``resumeReading()``.
+    /// - Parameters:
+    ///   - failsWhileUnreachable: once a connection attempt has failed, and until one succeeds, subscribe
+    ///     calls fail at once (``RedisError/mayHaveRun`` false, the names not kept) instead of waiting for
+    ///     Redis to come back: a server that must answer its own clients now (a WebSocket node refusing a
+    ///     handshake) wants that. Calls already waiting fail too.
+    ///   - onMessages: takes messages straight from the event loop, in the order Redis sent them,
+    ///     instead of ``messages``: no task hop. Return `false` from it to stop reading the socket (Redis then
+    ///     buffers for this subscriber) until ``resumeReading()``.
     public init(
         configuration: RedisConfiguration,
         reconnectPolicy: RedisReconnectPolicy = RedisReconnectPolicy(),
@@ -166,8 +179,10 @@ public final class RedisSubscriber: Sendable {
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "HiredisClient.subscriber"),
         sharded: Bool = false,
+        failsWhileUnreachable: Bool = false,
         onMessages: MessageHandler? = nil
     ) {
+        self.failsWhileUnreachable = failsWhileUnreachable
         self.configuration = configuration
         self.sharded = sharded
         self.handler = onMessages
@@ -190,7 +205,9 @@ public final class RedisSubscriber: Sendable {
     /// Subscribes to channels, in one `SUBSCRIBE` command, and returns once Redis confirmed all of them.
     ///
     /// While Redis is unreachable the channels are kept and the call waits for the next connection,
-    /// at most the command timeout (or the connect timeout when there is none).
+    /// at most the command timeout (or the connect timeout when there is none), unless the subscriber
+    /// ``init(configuration:reconnectPolicy:healthCheckInterval:eventLoopGroup:logger:sharded:failsWhileUnreachable:onMessages:)``
+    /// was made to fail while Redis is known to be unreachable.
     /// - Throws: ``RedisError/Code/timeout`` (the subscription stays requested and is made when Redis
     ///   is back: call ``unsubscribe(_:)`` to drop it), ``RedisError/Code/errorReply`` (for example an ACL
     ///   refusal; the channels are dropped), ``RedisError/Code/clientClosed``.
@@ -293,6 +310,7 @@ public final class RedisSubscriber: Sendable {
                 attempt += 1
                 let delay = reconnectPolicy.delay(forAttempt: attempt)
                 box.mutex.withLock { $0.statistics.connectFailures += 1 }
+                if failsWhileUnreachable { failAwaitingConnection(error) }
                 eventContinuation.yield(.connectFailed(error, attempt: attempt, retryIn: delay))
                 logger.debug("Redis pub/sub connect failed", metadata: ["error": "\(error.message)", "retry_in": "\(delay)"])
                 do { try await Task.sleep(for: delay) } catch { break }
@@ -414,6 +432,9 @@ public final class RedisSubscriber: Sendable {
             if state.stopped {
                 return .fail(RedisError(.clientClosed, "the subscriber has stopped; create a new one"))
             }
+            if failsWhileUnreachable, state.connection == nil, let unreachable = state.unreachable, kind.subscribes {
+                return .fail(Self.unreachableError(unreachable, kind: kind, address: configuration.address))
+            }
             switch kind {
             case .subscribe, .ssubscribe: state.channels.formUnion(names)
             case .unsubscribe, .sunsubscribe: state.channels.subtract(names)
@@ -432,6 +453,7 @@ public final class RedisSubscriber: Sendable {
             if kind == .unsubscribe || kind == .punsubscribe || kind == .sunsubscribe { return .succeed }
             state.waiters[id] = Waiter(continuation: continuation)
             state.awaitingConnection.append(id)
+            state.awaitingNames[id] = (kind, names)
             return .wait(waiter: id)
         }
         switch action {
@@ -447,11 +469,44 @@ public final class RedisSubscriber: Sendable {
         }
     }
 
+    /// A connection attempt failed: subscribes waiting for a connection fail now with the reason (their
+    /// names are taken back: the caller was told they were not made), and so do new ones until Redis answers.
+    private func failAwaitingConnection(_ error: RedisError) {
+        let failed: [Waiter] = box.mutex.withLock { state in
+            guard state.connection == nil else { return [] }
+            state.unreachable = error
+            var failed: [Waiter] = []
+            for id in state.awaitingConnection {
+                if let (kind, names) = state.awaitingNames[id] {
+                    if kind == .psubscribe { state.patterns.subtract(names) } else { state.channels.subtract(names) }
+                }
+                if let waiter = state.waiters.removeValue(forKey: id) { failed.append(waiter) }
+            }
+            state.awaitingConnection = []
+            state.awaitingNames = [:]
+            return failed
+        }
+        let refused = Self.unreachableError(error, kind: .subscribe, address: configuration.address)
+        for waiter in failed {
+            waiter.timeout?.cancel()
+            waiter.continuation.resume(returning: .failure(refused))
+        }
+    }
+
+    private static func unreachableError(_ cause: RedisError, kind: ConfirmationKind, address: RedisConfiguration.Address) -> RedisError {
+        // Never `timeout`: callers read that as "requested, made when Redis is back", and this was not kept.
+        RedisError(
+            cause.code == .connectionRefused ? .connectionRefused : .connectionFailed,
+            "Redis at \(address) cannot be reached (\(cause.message)); \(kind.rawValue.uppercased()) was not made, try again when it is back"
+        ).notSent()
+    }
+
     private func armTimeout(waiter id: Int, kind: ConfirmationKind) {
         let timeout = configuration.commandTimeout ?? configuration.connectTimeout
         let scheduled = eventLoop.scheduleTask(in: .nanoseconds(timeout.timeAmount)) { [self] in
             let waiter = box.mutex.withLock { state in
                 state.awaitingConnection.removeAll { $0 == id }
+                state.awaitingNames[id] = nil
                 return state.waiters.removeValue(forKey: id)
             }
             waiter?.continuation.resume(
@@ -489,6 +544,8 @@ public final class RedisSubscriber: Sendable {
             let (channels, patterns, paused, waiting) = box.mutex.withLock { state in
                 state.connection = (id, channel)
                 state.failure = nil
+                state.unreachable = nil
+                state.awaitingNames = [:]
                 state.pongOutstanding = false
                 let channels = Array(state.channels)
                 let patterns = Array(state.patterns)
@@ -546,10 +603,9 @@ public final class RedisSubscriber: Sendable {
                 defer { state.confirmations.removeAll() }
                 // Pending subscribes wait for the next connection, which restores them.
                 for confirmation in state.confirmations {
-                    if case .waiter(let waiter) = confirmation.completion,
-                        confirmation.kind == .subscribe || confirmation.kind == .psubscribe || confirmation.kind == .ssubscribe
-                    {
+                    if case .waiter(let waiter) = confirmation.completion, confirmation.kind.subscribes {
                         state.awaitingConnection.append(waiter)
+                        state.awaitingNames[waiter] = (confirmation.kind, confirmation.names)
                     }
                 }
                 return (error, state.confirmations)

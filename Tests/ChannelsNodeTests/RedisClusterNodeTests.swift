@@ -90,8 +90,19 @@ import Testing
         #expect(spublish >= rooms.count && publish == 0, "spublish \(spublish), publish \(publish)")
 
         let victim = try await cluster.primary(for: "asgi__group__{chat_\(rooms[0])}")
+        let victimNode = try #require(topology.primary(for: "asgi__group__{chat_\(rooms[0])}"))
+        let freshRoom = try #require((0..<2000).map { "fresh\($0)" }.first { topology.primary(for: "asgi__group__{chat_\($0)}") == victimNode })
         let killed = ContinuousClock.now
         victim.kill()
+        // A new connection to a room of the dead shard, before the failover: answered at once, refused with
+        // 1013 (try again later) or accepted, never left hanging until the handshake times out.
+        let asked = ContinuousClock.now
+        let fresh = try await WebSocketClient.connect(host: "127.0.0.1", port: nodes[0].port, path: "/ws/chat/\(freshRoom)/")
+        let refusal = await fresh.closed(timeout: .seconds(2))
+        let answeredIn = ContinuousClock.now - asked
+        #expect(refusal == nil || refusal?.code == 1013, "a dead shard's room: \(String(describing: refusal))")
+        #expect(answeredIn < .seconds(4), "answered in \(answeredIn)")
+        print("redis cluster: a new connection to a room of the killed primary's shard was \(refusal == nil ? "accepted" : "refused with \(refusal!.code ?? 0)") in \(answeredIn)")
         var outage: Duration?
         var round = 0
         while ContinuousClock.now - killed < .seconds(60) {

@@ -69,7 +69,7 @@ import Testing
         }
     }
 
-    @Test func commandTimeoutKeepsLaterRepliesMatched() async throws {
+    @Test func aCommandTimeoutResetsTheConnection() async throws {
         let server = try await RedisServer.start()
         let connection = try await RedisConnection.connect(configuration: server.configuration(commandTimeout: .seconds(1)))
         defer { Task { await connection.close() } }
@@ -79,13 +79,40 @@ import Testing
             try await connection.send("BLPOP", "nothing-here", 3)
         } throws: { error in
             guard let error = error as? RedisError else { return false }
-            return error.code == .timeout && error.message.contains("did not answer within")
+            return error.code == .timeout && error.message.contains("did not answer within") && error.mayHaveRun
         }
         // The timeout fired, not BLPOP's own reply after 3 s.
         #expect(ContinuousClock.now - started < .milliseconds(2800))
-        // Let BLPOP's late nil reply arrive; it must be dropped, not handed to the next caller.
-        try await Task.sleep(for: .milliseconds(3300))
-        #expect(try await connection.send("ECHO", "after") == .bulkString(Array("after".utf8)))
+        // Reset: what the connection held back is gone, and later calls say they were never sent.
+        #expect(await eventually(timeout: .seconds(2)) { connection.isClosed })
+        await #expect {
+            try await connection.send("ECHO", "after")
+        } throws: { error in
+            (error as? RedisError)?.mayHaveRun == false
+        }
+        // A client reconnects by itself.
+        let client = RedisClient(configuration: server.configuration(commandTimeout: .seconds(1)))
+        _ = try? await client.send("BLPOP", "nothing-here", 3)
+        #expect(try await client.send("ECHO", "after") == .bulkString(Array("after".utf8)))
+        await client.close()
+    }
+
+    @Test func aCommandCutOffByAPartitionNeverRunsAfterItHeals() async throws {
+        let server = try await RedisServer.start()
+        let client = RedisClient(configuration: server.configuration(commandTimeout: .seconds(1)))
+        try await client.send("SET", "k", "before")
+        let partition = try await NetworkPartition.cut(port: server.port)
+        await #expect {
+            try await client.send("SET", "k", "during")
+        } throws: { error in
+            guard let error = error as? RedisError else { return false }
+            return error.code == .timeout && error.mayHaveRun
+        }
+        try await partition.heal()
+        // TCP would have retransmitted the held-back SET within this.
+        try await Task.sleep(for: .seconds(4))
+        #expect(try await client.send("GET", "k") == .bulkString(Array("before".utf8)), "a command reported as timed out ran after the partition healed")
+        await client.close()
     }
 
     @Test func connectTimeoutWhenTheServerDoesNotAnswer() async throws {

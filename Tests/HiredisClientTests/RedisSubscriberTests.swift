@@ -88,6 +88,30 @@ import Testing
         }
     }
 
+    @Test func aSubscriberMadeToFailWhileUnreachableFailsAtOnceAndKeepsNothing() async throws {
+        let server = try await RedisServer.start()
+        server.kill()
+        let subscriber = RedisSubscriber(configuration: server.configuration(commandTimeout: .seconds(10)), failsWhileUnreachable: true)
+        let runner = Task { try await subscriber.run() }
+        defer { runner.cancel() }
+        // Waiting for the first attempt, then told it failed; later calls fail at once.
+        for name in ["first", "second"] {
+            let started = ContinuousClock.now
+            await #expect {
+                try await subscriber.subscribe([name])
+            } throws: { error in
+                guard let error = error as? RedisError else { return false }
+                return error.code == .connectionRefused && !error.mayHaveRun && error.message.contains("was not made")
+            }
+            #expect(ContinuousClock.now - started < .seconds(2))
+        }
+        #expect(subscriber.channels.isEmpty, "a refused subscription is not made later behind the caller's back")
+        try await server.restart()
+        #expect(await eventually(timeout: .seconds(10)) { subscriber.isConnected })
+        try await subscriber.subscribe(["third"])
+        #expect(subscriber.channels == ["third"])
+    }
+
     @Test func detectsAFrozenServerWithPing() async throws {
         let server = try await RedisServer.start()
         // The 1 s connect timeout makes reconnecting to the frozen server fail fast; subscribe itself may wait longer under load.

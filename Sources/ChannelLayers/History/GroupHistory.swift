@@ -27,6 +27,9 @@ public struct GroupHistory: Sendable {
         self.oldest = oldest
     }
 
+    /// The most messages one read returns: recoveries and the API page through longer histories.
+    public static let pageSize = 100
+
     /// Whether a client that last saw `position` can continue without a gap from what this holds.
     public func continues(from position: HistoryPosition) -> Bool {
         guard position.epoch == top.epoch, position.offset <= top.offset else { return false }
@@ -44,11 +47,15 @@ public struct HistoryConfiguration: Sendable, Hashable {
     public var size: Int
     /// How long a group's history lives after its last message.
     public var ttl: Duration
+    /// Bytes of messages (as published) a group keeps at most: the oldest go first, whatever ``size`` says,
+    /// so one client sending large messages cannot make a room hold `size` times the message limit.
+    public var maxBytes: Int
 
-    public init(patterns: [String] = [], size: Int = 1000, ttl: Duration = .seconds(300)) {
+    public init(patterns: [String] = [], size: Int = 1000, ttl: Duration = .seconds(300), maxBytes: Int = 1024 * 1024) {
         self.patterns = patterns
         self.size = size
         self.ttl = ttl
+        self.maxBytes = maxBytes
     }
 
     /// No group keeps a history.

@@ -400,7 +400,7 @@ public final class RedisCoreChannelLayer: ChannelLayer {
 
     public func keepsHistory(_ group: String) -> Bool { false }
 
-    public func history(of group: String, after offset: Int64?) async throws(ChannelLayerError) -> GroupHistory? {
+    public func history(of group: String, after offset: Int64?, limit: Int) async throws(ChannelLayerError) -> GroupHistory? {
         try LayerValidation.group(group)
         return nil
     }

@@ -94,6 +94,9 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         var undecodable = 0
         var connectionLosses = 0
         var resubscriptions = 0
+        var historyBytesWritten = 0
+        var historyBytesRead = 0
+        var untrustedOffsets = 0
     }
 
     public let configuration: Configuration
@@ -102,6 +105,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     private let reconciler: SubscriptionReconciler
     private let registry: MembershipRegistry?
     private let state = Mutex(State())
+    private let positionCheck = Mutex(HistoryPositionCheck())
     private let connectionCount: @Sendable () -> Int?
     private let logger: Logger
     private let warnings: WarningLimiter
@@ -159,7 +163,10 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             } catch {
                 throw ChannelLayerError(error, doing: "reading the Redis Cluster seeds")
             }
-            let subscriber = RedisClusterSubscriber(client: client, eventLoopGroup: eventLoopGroup, logger: logger) { messages in router.route(messages) }
+            // A node answers its clients now: joins fail at once while a shard's primary is unreachable.
+            let subscriber = RedisClusterSubscriber(client: client, eventLoopGroup: eventLoopGroup, logger: logger, failsWhileUnreachable: true) {
+                messages in router.route(messages)
+            }
             shards = [Shard(client: client, subscriber: subscriber, close: { await client.close() })]
         } else {
             shards = configuration.hosts.map { host in
@@ -170,7 +177,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
                     client: client,
                     subscriber: RedisSubscriber(
                         configuration: host, reconnectPolicy: configuration.reconnectPolicy, eventLoopGroup: eventLoopGroup, logger: logger,
-                        onMessages: { messages in router.route(messages) }
+                        failsWhileUnreachable: true, onMessages: { messages in router.route(messages) }
                     ),
                     close: { await client.close() }
                 )
@@ -357,6 +364,8 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     public func groupSendWithPosition(_ message: Message, to group: String) async throws(ChannelLayerError) -> HistoryPosition? {
         try LayerValidation.group(group)
         try LayerValidation.message(message)
+        // Offsets and epochs come from the history script only: a sender's own are never passed on.
+        let message = Self.stripHistoryKeys(message).message
         var position: HistoryPosition?
         if configuration.history.keepsHistory(group) {
             position = try await publishWithHistory(message, group: group)
@@ -371,12 +380,20 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         configuration.history.keepsHistory(group)
     }
 
-    public func history(of group: String, after offset: Int64?) async throws(ChannelLayerError) -> GroupHistory? {
+    public func history(of group: String, after offset: Int64?, limit: Int) async throws(ChannelLayerError) -> GroupHistory? {
         try LayerValidation.group(group)
         guard keepsHistory(group) else { return nil }
         let client = shard(for: groupChannel(group)).client
         let meta = HistoryScript.metaKey(prefix: configuration.prefix, group: group)
         let stream = HistoryScript.streamKey(prefix: configuration.prefix, group: group)
+        let count = max(0, limit)
+        // Every read is bounded by COUNT: a client asking for offset 0 of a long history costs one page.
+        let read: RedisCommand =
+            switch offset {
+            case nil: RedisCommand("XREVRANGE", .string(stream), "+", "-", "COUNT", .integer(count))
+            case let offset? where offset < Int64.max: RedisCommand("XRANGE", .string(stream), .string("(\(max(offset, 0))-0"), "+", "COUNT", .integer(count))
+            default: RedisCommand("XLEN", .string(stream))
+            }
         let replies: [RedisReply]
         do {
             replies = try await client.pipeline([
@@ -385,10 +402,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
                 RedisCommand("HSETNX", .string(meta), "epoch", .string(String(ChannelName.random(prefix: "").prefix(8)))),
                 RedisCommand("EXPIRE", .string(meta), .integer(max(HistoryScript.metaTTLSeconds, Int(configuration.history.ttl.components.seconds))), "NX"),
                 RedisCommand("HMGET", .string(meta), "offset", "epoch"),
-                // After the newest possible offset: nothing to read, only the position.
-                offset == .max
-                    ? RedisCommand("XLEN", .string(stream))
-                    : RedisCommand("XRANGE", .string(stream), .string("\((offset ?? 0) + 1)-0"), "+"),
+                count > 0 ? read : RedisCommand("XLEN", .string(stream)),
                 RedisCommand("XRANGE", .string(stream), "-", "+", "COUNT", 1),
             ])
         } catch {
@@ -398,31 +412,37 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         let top = fields.first?.string.flatMap { Int64($0) } ?? 0
         let epoch = fields.count > 1 ? fields[1].string ?? "" : ""
         var messages: [(offset: Int64, message: Message)] = []
+        var bytes = 0
         for entry in replies[3].array ?? [] {
-            guard let (offset, message) = Self.historyEntry(entry) else { continue }
+            // Entries above the top belong to a stream an earlier epoch left behind: never replayed.
+            guard let (offset, message, size) = Self.historyEntry(entry), offset <= top else { continue }
             messages.append((offset, message))
+            bytes += size
         }
-        let oldest = (replies[4].array?.first).flatMap { Self.historyEntry($0)?.offset }
+        if offset == nil { messages.reverse() }
+        let oldest = (replies[4].array?.first).flatMap { Self.historyEntry($0)?.offset }.flatMap { $0 <= top ? $0 : nil }
+        state.withLock { $0.historyBytesRead += bytes }
         return GroupHistory(top: HistoryPosition(offset: top, epoch: epoch), messages: messages, oldest: oldest)
     }
 
-    /// An XRANGE entry `[id, [field, value]]` as its offset and the message without the history keys.
-    private static func historyEntry(_ entry: RedisReply) -> (offset: Int64, message: Message)? {
+    /// An XRANGE entry `[id, [field, value]]` as its offset, the message without the history keys, and its size.
+    private static func historyEntry(_ entry: RedisReply) -> (offset: Int64, message: Message, bytes: Int)? {
         guard let parts = entry.array, parts.count == 2, let id = parts[0].string,
             let offset = Int64(id.split(separator: "-").first ?? ""), let values = parts[1].array, values.count >= 2,
             let payload = values[1].bytes, let decoded = try? MessagePack.decodeMessage(payload)
         else { return nil }
-        return (offset, stripHistoryKeys(decoded).message)
+        return (offset, stripHistoryKeys(decoded).message, payload.count)
     }
 
-    /// The message without `__offset` and `__epoch`, and the position they gave.
+    /// The message without `__offset` and `__epoch`, and the position they claim (not yet trusted).
     private static func stripHistoryKeys(_ message: Message) -> (message: Message, position: HistoryPosition?) {
-        guard let offset = message[HistoryScript.offsetKey]?.int, let epoch = message[HistoryScript.epochKey]?.string else {
-            return (message, nil)
-        }
+        let offset = message[HistoryScript.offsetKey]
+        let epoch = message[HistoryScript.epochKey]
+        guard offset != nil || epoch != nil else { return (message, nil) }
         var stripped = message
         stripped[HistoryScript.offsetKey] = nil
         stripped[HistoryScript.epochKey] = nil
+        guard let offset = offset?.int, offset > 0, let epoch = epoch?.string else { return (stripped, nil) }
         return (stripped, HistoryPosition(offset: offset, epoch: epoch))
     }
 
@@ -463,6 +483,9 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             statistics.undecodable = state.undecodable
             statistics.redisConnectionLosses = state.connectionLosses
             statistics.redisResubscriptions = state.resubscriptions
+            statistics.historyBytesWritten = state.historyBytesWritten
+            statistics.historyBytesRead = state.historyBytesRead
+            statistics.untrustedOffsets = state.untrustedOffsets
         }
         local.count(into: &statistics)
         return statistics
@@ -500,6 +523,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     private func publishWithHistory(_ message: Message, group: String) async throws(ChannelLayerError) -> HistoryPosition? {
         let channel = groupChannel(group)
         let history = configuration.history
+        let payload = MessagePack.encode(message)
         let reply: RedisReply
         do {
             reply = try await shard(for: channel).client.send(
@@ -507,14 +531,16 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
                     "EVAL", .string(HistoryScript.publish), 2,
                     .string(HistoryScript.metaKey(prefix: configuration.prefix, group: group)),
                     .string(HistoryScript.streamKey(prefix: configuration.prefix, group: group)),
-                    .string(channel), .bytes(MessagePack.encode(message)), .integer(history.size),
+                    .string(channel), .bytes(payload), .integer(history.size),
                     .integer(max(1, Int(history.ttl.components.seconds))), .integer(max(HistoryScript.metaTTLSeconds, Int(history.ttl.components.seconds))),
-                    .string(String(ChannelName.random(prefix: "").prefix(8))), .string(publishCommand)
+                    .string(String(ChannelName.random(prefix: "").prefix(8))), .string(publishCommand), .integer(history.maxBytes)
                 )
             )
         } catch {
             throw ChannelLayerError(error, doing: "publishing to \(channel) with history")
         }
+        // What the stream holds for it: the payload, the two history keys and their values.
+        state.withLock { $0.historyBytesWritten += payload.count + 30 }
         // The script answers {offset, epoch}.
         guard let parts = reply.array, parts.count == 2, let offset = parts[0].integer, let epoch = parts[1].string else { return nil }
         return HistoryPosition(offset: offset, epoch: epoch)
@@ -533,7 +559,10 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         let (wasMember, groupEmpty) = local.withMembership { $0.leave(group, channel: channel) }
         guard wasMember else { return }
         if isListed(group) { registry?.enqueue(.leave(group: group, channel: channel)) }
-        if groupEmpty { reconciler.unwant(groupChannel(group)) }
+        if groupEmpty {
+            reconciler.unwant(groupChannel(group))
+            positionCheck.withLock { $0.forget(group) }
+        }
     }
 
     /// Routes the messages of one read from a host to local inboxes and queues, decoding each payload once.
@@ -544,9 +573,21 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             if let group = group(in: message.channel, after: groupPrefix) {
                 let (pushed, queued) = local.withMembership { ($0.pushed.members(of: group), $0.queuedMembers[group]) }
                 guard !pushed.isEmpty || queued != nil, let decoded = decode(message) else { continue }
-                let (stripped, position) = Self.stripHistoryKeys(decoded)
-                if !pushed.isEmpty { local.dispatcher.dispatch(Delivery(stripped, group: group, position: position), to: pushed) }
-                if let queued { local.queues.putMany(stripped, on: queued) }
+                let (stripped, claimed) = Self.stripHistoryKeys(decoded)
+                guard keepsHistory(group) else {
+                    if claimed != nil { state.withLock { $0.untrustedOffsets += 1 } }
+                    deliver(stripped, position: nil, group: group, pushed: pushed, queued: queued)
+                    continue
+                }
+                let item = HistoryPositionCheck.Item(message: stripped, claimed: claimed, payload: message.payload)
+                switch positionCheck.withLock({ $0.admit(item, group: group) }) {
+                case .deliver(let message, let position):
+                    deliver(message, position: position, group: group, pushed: pushed, queued: queued)
+                case .held:
+                    break
+                case .verify(let position, let payload):
+                    verify(position, payload: payload, group: group)
+                }
             } else if let group = group(in: message.channel, after: presencePrefix) {
                 let pushed = local.withMembership { $0.pushed.members(of: group) }
                 guard !pushed.isEmpty, let decoded = decode(message) else { continue }
@@ -560,6 +601,55 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         if local.dispatcher.hasRoom { return true }
         local.dispatcher.whenDrained(resume)
         return false
+    }
+
+    private func deliver(
+        _ message: Message, position: HistoryPosition?, group: String, pushed: [GroupIndex.LoopMembers], queued: Set<String>?
+    ) {
+        if !pushed.isEmpty { local.dispatcher.dispatch(Delivery(message, group: group, position: position), to: pushed) }
+        if let queued { local.queues.putMany(message, on: queued) }
+    }
+
+    /// Checks a claimed position against the group's history (off the subscriber's event loop), then delivers
+    /// it and the group's messages that waited behind it.
+    private func verify(_ position: HistoryPosition, payload: [UInt8], group: String) {
+        Task {
+            let genuine = await isAssigned(position, payload: payload, group: group)
+            let release = positionCheck.withLock { $0.verified(group: group, genuine: genuine) }
+            let (pushed, queued) = local.withMembership { ($0.pushed.members(of: group), $0.queuedMembers[group]) }
+            for (message, position) in release.deliveries {
+                deliver(message, position: position, group: group, pushed: pushed, queued: queued)
+            }
+            if release.untrusted > 0 {
+                state.withLock { $0.untrustedOffsets += release.untrusted }
+                warnings.warn(
+                    "delivered a message without the history offset it carried: the group's history did not assign it (a publisher other than the history script set __offset/__epoch)",
+                    metadata: ["group": "\(group)"]
+                )
+            }
+            if let next = release.verify { verify(next.position, payload: next.payload, group: group) }
+        }
+    }
+
+    /// Whether the history script published `payload` at `position`: the group's epoch is the same and its
+    /// stream holds those bytes at that offset.
+    private func isAssigned(_ position: HistoryPosition, payload: [UInt8], group: String) async -> Bool {
+        let meta = HistoryScript.metaKey(prefix: configuration.prefix, group: group)
+        let stream = HistoryScript.streamKey(prefix: configuration.prefix, group: group)
+        let id = "\(position.offset)-0"
+        do {
+            let replies = try await shard(for: groupChannel(group)).client.pipeline([
+                RedisCommand("HGET", .string(meta), "epoch"),
+                RedisCommand("XRANGE", .string(stream), .string(id), .string(id)),
+            ])
+            guard replies[0].string == position.epoch, let entry = replies[1].array?.first?.array, entry.count == 2,
+                let fields = entry[1].array, fields.count >= 2
+            else { return false }
+            return fields[1].bytes == payload
+        } catch {
+            warnings.warn("could not check a history offset against Redis; the message goes without it", metadata: ["error": "\(error.message)"])
+            return false
+        }
     }
 
     private func decode(_ message: RedisPubSubMessage) -> Message? {
@@ -616,6 +706,8 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
                 lost(channel) || (membership.groupsOfChannel[channel] ?? []).contains { lost(groupChannel($0)) }
             }.map(\.value)
         }
+        // Offsets after the gap are checked against the history again.
+        positionCheck.withLock { $0.forgetAll() }
         let reason = "this node lost its Redis subscription; messages sent until it is back are not delivered"
         for inbox in affected {
             inbox.eventLoop.execute { inbox.messagesLost(reason: reason) }

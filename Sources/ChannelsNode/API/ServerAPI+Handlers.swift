@@ -184,7 +184,7 @@ extension ServerAPI {
         var answer: OrderedDictionary<String, MessageValue> = ["group": .string(group), "keeps_history": .bool(layer.keepsHistory(group))]
         let read: GroupHistory?
         do {
-            read = try await layer.history(of: group, after: since)
+            read = try await layer.history(of: group, after: since, limit: limit)
         } catch {
             throw Self.failure(error, doing: "reading the history of \(group)")
         }
@@ -196,7 +196,7 @@ extension ServerAPI {
         answer["epoch"] = .string(read.top.epoch)
         answer["offset"] = .int(read.top.offset)
         answer["oldest"] = read.oldest.map { .int($0) } ?? .null
-        let chosen = since == nil ? Array(read.messages.suffix(limit)) : Array(read.messages.prefix(limit))
+        let chosen = read.messages
         answer["messages"] = .array(chosen.map { entry in .map(["offset": .int(entry.offset), "message": .map(entry.message.fields)]) })
         return answer
     }

@@ -31,14 +31,17 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     typealias OutboundOut = ByteBuffer
 
     private enum Event {
-        case text(String)
-        case binary([UInt8])
+        /// A client frame and its number on this connection (from 1), which error frames about it name.
+        case text(String, number: Int)
+        case binary([UInt8], number: Int)
         case layer(Delivery)
         case lost(String)
         /// A frame the node made (the recovery answer).
         case frame(ByteBuffer)
         /// The socket closed: run `disconnect` and leave the groups.
         case gone(code: UInt16)
+        /// Completes once every frame before it was written to the socket (a replay page went out).
+        case written(EventLoopPromise<Void>)
     }
 
     private enum State {
@@ -85,9 +88,12 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     private var heardSincePing = true
     private var closeTimeout: Scheduled<Void>?
     private var lastRule: (name: String, rule: ForwardRule?)?
-    /// The history group this connection recovered, and the newest offset it got of it: deliveries of that
-    /// group up to there were sent already (from history) and are skipped.
-    private var recovered: (group: String, upTo: Int64)?
+    /// The history group this connection recovers, and what it got of it.
+    private var recovery: RecoveryState?
+    /// Live messages of the recovered group that wait for the replay to end.
+    private var heldDuringReplay: [Delivery] = []
+    /// Client frames read so far.
+    private var clientFrames = 0
     /// The close code the consumer's `disconnect` gets.
     private var endCode = CloseCode.abnormal
     /// Read by the mailbox task: the code the connection is closing with, 0 while open.
@@ -124,8 +130,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         do {
             channelName = try await layer.newChannel(prefix: "specific.", inbox: self)
         } catch {
-            logger.warning("refusing a connection: the channel layer cannot create a channel", metadata: ["error": "\(error.message)"])
-            refusal = (CloseCode.internalError, "channel layer unavailable")
+            refuseUnavailable(error)
             return
         }
         let context = ConsumerContext(channelName: channelName, layer: layer, scope: scope, limits: limits, connection: self)
@@ -137,6 +142,9 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
             case .accept: accepted = true
             case .reject(let code, let reason): refusal = (code, reason ?? "connection rejected")
             }
+        } catch let error as ChannelLayerError where error.code == .redis {
+            // The consumer could not join its groups: the layer is down, not the consumer. Come back later.
+            refuseUnavailable(error)
         } catch {
             logger.warning("consumer connect() failed", metadata: ["error": "\(error)", "path": "\(scope.path)"])
             refusal = (CloseCode.internalError, "internal error")
@@ -147,6 +155,13 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         if accepted, scope.query["recover"] == "1", let group = context.groups.sorted().first(where: layer.keepsHistory) {
             await recover(group)
         }
+    }
+
+    /// Refuses the connection with 1013 (try again later) because the layer cannot reach its backend.
+    private func refuseUnavailable(_ error: ChannelLayerError) {
+        metrics.layerUnavailableRefusals.increment()
+        warnings.warn("refusing connections: the channel layer is unavailable", metadata: ["error": "\(error.message)"])
+        refusal = (CloseCode.tryAgainLater, "channel layer unavailable; connect again")
     }
 
     /// `?presence=1`: `{"type": "presence", "group": G, "channel": <this connection's>, "members": [...]}` once
@@ -168,55 +183,193 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         try? await eventLoop.submit { [self] in mailbox.prepend(.frame(frame)) }.get()
     }
 
+    /// The position a recovering client asked for: `nil` for a fresh client (`?recover=1` alone), `.invalid`
+    /// for one the node cannot read (an epoch without an offset, an offset that is not a non-negative
+    /// integer): that client cannot continue and is told so (`recovered: false`).
+    private enum AskedPosition {
+        case fresh
+        case at(HistoryPosition)
+        case invalid
+
+        init(query: [String: String]) {
+            let epoch = query["epoch"]
+            let offset = query["offset"]
+            switch (epoch, offset) {
+            case (nil, nil): self = .fresh
+            case (let epoch?, let offset?):
+                guard !epoch.isEmpty, !offset.isEmpty, offset.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let value = Int64(offset) else {
+                    self = .invalid
+                    return
+                }
+                self = .at(HistoryPosition(offset: value, epoch: epoch))
+            default: self = .invalid
+            }
+        }
+    }
+
     /// `?recover=1[&epoch=E&offset=N]`: the first frame says whether the client can continue from its last
-    /// position, then come the messages it missed, then live ones. The group was joined before history is
-    /// read, so a message is either in what was read or arrives live (or both: it is sent once).
+    /// position, then come the messages it missed, a page at a time behind its outbound buffer, then live
+    /// ones. The group was joined before history is read, so a message is either in what was read or
+    /// arrives live (or both: it is sent once).
     private func recover(_ group: String) async {
-        let asked: HistoryPosition? = {
-            guard let epoch = scope.query["epoch"], let offset = scope.query["offset"].flatMap({ Int64($0) }), offset >= 0 else { return nil }
-            return HistoryPosition(offset: offset, epoch: epoch)
-        }()
+        let asked = AskedPosition(query: scope.query)
+        let after: Int64? =
+            switch asked {
+            case .at(let position): position.offset
+            case .fresh, .invalid: Int64.max
+            }
         let history: GroupHistory
         do {
-            guard let read = try await layer.history(of: group, after: asked?.offset ?? .max) else { return }
+            guard let read = try await layer.history(of: group, after: after, limit: GroupHistory.pageSize) else { return }
             history = read
         } catch {
             // Not a reason to refuse the connection: say it could not recover; the app reloads.
             logger.warning("could not read a group's history for a recovering client", metadata: ["group": "\(group)", "error": "\(error.message)"])
             metrics.recoveries.increment()
-            await installRecovery(group, recovered: false, top: nil, messages: [])
+            let state = RecoveryState(group: group, epoch: "", delivered: 0, replaying: false)
+            await installRecovery(state, answer: (false, "", 0), page: nil)
             return
         }
-        let recovered = asked.map { history.continues(from: $0) } ?? true
         metrics.recoveries.increment()
-        let missed = recovered && asked != nil ? history.messages : []
-        await installRecovery(group, recovered: recovered, top: history.top, messages: missed)
+        switch asked {
+        case .at(let position) where history.continues(from: position):
+            let state = RecoveryState(group: group, epoch: position.epoch, delivered: position.offset, replaying: true)
+            await installRecovery(state, answer: (true, history.top.epoch, history.top.offset), page: history)
+        case .fresh:
+            let state = RecoveryState(group: group, epoch: history.top.epoch, delivered: history.top.offset, replaying: false)
+            await installRecovery(state, answer: (true, history.top.epoch, history.top.offset), page: nil)
+        case .at, .invalid:
+            let state = RecoveryState(group: group, epoch: history.top.epoch, delivered: history.top.offset, replaying: false)
+            await installRecovery(state, answer: (false, history.top.epoch, history.top.offset), page: nil)
+        }
     }
 
-    private func installRecovery(_ group: String, recovered: Bool, top: HistoryPosition?, messages: [(offset: Int64, message: Message)]) async {
-        var answer: OrderedDictionary<String, MessageValue> = ["type": "recovery", "recovered": .bool(recovered)]
-        answer["epoch"] = .string(top?.epoch ?? "")
-        answer["offset"] = .int(top?.offset ?? 0)
-        let frame = ServerFrame.text((try? ClientFrame.encode(answer)) ?? "{}")
-        let epoch = top?.epoch ?? ""
-        let upTo = max(messages.last?.offset ?? 0, top?.offset ?? 0)
+    private static func recoveryFrame(recovered: Bool, epoch: String, offset: Int64) -> ByteBuffer {
+        let answer: OrderedDictionary<String, MessageValue> = [
+            "type": "recovery", "recovered": .bool(recovered), "epoch": .string(epoch), "offset": .int(offset),
+        ]
+        return ServerFrame.text((try? ClientFrame.encode(answer)) ?? "{}")
+    }
+
+    /// Puts the recovery answer and the first page ahead of what arrived live since the join, and decides
+    /// for those live messages as for any later one.
+    private func installRecovery(
+        _ state: RecoveryState, answer: (recovered: Bool, epoch: String, offset: Int64), page: GroupHistory?
+    ) async {
+        let frame = Self.recoveryFrame(recovered: answer.recovered, epoch: answer.epoch, offset: answer.offset)
         try? await eventLoop.submit { [self] in
-            // Ahead of whatever arrived live since the join; live copies of what history covers are dropped.
+            var state = state
             var events: [Event] = [.frame(frame)]
-            events += messages.map { .layer(Delivery($0.message, group: group, position: HistoryPosition(offset: $0.offset, epoch: epoch))) }
-            let live = mailbox.filter { event in
-                if case .layer(let delivery) = event, delivery.group == group, let position = delivery.position {
-                    return position.offset > upTo
+            if let page { events += pageEvents(state.page(page, limit: GroupHistory.pageSize), state: state) }
+            let arrived = mailbox
+            mailbox = Deque(events)
+            recovery = state
+            for event in arrived {
+                if case .layer(let delivery) = event, delivery.group == state.group {
+                    admitLive(delivery, direct: false)
+                } else {
+                    mailbox.append(event)
                 }
-                return true
             }
-            let lastLive = live.compactMap { event -> Int64? in
-                if case .layer(let delivery) = event, delivery.group == group { return delivery.position?.offset }
-                return nil
-            }.last
-            mailbox = Deque(events + live)
-            self.recovered = (group, max(upTo, lastLive ?? 0))
         }.get()
+    }
+
+    /// The events a page of history becomes: a notice if the client must know of a restart or a gap, then
+    /// the messages as deliveries of the group.
+    private func pageEvents(_ page: RecoveryState.Page, state: RecoveryState) -> [Event] {
+        var events: [Event] = []
+        if let notice = page.notice {
+            metrics.historyRestarts.increment()
+            events.append(.frame(Self.recoveryFrame(recovered: false, epoch: notice.epoch, offset: notice.offset)))
+        }
+        for (offset, message) in page.messages {
+            events.append(.layer(Delivery(message, group: state.group, position: HistoryPosition(offset: offset, epoch: state.epoch))))
+        }
+        return events
+    }
+
+    /// A live message of the recovered group: delivered, dropped as a copy, held until the replay ends, or
+    /// delivered after telling the client its history restarted. `direct`: it may be written at once (the
+    /// consumer is idle and nothing waits); otherwise it goes to the mailbox.
+    private func admitLive(_ delivery: Delivery, direct: Bool) {
+        guard var state = recovery else { return enqueue(.layer(delivery)) }
+        let verdict = state.live(delivery.position)
+        recovery = state
+        switch verdict {
+        case .skip:
+            return
+        case .hold:
+            if heldDuringReplay.count >= limits.maxQueuedMessages {
+                closeAsSlow("more than \(limits.maxQueuedMessages) messages wait for the replay")
+                return
+            }
+            heldDuringReplay.append(delivery)
+            return
+        case .restarted:
+            metrics.historyRestarts.increment()
+            let notice = state.restartNotice(before: delivery.position?.offset ?? 1)
+            enqueue(.frame(Self.recoveryFrame(recovered: false, epoch: notice.epoch, offset: notice.offset)))
+            enqueue(.layer(delivery))
+        case .deliver:
+            if direct, let name = delivery.handlerName, let rule = rule(for: name), !running, mailbox.isEmpty, handlerContext != nil {
+                if let frame = frame(rule, delivery) { write(frame) }
+            } else {
+                enqueue(.layer(delivery))
+            }
+        }
+    }
+
+    /// Reads the rest of a replay a page at a time, each after the previous one reached the socket, so a
+    /// client that does not read holds one page, not the whole history. Runs after the upgrade.
+    private func continueReplay() {
+        guard let recovery, recovery.replaying else { return }
+        let group = recovery.group
+        Task { [self] in
+            while true {
+                let written = eventLoop.makePromise(of: Void.self)
+                guard let from = try? await eventLoop.submit({ [self] () -> Int64? in
+                    guard state == .open, self.recovery?.replaying == true else { return nil }
+                    enqueue(.written(written))
+                    return self.recovery?.delivered
+                }).get() else {
+                    written.fail(ChannelError.ioOnClosedChannel)
+                    return
+                }
+                // Behind the outbound buffer: the previous page is on the socket before the next is read.
+                guard (try? await written.futureResult.get()) != nil else { return }
+                let page: GroupHistory?
+                do throws(ChannelLayerError) {
+                    page = try await layer.history(of: group, after: from, limit: GroupHistory.pageSize)
+                } catch {
+                    logger.warning("could not read a group's history while replaying it", metadata: ["group": "\(group)", "error": "\(error.message)"])
+                    page = nil
+                }
+                let more = try? await eventLoop.submit({ [self] () -> Bool in
+                    guard state == .open, var current = self.recovery, current.replaying else { return false }
+                    guard let page else {
+                        let notice = current.abandonReplay()
+                        self.recovery = current
+                        metrics.historyRestarts.increment()
+                        enqueue(.frame(Self.recoveryFrame(recovered: false, epoch: notice.epoch, offset: notice.offset)))
+                        releaseHeld()
+                        return false
+                    }
+                    let next = current.page(page, limit: GroupHistory.pageSize)
+                    self.recovery = current
+                    for event in pageEvents(next, state: current) { enqueue(event) }
+                    if !next.more { releaseHeld() }
+                    return next.more
+                }).get()
+                guard more == true else { return }
+            }
+        }
+    }
+
+    /// The replay ended: what waited behind it is decided as live messages now.
+    private func releaseHeld() {
+        let held = heldDuringReplay
+        heldDuringReplay = []
+        for delivery in held { admitLive(delivery, direct: false) }
     }
 
     /// Closes at once after the upgrade: a handshake step refused the connection.
@@ -245,6 +398,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         let interval = pingInterval
         pingTask = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in checkAlive() }
         startTaskIfNeeded()
+        continueReplay()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -266,19 +420,20 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
                 return
             }
             let data = frame.unmaskedData
+            clientFrames += 1
             if frame.opcode == .text {
                 guard let text = String(validating: data.readableBytesView, as: UTF8.self) else {
                     close(code: CloseCode.invalidPayload, reason: "a text frame must be UTF-8")
                     return
                 }
-                enqueue(.text(text))
+                enqueue(.text(text, number: clientFrames))
             } else if route?.acceptsBinary == false {
                 // Say so rather than drop it silently; the connection stays.
                 write(ServerFrame.text(ClientFrame.error(.invalidFrame, detail: "this endpoint takes text frames only")))
                 flush()
                 return
             } else {
-                enqueue(.binary(Array(data.readableBytesView)))
+                enqueue(.binary(Array(data.readableBytesView), number: clientFrames))
             }
             pendingClientFrames += 1
             if pendingClientFrames >= Self.maxPendingClientFrames, !readPaused {
@@ -337,6 +492,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         if closingCode.load(ordering: .relaxed) == 0 { closingCode.store(endCode, ordering: .relaxed) }
         // Layer messages for a client that is gone are of no use; what it sent before leaving is still handled.
         mailbox.removeAll { if case .layer = $0 { true } else { false } }
+        heldDuringReplay = []
         if !wasClosedBefore { enqueue(.gone(code: endCode)) }
         if readPaused { readPaused = false }
         onClosed(self)
@@ -355,12 +511,14 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
             defer { inBatch = true }
             return !inBatch
         }
-        if let group = delivery.group, delivery.firstSight() { metrics.traffic.countGroupMessage(group) }
-        if let recovered, let position = delivery.position, delivery.group == recovered.group {
-            guard position.offset > recovered.upTo else { return false }
-            self.recovered!.upTo = position.offset
+        if delivery.firstSight() {
+            // Once per message and node, whichever path delivers it: forward rules, handlers, recovery.
+            if let group = delivery.group { metrics.traffic.countGroupMessage(group) }
+            observeLatency(delivery.message)
         }
-        if let name = delivery.handlerName, let rule = rule(for: name), !running, mailbox.isEmpty, handlerContext != nil {
+        if let recovery, delivery.group == recovery.group {
+            admitLive(delivery, direct: true)
+        } else if let name = delivery.handlerName, let rule = rule(for: name), !running, mailbox.isEmpty, handlerContext != nil {
             guard let frame = frame(rule, delivery) else { return false }
             write(frame)
         } else {
@@ -479,17 +637,19 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
 
     /// Runs in the mailbox task: consumer code, one event at a time.
     private func process(_ events: [Event]) async {
-        for event in events {
+        for (index, event) in events.enumerated() {
             let closing = closingCode.load(ordering: .relaxed)
             switch event {
-            case .text(let text):
+            case .text(let text, let number):
                 // Every frame here was read within the client's rate and before any close: it is handled
                 // (nothing a client sent is lost); what a client sends past its rate is never queued.
                 guard let consumer else { continue }
-                await run { try await consumer.receiveText(text) }
-            case .binary(let bytes):
+                await run(frame: number) { try await consumer.receiveText(text) }
+            case .binary(let bytes, let number):
                 guard let consumer else { continue }
-                await run { try await consumer.receiveBinary(bytes) }
+                await run(frame: number) { try await consumer.receiveBinary(bytes) }
+            case .written(let promise):
+                eventLoop.execute { [self] in writtenSoFar(promise) }
             case .layer(let delivery):
                 guard closing == 0, let consumer else { continue }
                 await handle(delivery, consumer)
@@ -500,6 +660,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
                 guard closing == 0 else { continue }
                 post(frame)
             case .gone(let code):
+                for case .written(let promise) in events[(index + 1)...] { promise.fail(ChannelError.ioOnClosedChannel) }
                 if accepted { await consumer?.disconnect(code) }
                 if let consumerContext {
                     for group in consumerContext.groups {
@@ -529,19 +690,30 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
             metrics.noHandler.increment()
             return
         }
-        observeLatency(delivery.message)
         await run { _ = try await consumer.handle(delivery.message) }
     }
 
-    private func run(_ body: () async throws -> Void) async {
+    /// Runs consumer code; `frame` is the number of the client frame it handles, if it handles one.
+    private func run(frame number: Int? = nil, _ body: () async throws -> Void) async {
         do {
             try await body()
         } catch let error as ChannelLayerError where error.code == .redis {
-            // Redis unreachable is not the client's fault nor the consumer's: say the message was lost, keep
-            // the connection (the layer reconnects by itself), count it.
-            metrics.publishFailures.increment()
+            // Redis unreachable is not the client's fault nor the consumer's: keep the connection (the layer
+            // reconnects by itself), count it, and tell the client the truth about its message: not delivered
+            // (sending it again cannot duplicate it), or handed to Redis without a confirmation.
             warnings.warn("the channel layer could not take a message", metadata: ["error": "\(error.message)"])
-            post(ServerFrame.text(ClientFrame.error(.unavailable, detail: "the channel layer is unavailable; the message was not delivered")))
+            let about = number.map { "message \($0) of this connection" } ?? "a message"
+            let text: String
+            if error.mayHaveTakenEffect {
+                metrics.publishUnconfirmed.increment()
+                text = ClientFrame.error(
+                    .unconfirmed, detail: "the channel layer did not confirm \(about) in time; it may or may not have been delivered", frame: number
+                )
+            } else {
+                metrics.publishFailures.increment()
+                text = ClientFrame.error(.unavailable, detail: "the channel layer is unavailable; \(about) was not delivered", frame: number)
+            }
+            post(ServerFrame.text(text))
         } catch {
             logger.error("consumer failed; closing the connection with 1011", metadata: ["error": "\(error)", "path": "\(scope.path)"])
             requestClose(code: CloseCode.internalError, reason: "internal error")
@@ -552,6 +724,13 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         guard let sentAt = message["sent_at"]?.double else { return }
         let seconds = WallClock.now() - sentAt
         if seconds >= 0 && seconds < 3600 { metrics.publishToDeliver.recordNanoseconds(Int64(seconds * 1e9)) }
+    }
+
+    /// Completes `promise` once everything written so far is on the socket.
+    private func writtenSoFar(_ promise: EventLoopPromise<Void>) {
+        guard state == .open, let handlerContext else { return promise.fail(ChannelError.ioOnClosedChannel) }
+        flush()
+        handlerContext.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: promise)
     }
 
     private func write(_ frame: ByteBuffer) {

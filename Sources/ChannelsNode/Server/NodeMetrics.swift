@@ -20,7 +20,13 @@ import Synchronization
 /// (accept failed, out of file descriptors), `channels_recoveries_total` (clients that connected with `?recover=1`),
 /// and for the HTTP API `channels_api_requests_total`, `channels_api_unauthorized_total` (401),
 /// `channels_api_rate_limited_total` (429), `channels_api_messages_published_total` (messages it sent into the
-/// layer) and `channels_api_disconnects_total` (disconnect requests).
+/// layer) and `channels_api_disconnects_total` (disconnect requests); `channels_history_bytes_written_total` and
+/// `channels_history_bytes_read_total` (group history appended and read back), `channels_layer_unavailable_refusals_total`
+/// (handshakes refused with 1013 while the layer cannot reach Redis), `channels_publish_unconfirmed_total` (client
+/// messages handed to Redis whose confirmation never came: they may or may not have been delivered),
+/// `channels_history_restarts_total` (recovering connections told their group's history restarted) and
+/// `channels_untrusted_offsets_total` (messages whose `__offset`/`__epoch` the history does not hold: delivered
+/// without a position).
 final class NodeMetrics: Sendable {
     let connections = Gauge(label: "channels_connections")
     let connectionsTotal = Counter(label: "channels_connections_total")
@@ -51,6 +57,12 @@ final class NodeMetrics: Sendable {
     let apiRateLimited = Counter(label: "channels_api_rate_limited_total")
     let apiPublished = Counter(label: "channels_api_messages_published_total")
     let apiDisconnects = Counter(label: "channels_api_disconnects_total")
+    let historyBytesWritten = Counter(label: "channels_history_bytes_written_total")
+    let historyBytesRead = Counter(label: "channels_history_bytes_read_total")
+    let layerUnavailableRefusals = Counter(label: "channels_layer_unavailable_refusals_total")
+    let publishUnconfirmed = Counter(label: "channels_publish_unconfirmed_total")
+    let historyRestarts = Counter(label: "channels_history_restarts_total")
+    let untrustedOffsets = Counter(label: "channels_untrusted_offsets_total")
     /// Messages per second, overall and per group, for the API's reports and the admin page.
     let traffic = TrafficMeter()
 
@@ -85,6 +97,9 @@ final class NodeMetrics: Sendable {
         redisLosses.increment(by: max(0, statistics.redisConnectionLosses - previous.redisConnectionLosses))
         redisReconnects.increment(by: max(0, statistics.redisResubscriptions - previous.redisResubscriptions))
         undecodable.increment(by: max(0, statistics.undecodable - previous.undecodable))
+        historyBytesWritten.increment(by: max(0, statistics.historyBytesWritten - previous.historyBytesWritten))
+        historyBytesRead.increment(by: max(0, statistics.historyBytesRead - previous.historyBytesRead))
+        untrustedOffsets.increment(by: max(0, statistics.untrustedOffsets - previous.untrustedOffsets))
         groups.record(statistics.localGroups)
     }
 }

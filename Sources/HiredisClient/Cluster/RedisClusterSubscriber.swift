@@ -43,6 +43,7 @@ public final class RedisClusterSubscriber: Sendable {
     public let events: AsyncStream<Event>
 
     private let handler: RedisSubscriber.MessageHandler
+    private let failsWhileUnreachable: Bool
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let state = Mutex(State())
@@ -50,15 +51,20 @@ public final class RedisClusterSubscriber: Sendable {
     private let triggers: AsyncStream<Void>
     private let trigger: AsyncStream<Void>.Continuation
 
-    /// - Parameter onMessages: takes each read's messages on the event loop of the primary's connection;
-    ///   return `false` to stop reading until ``resumeReading()``.
+    /// - Parameters:
+    ///   - failsWhileUnreachable: subscribe calls for a primary that cannot be reached fail at once instead of
+    ///     waiting for it (see ``RedisSubscriber``).
+    ///   - onMessages: takes each read's messages on the event loop of the primary's connection;
+    ///     return `false` to stop reading until ``resumeReading()``.
     public init(
         client: RedisClusterClient,
         checkInterval: Duration = .seconds(5),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "HiredisClient.cluster-subscriber"),
+        failsWhileUnreachable: Bool = false,
         onMessages: @escaping RedisSubscriber.MessageHandler
     ) {
+        self.failsWhileUnreachable = failsWhileUnreachable
         self.client = client
         self.checkInterval = checkInterval
         self.handler = onMessages
@@ -161,7 +167,8 @@ public final class RedisClusterSubscriber: Sendable {
             let subscriber = RedisSubscriber(
                 configuration: client.configuration(for: node),
                 reconnectPolicy: RedisReconnectPolicy(initialDelay: .milliseconds(100), maximumDelay: .seconds(1)),
-                eventLoopGroup: eventLoopGroup, logger: logger, sharded: true, onMessages: handler
+                eventLoopGroup: eventLoopGroup, logger: logger, sharded: true, failsWhileUnreachable: failsWhileUnreachable,
+                onMessages: handler
             )
             let runner = Task { [logger] in
                 do throws(RedisError) { try await subscriber.run() } catch {
