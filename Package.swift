@@ -235,7 +235,7 @@ let package = Package(
         .testTarget(
             name: "ChannelsNodeTests",
             dependencies: [
-                "ChannelsNode", "ChannelLayers", "ChannelsProtocol", "HiredisClient", "ChannelsTestSupport",
+                "ChannelsNode", "ChannelLayers", "ChannelLayersRedis", "ChannelsProtocol", "HiredisClient", "ChannelsTestSupport",
                 "ChannelsWebSocketClient",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

@@ -223,9 +223,8 @@ public final class InMemoryChannelLayer: ChannelLayer {
             }
             ring.expire(ttl: ttl, now: now)
             state.histories[group] = ring
-            return GroupHistory(
-                top: HistoryPosition(offset: ring.top, epoch: state.epoch), messages: ring.messages(after: offset, limit: limit), oldest: ring.oldest
-            )
+            let (messages, bytes) = ring.messages(after: offset, limit: limit)
+            return GroupHistory(top: HistoryPosition(offset: ring.top, epoch: state.epoch), messages: messages, oldest: ring.oldest, bytes: bytes)
         }
     }
 

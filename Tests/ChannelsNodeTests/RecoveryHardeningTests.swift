@@ -1,3 +1,4 @@
+import ChannelLayersRedis
 import ChannelsProtocol
 import ChannelsTestSupport
 import ChannelsWebSocketClient
@@ -178,5 +179,45 @@ import Testing
         #expect((answer?["messages"] as? [Any])?.count == 1)
         let after = LayerOutageTests.value(of: "channels_history_bytes_read_total", in: try await node.get("/metrics").body) ?? -1
         #expect(before > 0 && after - before > 0 && after - before < 1024, "read \(after - before) bytes for one message")
+    }
+
+    @Test func recoveringClientsThatDoNotReadHoldAPageEachNotTheHistory() async throws {
+        let redis = try await RedisServer.start()
+        let node = try await NodeProcess.start(redis: [redis.url], arguments: ["--history-max-bytes", "16777216"])
+        // 750 messages of 16 KiB written by the history script itself, as a node would.
+        let client = RedisClient(configuration: redis.configuration())
+        let filler = String(repeating: "y", count: 16 * 1024)
+        var epoch = ""
+        for index in 0..<750 {
+            let message: Message = ["type": "chat.message", "message": .string("\(index)-\(filler)")]
+            let reply = try await client.send(
+                "EVAL", .string(HistoryScript.publish), 2, "asgi:history:{chat_replay}:meta", "asgi:history:{chat_replay}:stream",
+                "asgi__group__chat_replay", .bytes(MessagePack.encode(message)), 1000, 300, 86400, "epochone", "PUBLISH", 16_777_216
+            )
+            epoch = reply.array?.last?.string ?? ""
+        }
+        await client.close()
+        #expect(epoch == "epochone")
+        let before = NodeFaultTests.rss(of: node.processIdentifier)
+
+        // 20 clients ask for the whole 12 MiB history and never read: the old node read and queued all of it
+        // for each (240 MiB); paged behind the socket, each holds about one page.
+        var readers: [ChatClient] = []
+        for _ in 0..<20 {
+            let reader = try await ChatClient.connect(port: node.port, room: "replay", query: "recover=1&epoch=\(epoch)&offset=0")
+            reader.client.setReading(false)
+            readers.append(reader)
+        }
+        try await Task.sleep(for: .seconds(3))
+        let grown = (NodeFaultTests.rss(of: node.processIdentifier) - before) / 1024
+        print("20 non-reading recoveries of a 12 MiB history: node RSS grew \(grown) MiB")
+        #expect(grown < 60, "RSS grew \(grown) MiB for 20 clients that do not read")
+        // They are still served: one that starts reading gets the history in order.
+        let first = readers[0]
+        first.client.setReading(true)
+        #expect(await first.waitForFrames(41, timeout: .seconds(30)))
+        #expect(RecoveryTests.frames(first).dropFirst().prefix(40).compactMap(\.offset) == (1...40).map { Int($0) })
+        // Their close handshakes would wait behind what they never read.
+        for reader in readers { reader.client.abort() }
     }
 }

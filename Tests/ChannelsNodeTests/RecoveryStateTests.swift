@@ -78,4 +78,17 @@ struct RecoveryStateTests {
         #expect(notice.offset == 15 && !state.replaying)
         #expect(state.live(Self.at(16)) == .deliver)
     }
+
+    @Test func pagesAreSizedByBytes() {
+        var state = RecoveryState(group: "g", epoch: "E", delivered: 0, replaying: true)
+        #expect(state.pageLimit == RecoveryState.firstPageMessages)
+        var history = Self.history(1...16, top: 500)
+        history.bytes = 16 * 60 * 1024
+        _ = state.page(history, limit: 16)
+        #expect(state.pageLimit == RecoveryState.pageBytes / (60 * 1024), "60 KiB messages: four to a page")
+        history = Self.history(17...20, top: 500)
+        history.bytes = 4 * 100
+        _ = state.page(history, limit: 4)
+        #expect(state.pageLimit == RecoveryState.maxPageMessages, "small messages: a full page")
+    }
 }

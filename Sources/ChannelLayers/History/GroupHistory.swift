@@ -20,15 +20,16 @@ public struct GroupHistory: Sendable {
     public var messages: [(offset: Int64, message: Message)]
     /// The offset of the oldest message still kept, if any.
     public var oldest: Int64?
+    /// The size of ``messages`` as stored (their msgpack bytes), so readers can size their next page.
+    public var bytes: Int
 
-    public init(top: HistoryPosition, messages: [(offset: Int64, message: Message)], oldest: Int64?) {
+    public init(top: HistoryPosition, messages: [(offset: Int64, message: Message)], oldest: Int64?, bytes: Int = 0) {
         self.top = top
         self.messages = messages
         self.oldest = oldest
+        self.bytes = bytes
     }
 
-    /// The most messages one read returns: recoveries and the API page through longer histories.
-    public static let pageSize = 100
 
     /// Whether a client that last saw `position` can continue without a gap from what this holds.
     public func continues(from position: HistoryPosition) -> Bool {

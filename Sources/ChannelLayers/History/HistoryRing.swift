@@ -34,8 +34,8 @@ struct HistoryRing {
     }
 
     /// At most `limit` messages: the first after `offset`, or the newest when `offset` is `nil`.
-    func messages(after offset: Int64?, limit: Int) -> [(offset: Int64, message: Message)] {
-        guard limit > 0, let oldest = entries.first?.offset else { return [] }
+    func messages(after offset: Int64?, limit: Int) -> (messages: [(offset: Int64, message: Message)], bytes: Int) {
+        guard limit > 0, let oldest = entries.first?.offset else { return ([], 0) }
         let range: Range<Int>
         if let offset {
             // Offsets are consecutive: the index of `offset + 1` is computed, not searched.
@@ -44,7 +44,7 @@ struct HistoryRing {
         } else {
             range = max(0, entries.count - limit)..<entries.count
         }
-        return range.map { (entries[$0].offset, entries[$0].message) }
+        return (range.map { (entries[$0].offset, entries[$0].message) }, range.reduce(0) { $0 + entries[$1].bytes })
     }
 
     var oldest: Int64? { entries.first?.offset }

@@ -422,7 +422,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         if offset == nil { messages.reverse() }
         let oldest = (replies[4].array?.first).flatMap { Self.historyEntry($0)?.offset }.flatMap { $0 <= top ? $0 : nil }
         state.withLock { $0.historyBytesRead += bytes }
-        return GroupHistory(top: HistoryPosition(offset: top, epoch: epoch), messages: messages, oldest: oldest)
+        return GroupHistory(top: HistoryPosition(offset: top, epoch: epoch), messages: messages, oldest: oldest, bytes: bytes)
     }
 
     /// An XRANGE entry `[id, [field, value]]` as its offset, the message without the history keys, and its size.

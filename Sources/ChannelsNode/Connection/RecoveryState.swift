@@ -42,6 +42,15 @@ struct RecoveryState: Sendable {
     private(set) var replaying: Bool
     /// The newest offset of the epoch seen live while replaying.
     private(set) var newestLive: Int64 = 0
+    /// How many messages the next page reads: sized from the last page so that a page holds about
+    /// ``pageBytes``, between 1 and ``maxPageMessages``.
+    private(set) var pageLimit = Self.firstPageMessages
+
+    /// The first read of a recovery: most clients missed a few messages, and large ones cost one page.
+    static let firstPageMessages = 16
+    static let maxPageMessages = 100
+    /// About what one page holds: the bound on what a client that does not read makes the node hold.
+    static let pageBytes = 256 * 1024
 
     init(group: String, epoch: String, delivered: Int64, replaying: Bool) {
         self.group = group
@@ -77,6 +86,10 @@ struct RecoveryState: Sendable {
     mutating func page(_ history: GroupHistory, limit: Int) -> Page {
         var page = Page()
         guard replaying else { return page }
+        if !history.messages.isEmpty, history.bytes > 0 {
+            let average = max(1, history.bytes / history.messages.count)
+            pageLimit = min(Self.maxPageMessages, max(1, Self.pageBytes / average))
+        }
         if history.top.epoch != epoch {
             // The history restarted while the client was catching up: say so, and replay the new one.
             // This page was read after the old epoch's offset: read the new history from its start.

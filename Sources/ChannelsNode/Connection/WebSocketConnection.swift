@@ -220,7 +220,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
             }
         let history: GroupHistory
         do {
-            guard let read = try await layer.history(of: group, after: after, limit: GroupHistory.pageSize) else { return }
+            guard let read = try await layer.history(of: group, after: after, limit: RecoveryState.firstPageMessages) else { return }
             history = read
         } catch {
             // Not a reason to refuse the connection: say it could not recover; the app reloads.
@@ -260,7 +260,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         try? await eventLoop.submit { [self] in
             var state = state
             var events: [Event] = [.frame(frame)]
-            if let page { events += pageEvents(state.page(page, limit: GroupHistory.pageSize), state: state) }
+            if let page { events += pageEvents(state.page(page, limit: RecoveryState.firstPageMessages), state: state) }
             let arrived = mailbox
             mailbox = Deque(events)
             recovery = state
@@ -327,10 +327,10 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         Task { [self] in
             while true {
                 let written = eventLoop.makePromise(of: Void.self)
-                guard let from = try? await eventLoop.submit({ [self] () -> Int64? in
-                    guard state == .open, self.recovery?.replaying == true else { return nil }
+                guard let (from, limit) = try? await eventLoop.submit({ [self] () -> (Int64, Int)? in
+                    guard state == .open, let recovery = self.recovery, recovery.replaying else { return nil }
                     enqueue(.written(written))
-                    return self.recovery?.delivered
+                    return (recovery.delivered, recovery.pageLimit)
                 }).get() else {
                     written.fail(ChannelError.ioOnClosedChannel)
                     return
@@ -339,7 +339,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
                 guard (try? await written.futureResult.get()) != nil else { return }
                 let page: GroupHistory?
                 do throws(ChannelLayerError) {
-                    page = try await layer.history(of: group, after: from, limit: GroupHistory.pageSize)
+                    page = try await layer.history(of: group, after: from, limit: limit)
                 } catch {
                     logger.warning("could not read a group's history while replaying it", metadata: ["group": "\(group)", "error": "\(error.message)"])
                     page = nil
@@ -354,7 +354,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
                         releaseHeld()
                         return false
                     }
-                    let next = current.page(page, limit: GroupHistory.pageSize)
+                    let next = current.page(page, limit: limit)
                     self.recovery = current
                     for event in pageEvents(next, state: current) { enqueue(event) }
                     if !next.more { releaseHeld() }
