@@ -128,16 +128,13 @@ final class ServerAPI: Sendable {
                 break
             }
         case 3 where segments[0] == "channels":
-            let channel = try Self.decode(segments[1])
             switch segments[2] {
             case "send":
                 try only(.POST)
-                guard ChannelNames.isValidChannel(channel) else { throw .badRequest("invalid_channel", ChannelNames.errorText("Channel")) }
-                return try await sendToChannel(channel, try Self.message(request.body))
+                return try await sendToChannel(try channel(segments[1]), try Self.message(request.body))
             case "disconnect":
                 try only(.POST)
-                guard ChannelNames.isValidChannel(channel) else { throw .badRequest("invalid_channel", ChannelNames.errorText("Channel")) }
-                return try await disconnect(.channel(channel), try Self.optionalJSONObject(request.body))
+                return try await disconnect(.channel(try channel(segments[1])), try Self.optionalJSONObject(request.body))
             default:
                 break
             }
@@ -190,6 +187,23 @@ final class ServerAPI: Sendable {
         }
         guard let text = String(validating: bytes, as: UTF8.self) else { throw .badRequest("invalid_path", "a path segment is not UTF-8") }
         return text
+    }
+
+    /// A channel the channel routes may address: a valid name that is not one of the layer's group or
+    /// presence channels (`<prefix>__group__...`, `<prefix>__presence__...`). Those carry the nodes' control
+    /// group, presence events and every group's messages: only the group routes reach groups, and they keep
+    /// the nodes' own groups out of reach.
+    func channel(_ segment: String) throws(APIError) -> String {
+        let channel = try Self.decode(segment)
+        guard ChannelNames.isValidChannel(channel) else { throw .badRequest("invalid_channel", ChannelNames.errorText("Channel")) }
+        let prefix = configuration.layerPrefix
+        if let reserved = ["\(prefix)__group__", "\(prefix)__presence__"].first(where: { channel.hasPrefix($0) }) {
+            throw .badRequest(
+                "reserved_channel",
+                "\(channel) is one of the channel layer's own channels (\(reserved)...): send to a group with POST /api/groups/{group}/send, and to one connection with its channel (\(prefix)specific....)"
+            )
+        }
+        return channel
     }
 
     static func group(_ segment: String) throws(APIError) -> String {

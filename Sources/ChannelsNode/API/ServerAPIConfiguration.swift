@@ -14,19 +14,23 @@ public struct ServerAPIConfiguration: Sendable {
     public var burst: Int
     /// How long a disconnect or a report waits for the nodes' answers.
     public var replyTimeout: Duration
+    /// The channel layer's prefix (`--prefix`; channels_redis' `asgi`): the channel routes refuse the layer's
+    /// group and presence channels, `<prefix>__group__...` and `<prefix>__presence__...`.
+    public var layerPrefix: String
 
     /// The shortest key accepted: shorter ones are guessable.
     public static let minimumKeyLength = 16
 
     public init(
         keys: [String] = [], maxBodySize: Int = 1024 * 1024, requestsPerSecond: Double = 100, burst: Int = 200,
-        replyTimeout: Duration = .seconds(1)
+        replyTimeout: Duration = .seconds(1), layerPrefix: String = "asgi"
     ) {
         self.keys = keys
         self.maxBodySize = maxBodySize
         self.requestsPerSecond = requestsPerSecond
         self.burst = burst
         self.replyTimeout = replyTimeout
+        self.layerPrefix = layerPrefix
     }
 
     /// The API is off.
