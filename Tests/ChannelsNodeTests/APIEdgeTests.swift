@@ -3,7 +3,9 @@ import ChannelsWebSocketClient
 import Foundation
 import Testing
 
-/// The HTTP API's edges (issue 21) against real nodes: reserved channels refused by the channel routes.
+/// The HTTP API's edges (issue 21, items 5 and 6) against real nodes: reserved channels refused by the
+/// channel routes, request heads decided before any body is read (memory measured on the node), and the
+/// node-wide budget of bodies in flight.
 @Suite(.serialized) struct APIEdgeTests {
     static let key = "edge-test-api-key-0123456789abcdef"
 
@@ -66,5 +68,206 @@ import Testing
         #expect(answer.status == 400 && answer.json?["code"] as? String == "reserved_channel", "\(answer.body)")
         try await Task.sleep(for: .milliseconds(300))
         #expect(client.client.isOpen)
+    }
+
+    // MARK: - Item 6: bodies
+
+    /// Sockets that each declare a 1 MiB body and send 900 KiB of it without a key: each gets its refusal
+    /// from the request head, and the node does not keep what they send (its RSS grows far less than the total).
+    @Test(arguments: [
+        Flood(api: true, path: "/api/groups/chat_x/send", sockets: 300, status: 401),
+        Flood(api: false, path: "/api/groups/chat_x/send", sockets: 100, status: 404),
+        Flood(api: true, path: "/healthz", sockets: 100, status: 405),
+    ])
+    func bodiesAreNotReadBeforeTheHeadIsChecked(_ flood: Flood) async throws {
+        raiseOpenFileLimit(to: 4096)
+        let node = try await NodeProcess.start(arguments: flood.api ? ["--api-key-file", try Self.keyFile()] : [])
+        defer { node.terminate() }
+        let declared = 1024 * 1024
+        let sent = 900 * 1024
+        let head = "POST \(flood.path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(declared)\r\n\r\n"
+        let request = Array(head.utf8) + [UInt8](repeating: UInt8(ascii: "a"), count: sent)
+        let before = try residentBytes(of: node.processIdentifier)
+        let port = node.port
+        let sockets = try await blocking {
+            var sockets: [RawSocket] = []
+            for _ in 0..<flood.sockets {
+                let socket = try RawSocket(port: port)
+                sockets.append(socket)
+                _ = socket.send(request)
+            }
+            return sockets
+        }
+        defer { for socket in sockets { socket.close() } }
+        // Everything sent has left the sockets' queues: the node has read it (and kept it, or not).
+        let drained = await eventually(timeout: .seconds(60), every: .milliseconds(200)) { (try? loopbackQueuedBytes(port: port)) == 0 }
+        #expect(drained, "bytes still queued: \(String(describing: try? loopbackQueuedBytes(port: port)))")
+        let after = try residentBytes(of: node.processIdentifier)
+        let total = flood.sockets * sent
+        let growth = after - before
+        print("\(flood): RSS \(before / 1_048_576) -> \(after / 1_048_576) MiB for \(total / 1_048_576) MiB sent (\(try loopbackQueuedBytes(port: port)) bytes unread)")
+        try #require(growth < total / 4, "RSS grew by \(growth / 1_048_576) MiB for \(total / 1_048_576) MiB of bodies nobody should keep")
+        let heads = try await blocking { sockets.map { $0.receive(until: "\r\n\r\n", timeout: .seconds(10)) } }
+        let statuses = heads.map { $0.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0 }
+        #expect(statuses.allSatisfy { $0 == flood.status }, "statuses: \(Dictionary(grouping: statuses) { $0 }.mapValues(\.count))")
+        #expect(try await node.get("/healthz").status == 200)
+    }
+
+    /// The node holds at most `--api-max-bodies-in-flight` bytes of request bodies at once: past it an
+    /// authenticated request gets 503 with Retry-After (counted), and once the bodies are answered it goes through.
+    @Test func bodiesOverTheNodeBudgetAreRefused() async throws {
+        let node = try await NodeProcess.start(arguments: [
+            "--api-key-file", try Self.keyFile(), "--api-max-body-size", "4096", "--api-max-bodies-in-flight", "8192",
+        ])
+        defer { node.terminate() }
+        let client = try await ChatClient.connect(port: node.port, room: "budget")
+        @Sendable func body(_ text: String) -> [UInt8] {
+            let start = #"{"type": "chat.message", "message": "\#(text)""#
+            return Array((start + String(repeating: " ", count: 4096 - start.utf8.count - 1) + "}").utf8)
+        }
+        let head = "POST /api/groups/chat_budget/send HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(Self.key)\r\n"
+            + "Content-Type: application/json\r\nContent-Length: 4096\r\nExpect: 100-continue\r\n\r\n"
+        let port = node.port
+        // Two bodies of 4096 bytes on their way: the node said 100 Continue to both, they hold the budget.
+        let (first, second) = try await blocking {
+            let first = try RawSocket(port: port)
+            let second = try RawSocket(port: port)
+            for socket in [first, second] {
+                _ = socket.send(Array(head.utf8))
+                let answer = socket.receive(until: "\r\n\r\n", timeout: .seconds(10))
+                guard answer.hasPrefix("HTTP/1.1 100") else { throw TestSupportError("no 100 Continue: \(answer)") }
+            }
+            return (first, second)
+        }
+        defer {
+            first.close()
+            second.close()
+        }
+        let refused = try await httpRequest(port: node.port, "POST", "/api/groups/chat_budget/send", key: Self.key, json: #"{"type": "chat.message", "message": "third"}"#)
+        #expect(refused.status == 503, "\(refused.body)")
+        #expect(refused.json?["code"] as? String == "busy", "\(refused.body)")
+        #expect((refused.json?["message"] as? String)?.contains("--api-max-bodies-in-flight") == true)
+        #expect(refused.header("Retry-After") == "1")
+
+        let answered = try await blocking {
+            _ = first.send(body("first"))
+            return first.receive(until: "\r\n\r\n", timeout: .seconds(10))
+        }
+        #expect(answered.hasPrefix("HTTP/1.1 202"), "\(answered)")
+        let retried = try await httpRequest(port: node.port, "POST", "/api/groups/chat_budget/send", key: Self.key, json: #"{"type": "chat.message", "message": "third"}"#)
+        #expect(retried.status == 202, "\(retried.body)")
+        let last = try await blocking {
+            _ = second.send(body("second"))
+            return second.receive(until: "\r\n\r\n", timeout: .seconds(10))
+        }
+        #expect(last.hasPrefix("HTTP/1.1 202"), "\(last)")
+        #expect(await client.waitForFrames(3))
+        #expect(client.messages == ["first", "third", "second"])
+        #expect(metric(try await node.get("/metrics").body, "channels_api_bodies_refused_total") == 1)
+    }
+}
+
+/// One flood of `bodiesAreNotReadBeforeTheHeadIsChecked`.
+struct Flood: Sendable, CustomTestStringConvertible {
+    let api: Bool
+    let path: String
+    let sockets: Int
+    let status: Int
+    var testDescription: String { "\(sockets) sockets to \(path), API \(api ? "on" : "off")" }
+}
+
+/// A metric's value in Prometheus text, `nil` when it is not there.
+func metric(_ text: String, _ name: String) -> Double? {
+    for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
+        return Double(line.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces))
+    }
+    return nil
+}
+
+/// A process's resident memory in bytes (`VmRSS` in `/proc/<pid>/status`).
+func residentBytes(of pid: Int32) throws -> Int {
+    let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+    guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+        let kilobytes = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+    else { throw TestSupportError("no VmRSS for \(pid)") }
+    return kilobytes * 1024
+}
+
+/// Bytes on their way to the server listening on loopback `port` that it has not read yet: the clients'
+/// unsent `tx_queue` and the server sockets' unread `rx_queue` in `/proc/net/tcp` (answers on their way
+/// back are not counted).
+func loopbackQueuedBytes(port: Int) throws -> Int {
+    let table = try String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)
+    let hexPort = String(format: ":%04X", port)
+    var total = 0
+    for line in table.split(separator: "\n").dropFirst() {
+        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        guard fields.count > 4 else { continue }
+        let queues = fields[4].split(separator: ":").compactMap { Int($0, radix: 16) }
+        guard queues.count == 2 else { continue }
+        if fields[1].hasSuffix(hexPort) { total += queues[1] }  // the server's side: unread
+        if fields[2].hasSuffix(hexPort) { total += queues[0] }  // a client's side: unsent
+    }
+    return total
+}
+
+/// Runs blocking socket work on a thread of its own, off the cooperative pool.
+func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try work() }) }
+    }
+}
+
+/// A blocking TCP socket to 127.0.0.1, for requests URLSession cannot make: a body declared but not all
+/// sent, a head waiting for 100 Continue.
+final class RawSocket: Sendable {
+    let descriptor: Int32
+
+    init(port: Int) throws {
+        descriptor = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else {
+            Glibc.close(descriptor)
+            throw TestSupportError("cannot connect to 127.0.0.1:\(port): errno \(errno)")
+        }
+    }
+
+    /// Sends all of `bytes`; `false` when the peer closed first.
+    func send(_ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if written <= 0 { return false }
+            offset += written
+        }
+        return true
+    }
+
+    /// What arrives until `marker` was read, the peer closed, or `timeout` passed.
+    func receive(until marker: String, timeout: Duration) -> String {
+        let deadline = ContinuousClock.now + timeout
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        while !String(decoding: received, as: UTF8.self).contains(marker) {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { break }
+            var poll = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            let milliseconds = Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
+            guard Glibc.poll(&poll, 1, max(1, milliseconds)) > 0 else { continue }
+            let count = buffer.withUnsafeMutableBytes { Glibc.recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            received.append(contentsOf: buffer[0..<count])
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+
+    func close() {
+        Glibc.close(descriptor)
     }
 }

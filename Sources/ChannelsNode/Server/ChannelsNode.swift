@@ -222,9 +222,9 @@ public final class ChannelsNode: Service {
         channel.closeFuture.whenComplete { _ in pending.release() }
         let http = HTTPRequestHandler(
             headTimeout: .nanoseconds(Int64(configuration.handshakeTimeout / .nanoseconds(1))),
-            maxBodySize: api?.configuration.maxBodySize ?? ServerAPIConfiguration.off.maxBodySize,
             onTimeout: { [metrics] in metrics.handshakeTimeouts.increment() },
-            onBadRequest: { [metrics] in metrics.badRequests.increment() }
+            onBadRequest: { [metrics] in metrics.badRequests.increment() },
+            examine: { [self] request in examine(&request) }
         ) { [self] request, upgradeError in await answer(request, upgradeError: upgradeError) }
         let prepared = PreparedConnection()
         let upgrader = WebSocketUpgrader(
@@ -379,6 +379,20 @@ public final class ChannelsNode: Service {
 
     // MARK: - HTTP
 
+    /// Decides a request from its head, before any of its body is read: only the API's authenticated
+    /// requests to routes that take a body have one read; every other body is thrown away as it comes.
+    private func examine(_ request: inout HTTPRequest) -> HeadDecision {
+        let path = request.path
+        if path == "/api" || path.hasPrefix("/api/") {
+            guard let api else { return .answer(APIError.apiOff.answer) }
+            return api.examine(&request)
+        }
+        guard request.head.method == .GET || request.head.method == .HEAD else {
+            return .answer(.text(.methodNotAllowed, "only GET is served here\n", headers: ["Allow": "GET, HEAD"]))
+        }
+        return .ignoreBody
+    }
+
     /// The admin page and its script and styles, each a file of its own: the page's policy allows no inline script or style.
     private static let adminFiles: [String: (type: String, bytes: [UInt8])] = [
         "/admin": ("text/html; charset=utf-8", PackageResources.admin_html),
@@ -393,9 +407,6 @@ public final class ChannelsNode: Service {
         if path == "/api" || path.hasPrefix("/api/") {
             guard let api else { return APIError.apiOff.answer }
             return await api.answer(request)
-        }
-        guard head.method == .GET || head.method == .HEAD else {
-            return .text(.methodNotAllowed, "only GET is served here\n", headers: ["Allow": "GET, HEAD"])
         }
         if let file = Self.adminFiles[path] {
             guard api != nil else {

@@ -20,7 +20,8 @@ import Synchronization
 /// (accept failed, out of file descriptors), `channels_recoveries_total` (clients that connected with `?recover=1`),
 /// and for the HTTP API `channels_api_requests_total`, `channels_api_unauthorized_total` (401),
 /// `channels_api_rate_limited_total` (429), `channels_api_messages_published_total` (messages it sent into the
-/// layer) and `channels_api_disconnects_total` (disconnect requests).
+/// layer), `channels_api_disconnects_total` (disconnect requests) and `channels_api_bodies_refused_total` (503:
+/// over `--api-max-bodies-in-flight`).
 final class NodeMetrics: Sendable {
     let connections = Gauge(label: "channels_connections")
     let connectionsTotal = Counter(label: "channels_connections_total")
@@ -51,6 +52,7 @@ final class NodeMetrics: Sendable {
     let apiRateLimited = Counter(label: "channels_api_rate_limited_total")
     let apiPublished = Counter(label: "channels_api_messages_published_total")
     let apiDisconnects = Counter(label: "channels_api_disconnects_total")
+    let apiBodiesRefused = Counter(label: "channels_api_bodies_refused_total")
     /// Messages per second, overall and per group, for the API's reports and the admin page.
     let traffic = TrafficMeter()
 
