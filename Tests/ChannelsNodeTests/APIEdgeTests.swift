@@ -3,9 +3,10 @@ import ChannelsWebSocketClient
 import Foundation
 import Testing
 
-/// The HTTP API's edges (issue 21, items 5 and 6) against real nodes: reserved channels refused by the
-/// channel routes, request heads decided before any body is read (memory measured on the node), and the
-/// node-wide budget of bodies in flight.
+/// The HTTP API's edges (issue 21, items 5 to 7) against real nodes: reserved channels refused by the
+/// channel routes, request heads decided before any body is read (memory measured on the node), the
+/// node-wide budget of bodies in flight, and admin event streams that hold no handshake slot, have a limit
+/// of their own and share one snapshot per interval.
 @Suite(.serialized) struct APIEdgeTests {
     static let key = "edge-test-api-key-0123456789abcdef"
 
@@ -165,6 +166,95 @@ import Testing
         #expect(client.messages == ["first", "third", "second"])
         #expect(metric(try await node.get("/metrics").body, "channels_api_bodies_refused_total") == 1)
     }
+
+    // MARK: - Item 7: event streams
+
+    /// Event streams hold no handshake slot once they started: more streams than `--max-pending-handshakes`
+    /// and `/readyz` still answers, a WebSocket still connects.
+    @Test func eventStreamsLeaveHandshakeSlotsFree() async throws {
+        let node = try await NodeProcess.start(arguments: ["--api-key-file", try Self.keyFile(), "--max-pending-handshakes", "20"])
+        defer { node.terminate() }
+        var streams: [RawSocket] = []
+        defer { for stream in streams { stream.close() } }
+        for index in 0..<24 {
+            let (socket, head) = try await Self.openStream(port: node.port)
+            streams.append(socket)
+            try #require(head.hasPrefix("HTTP/1.1 200") && head.contains("event: snapshot"), "stream \(index): \(head)")
+        }
+        #expect(try await node.get("/readyz").status == 200)
+        let client = try await ChatClient.connect(port: node.port, room: "streams")
+        #expect(client.client.isOpen)
+    }
+
+    /// However many streams watch the same thing, the node makes one snapshot per interval for them.
+    @Test func streamsShareOneSnapshotPerInterval() async throws {
+        let node = try await NodeProcess.start(arguments: ["--api-key-file", try Self.keyFile()])
+        defer { node.terminate() }
+        func snapshots() async throws -> Double {
+            try #require(metric(try await node.get("/metrics").body, "channels_api_event_snapshots_total"))
+        }
+        func made(over window: Duration) async throws -> Double {
+            let start = try await snapshots()
+            try await Task.sleep(for: window)
+            return try await snapshots() - start
+        }
+        var streams: [RawSocket] = []
+        defer { for stream in streams { stream.close() } }
+        var heads: [String] = []
+        func open() async throws {
+            let (socket, head) = try await Self.openStream(port: node.port)
+            streams.append(socket)
+            heads.append(head)
+        }
+        try await open()
+        let alone = try await made(over: .seconds(4))
+        for _ in 0..<19 { try await open() }
+        let shared = try await made(over: .seconds(4))
+        print("snapshots in 4 s: 1 stream \(alone), 20 streams \(shared)")
+        #expect(alone >= 1)
+        #expect(shared <= 2 * alone + 2, "20 streams made \(shared) snapshots where one made \(alone)")
+        // Every stream got a snapshot at once, the one the others share.
+        #expect(heads.allSatisfy { $0.hasPrefix("HTTP/1.1 200") && $0.contains("event: snapshot") }, "\(heads)")
+    }
+
+    /// Past `--api-max-event-streams` a stream is refused with 503 and the reason (counted); a closed
+    /// stream gives its place back.
+    @Test func eventStreamsHaveALimit() async throws {
+        let node = try await NodeProcess.start(arguments: ["--api-key-file", try Self.keyFile(), "--api-max-event-streams", "3"])
+        defer { node.terminate() }
+        var streams: [RawSocket] = []
+        defer { for stream in streams { stream.close() } }
+        for index in 0..<3 {
+            let (socket, head) = try await Self.openStream(port: node.port, group: index == 0 ? "chat_a" : nil)
+            streams.append(socket)
+            try #require(head.hasPrefix("HTTP/1.1 200"), "\(head)")
+        }
+        let refused = try await httpRequest(port: node.port, "GET", "/api/events", key: Self.key)
+        #expect(refused.status == 503, "\(refused.body)")
+        #expect(refused.json?["code"] as? String == "too_many_streams", "\(refused.body)")
+        #expect((refused.json?["message"] as? String)?.contains("--api-max-event-streams") == true)
+        #expect(refused.header("Retry-After") != nil)
+        #expect(metric(try await node.get("/metrics").body, "channels_api_event_streams_refused_total") == 1)
+        #expect(metric(try await node.get("/metrics").body, "channels_api_event_streams") == 3)
+
+        streams.removeFirst().close()
+        let reopened = await eventually(timeout: .seconds(10), every: .milliseconds(100)) {
+            guard let (socket, head) = try? await Self.openStream(port: node.port) else { return false }
+            streams.append(socket)
+            return head.hasPrefix("HTTP/1.1 200")
+        }
+        #expect(reopened)
+    }
+
+    /// Opens `GET /api/events` on a raw socket and reads until its first snapshot (or 10 s).
+    static func openStream(port: Int, group: String? = nil) async throws -> (socket: RawSocket, head: String) {
+        try await blocking {
+            let socket = try RawSocket(port: port)
+            let path = "/api/events" + (group.map { "?group=\($0)" } ?? "")
+            _ = socket.send(Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(key)\r\n\r\n".utf8))
+            return (socket, socket.receive(until: "event: snapshot", timeout: .seconds(10)))
+        }
+    }
 }
 
 /// One flood of `bodiesAreNotReadBeforeTheHeadIsChecked`.
@@ -219,7 +309,7 @@ func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async thr
 }
 
 /// A blocking TCP socket to 127.0.0.1, for requests URLSession cannot make: a body declared but not all
-/// sent, a head waiting for 100 Continue.
+/// sent, a head waiting for 100 Continue, a stream kept open.
 final class RawSocket: Sendable {
     let descriptor: Int32
 

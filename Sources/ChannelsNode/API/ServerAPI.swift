@@ -47,6 +47,8 @@ final class ServerAPI: Sendable {
     let ownReport: @Sendable () -> MessageValue
     /// The bodies the node holds at once.
     let bodies: BodyBudget
+    /// The admin event streams.
+    let streams: EventStreamHub
     private let keyring: APIKeyring
     private let limiter: APIRateLimiter
 
@@ -64,6 +66,7 @@ final class ServerAPI: Sendable {
         self.keyring = APIKeyring(keys: configuration.keys)
         self.limiter = APIRateLimiter(keys: configuration.keys.count, perSecond: configuration.requestsPerSecond, burst: configuration.burst)
         self.bodies = BodyBudget(limit: configuration.maxBodiesInFlight)
+        self.streams = EventStreamHub(limit: configuration.maxEventStreams, metrics: metrics)
     }
 
     /// Decides a request to a path under `/api/` from its head, before any of its body is read: the key and

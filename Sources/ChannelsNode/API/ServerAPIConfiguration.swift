@@ -19,6 +19,8 @@ public struct ServerAPIConfiguration: Sendable {
     /// head (its `Content-Length`, or ``maxBodySize`` when it comes in chunks) until it is answered. A head
     /// whose body does not fit is answered 503 with `Retry-After`.
     public var maxBodiesInFlight: Int
+    /// The most admin event streams (`GET /api/events`) open at once on this node; more are answered 503.
+    public var maxEventStreams: Int
     /// The channel layer's prefix (`--prefix`; channels_redis' `asgi`): the channel routes refuse the layer's
     /// group and presence channels, `<prefix>__group__...` and `<prefix>__presence__...`.
     public var layerPrefix: String
@@ -28,7 +30,7 @@ public struct ServerAPIConfiguration: Sendable {
 
     public init(
         keys: [String] = [], maxBodySize: Int = 1024 * 1024, requestsPerSecond: Double = 100, burst: Int = 200,
-        replyTimeout: Duration = .seconds(1), maxBodiesInFlight: Int = 16 * 1024 * 1024, layerPrefix: String = "asgi"
+        replyTimeout: Duration = .seconds(1), maxBodiesInFlight: Int = 16 * 1024 * 1024, maxEventStreams: Int = 32, layerPrefix: String = "asgi"
     ) {
         self.keys = keys
         self.maxBodySize = maxBodySize
@@ -36,6 +38,7 @@ public struct ServerAPIConfiguration: Sendable {
         self.burst = burst
         self.replyTimeout = replyTimeout
         self.maxBodiesInFlight = maxBodiesInFlight
+        self.maxEventStreams = maxEventStreams
         self.layerPrefix = layerPrefix
     }
 
@@ -64,6 +67,7 @@ public struct ServerAPIConfiguration: Sendable {
         guard maxBodiesInFlight >= maxBodySize else {
             throw NodeError("--api-max-bodies-in-flight (\(maxBodiesInFlight) bytes) must be at least --api-max-body-size (\(maxBodySize) bytes), or no body of that size would fit")
         }
+        guard maxEventStreams >= 1 else { throw NodeError("--api-max-event-streams must be at least 1") }
         guard requestsPerSecond >= 0, burst >= 1 else { throw NodeError("--api-rate-limit must be 0 or more and --api-burst positive") }
     }
 }

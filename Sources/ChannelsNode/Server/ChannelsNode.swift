@@ -224,6 +224,8 @@ public final class ChannelsNode: Service {
             headTimeout: .nanoseconds(Int64(configuration.handshakeTimeout / .nanoseconds(1))),
             onTimeout: { [metrics] in metrics.handshakeTimeouts.increment() },
             onBadRequest: { [metrics] in metrics.badRequests.increment() },
+            // A stream (the API's events) is a connection of its own kind, under its own limit.
+            onStream: { pending.release() },
             examine: { [self] request in examine(&request) }
         ) { [self] request, upgradeError in await answer(request, upgradeError: upgradeError) }
         let prepared = PreparedConnection()

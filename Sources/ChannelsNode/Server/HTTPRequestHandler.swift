@@ -78,6 +78,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let bodyTimeout: TimeAmount
     private let onTimeout: @Sendable () -> Void
     private let onBadRequest: @Sendable () -> Void
+    /// Called when an answer starts a stream: the connection stops being a handshake in progress.
+    private let onStream: @Sendable () -> Void
     private var request: HTTPRequest?
     private var body = BodyState.none
     /// Why the WebSocket upgrade of the current request failed, if it did.
@@ -102,6 +104,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         bodyTimeout: TimeAmount = .seconds(30),
         onTimeout: @escaping @Sendable () -> Void,
         onBadRequest: @escaping @Sendable () -> Void,
+        onStream: @escaping @Sendable () -> Void = {},
         examine: @escaping @Sendable (inout HTTPRequest) -> HeadDecision,
         respond: @escaping @Sendable (HTTPRequest, (any Error)?) async -> HTTPAnswer
     ) {
@@ -109,6 +112,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.bodyTimeout = bodyTimeout
         self.onTimeout = onTimeout
         self.onBadRequest = onBadRequest
+        self.onStream = onStream
         self.examine = examine
         self.respond = respond
     }
@@ -214,6 +218,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             var answer = answer
             if request.bodyTooLarge { answer.closesConnection = true }
             if let stream = answer.stream {
+                handler.onStream()
                 Self.stream(answer, stream, for: request.head, on: context)
                 return
             }

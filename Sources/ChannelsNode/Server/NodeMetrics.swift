@@ -20,8 +20,10 @@ import Synchronization
 /// (accept failed, out of file descriptors), `channels_recoveries_total` (clients that connected with `?recover=1`),
 /// and for the HTTP API `channels_api_requests_total`, `channels_api_unauthorized_total` (401),
 /// `channels_api_rate_limited_total` (429), `channels_api_messages_published_total` (messages it sent into the
-/// layer), `channels_api_disconnects_total` (disconnect requests) and `channels_api_bodies_refused_total` (503:
-/// over `--api-max-bodies-in-flight`).
+/// layer), `channels_api_disconnects_total` (disconnect requests), `channels_api_bodies_refused_total` (503:
+/// over `--api-max-bodies-in-flight`), `channels_api_event_streams` (gauge, open `/api/events` streams),
+/// `channels_api_event_streams_refused_total` (503: over `--api-max-event-streams`) and
+/// `channels_api_event_snapshots_total` (snapshots made for the streams, one per interval and watched group).
 final class NodeMetrics: Sendable {
     let connections = Gauge(label: "channels_connections")
     let connectionsTotal = Counter(label: "channels_connections_total")
@@ -53,6 +55,9 @@ final class NodeMetrics: Sendable {
     let apiPublished = Counter(label: "channels_api_messages_published_total")
     let apiDisconnects = Counter(label: "channels_api_disconnects_total")
     let apiBodiesRefused = Counter(label: "channels_api_bodies_refused_total")
+    let apiEventStreams = Gauge(label: "channels_api_event_streams")
+    let apiEventStreamsRefused = Counter(label: "channels_api_event_streams_refused_total")
+    let apiEventSnapshots = Counter(label: "channels_api_event_snapshots_total")
     /// Messages per second, overall and per group, for the API's reports and the admin page.
     let traffic = TrafficMeter()
 
