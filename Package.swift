@@ -113,9 +113,12 @@ let package = Package(
                 .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
-            // The browser client (/channels.js), the admin page (/admin) and the API's OpenAPI document (/api/openapi.json),
-            // each kept as one readable file.
-            resources: [.embedInCode("Client/channels.js"), .embedInCode("Admin/admin.html"), .embedInCode("API/openapi.json")],
+            // The browser client (/channels.js), the admin page (/admin, its script and styles) and the API's OpenAPI
+            // document (/api/openapi.json), each kept as one readable file.
+            resources: [
+                .embedInCode("Client/channels.js"), .embedInCode("Admin/admin.html"), .embedInCode("Admin/admin.js"), .embedInCode("Admin/admin.css"),
+                .embedInCode("API/openapi.json"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The seed articles' apps, served by channels-node: the chat consumer and demo page (004), live model updates (002).

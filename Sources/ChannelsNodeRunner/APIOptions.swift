@@ -16,6 +16,12 @@ struct APIOptions: ParsableArguments, Sendable {
     @Option(help: "API requests a key may make at once above that rate (CHANNELS_API_BURST). [default: 200]")
     var apiBurst: Int?
 
+    @Option(help: "Bytes of API request bodies the node holds at once, over all requests; past it 503 (CHANNELS_API_MAX_BODIES_IN_FLIGHT). [default: 16777216]")
+    var apiMaxBodiesInFlight: Int?
+
+    @Option(help: "Admin event streams (/api/events) open at once on this node; past it 503 (CHANNELS_API_MAX_EVENT_STREAMS). [default: 32]")
+    var apiMaxEventStreams: Int?
+
     /// The API's settings from these options and the environment; an unreadable key file or a weak key stops the node.
     func configuration(environment: [String: String]) throws -> ServerAPIConfiguration {
         func number<T: LosslessStringConvertible>(_ value: T?, _ name: String, _ fallback: T) throws -> T {
@@ -37,6 +43,8 @@ struct APIOptions: ParsableArguments, Sendable {
         configuration.maxBodySize = try number(apiMaxBodySize, "CHANNELS_API_MAX_BODY_SIZE", configuration.maxBodySize)
         configuration.requestsPerSecond = try number(apiRateLimit, "CHANNELS_API_RATE_LIMIT", configuration.requestsPerSecond)
         configuration.burst = try number(apiBurst, "CHANNELS_API_BURST", configuration.burst)
+        configuration.maxBodiesInFlight = try number(apiMaxBodiesInFlight, "CHANNELS_API_MAX_BODIES_IN_FLIGHT", configuration.maxBodiesInFlight)
+        configuration.maxEventStreams = try number(apiMaxEventStreams, "CHANNELS_API_MAX_EVENT_STREAMS", configuration.maxEventStreams)
         do {
             try configuration.validate()
         } catch {

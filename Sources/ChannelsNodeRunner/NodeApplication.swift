@@ -113,7 +113,8 @@ public struct NodeApplication: Sendable {
         }
         guard configuration.maxConnections >= 0 else { throw ValidationError("--max-connections must be 0 or more") }
         let (authMiddleware, authFingerprint) = try await authentication(setting: setting)
-        let apiConfiguration = try options.api.configuration(environment: environment)
+        var apiConfiguration = try options.api.configuration(environment: environment)
+        apiConfiguration.layerPrefix = setting(options.prefix, "CHANNELS_PREFIX") ?? "asgi"
 
         var history = HistoryConfiguration(patterns: list(options.historyPatterns, "CHANNELS_HISTORY"))
         if history.patterns.isEmpty { history.patterns = ["chat_*"] }

@@ -20,6 +20,21 @@ import Testing
             try await NodeProcess.start(redis: [redis.url], nodeID: "node2", arguments: ["--api-key-file", keys]),
         ]
         defer { for node in nodes { node.terminate() } }
+        // The page runs no inline script or style: its Content-Security-Policy allows scripts and styles from the node only.
+        let page = try await httpRequest(port: nodes[0].port, "GET", "/admin")
+        let policy = try #require(page.header("Content-Security-Policy"))
+        let directives = Dictionary(
+            policy.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.map { (String($0.prefix { $0 != " " }), $0) },
+            uniquingKeysWith: { first, _ in first }
+        )
+        #expect(directives["script-src"] == "script-src 'self'", "\(policy)")
+        #expect(directives["style-src"] == "style-src 'self'", "\(policy)")
+        #expect(!policy.contains("unsafe-inline"), "\(policy)")
+        #expect(!page.body.contains("<script>") && !page.body.contains("<style>") && !page.body.contains("style=\""))
+        for (path, type) in [("/admin/admin.js", "text/javascript"), ("/admin/admin.css", "text/css")] {
+            let resource = try await httpRequest(port: nodes[0].port, "GET", path)
+            #expect(resource.status == 200 && resource.header("Content-Type")?.hasPrefix(type) == true, "\(path): \(resource.status)")
+        }
         // Some traffic for the page to show.
         var lobby: [ChatClient] = []
         for node in nodes + nodes { lobby.append(try await ChatClient.connect(port: node.port, room: "lobby")) }

@@ -8,30 +8,21 @@ extension ServerAPI {
     /// `GET /api/events[?group=G]`: server-sent events for the admin page. A `snapshot` event (nodes with
     /// their rates, groups with theirs, Redis, and with `group` its members, presence and recent history)
     /// whenever it changed, checked every second, and a comment every 15 s so proxies keep the stream open.
+    /// Streams watching the same thing share one snapshot per second (``EventStreamHub``); past
+    /// `--api-max-event-streams` open streams: 503.
     func events(group: String?) throws(APIError) -> HTTPAnswer {
         let watched = try group.map { text throws(APIError) in try Self.group(text) }
-        let (stream, continuation) = AsyncStream.makeStream(of: ByteBuffer.self, bufferingPolicy: .bufferingNewest(4))
-        let producer = Task { [self] in
-            var last = ""
-            var quietSince = ContinuousClock.now
-            continuation.yield(ByteBuffer(string: "retry: 2000\n\n"))
-            while !Task.isCancelled {
-                // Compared without its time, which changes each time.
-                let body = (try? JSON.serialize(Self.jsonSafe(await snapshot(group: watched)))) ?? "{}"
-                if body != last {
-                    last = body
-                    quietSince = .now
-                    let stamped = #"{"at":"# + String(WallClock.now()) + (body.count > 2 ? "," : "") + body.dropFirst()
-                    continuation.yield(ByteBuffer(string: "event: snapshot\ndata: \(stamped)\n\n"))
-                } else if ContinuousClock.now - quietSince > .seconds(15) {
-                    quietSince = .now
-                    continuation.yield(ByteBuffer(string: ": keep-alive\n\n"))
-                }
-                try? await Task.sleep(for: .seconds(1))
-            }
-            continuation.finish()
+        let stream = streams.subscribe(group: watched) { [self] group in
+            // Compared without its time by the hub, which stamps it.
+            (try? JSON.serialize(Self.jsonSafe(await snapshot(group: group)))) ?? "{}"
         }
-        continuation.onTermination = { _ in producer.cancel() }
+        guard let stream else {
+            throw APIError(
+                .serviceUnavailable, "too_many_streams",
+                "this node serves \(streams.limit) event streams at once (--api-max-event-streams); close one (another admin tab?) or retry later",
+                headers: ["Retry-After": "5"]
+            )
+        }
         return HTTPAnswer(
             status: .ok,
             headers: ["Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store", "X-Accel-Buffering": "no"],

@@ -11,7 +11,9 @@ import OrderedCollections
 /// Every node serves it (nodes are stateless; any node reaches all of them through the layer), off unless
 /// keys are configured. `Sources/ChannelsNode/API/openapi.json`, served at `/api/openapi.json`, describes
 /// it and is checked against these routes by the tests. Requests carry `Authorization: Bearer <key>`;
-/// each key has a token bucket; bodies are bounded by the HTTP handler before they reach this type.
+/// each key has a token bucket. A request is decided from its head (``examine(_:)``) before any of its body
+/// is read: only an authenticated request to a route that takes a body has one read, within the node's
+/// budget of bodies in flight.
 final class ServerAPI: Sendable {
     /// One route: a method and a path template whose `{name}` segments are parameters.
     struct Operation: Sendable, Hashable {
@@ -43,6 +45,10 @@ final class ServerAPI: Sendable {
     let metrics: NodeMetrics
     /// This node's own report (what it answers to a `report` control message).
     let ownReport: @Sendable () -> MessageValue
+    /// The bodies the node holds at once.
+    let bodies: BodyBudget
+    /// The admin event streams.
+    let streams: EventStreamHub
     private let keyring: APIKeyring
     private let limiter: APIRateLimiter
 
@@ -59,36 +65,73 @@ final class ServerAPI: Sendable {
         self.ownReport = ownReport
         self.keyring = APIKeyring(keys: configuration.keys)
         self.limiter = APIRateLimiter(keys: configuration.keys.count, perSecond: configuration.requestsPerSecond, burst: configuration.burst)
+        self.bodies = BodyBudget(limit: configuration.maxBodiesInFlight)
+        self.streams = EventStreamHub(limit: configuration.maxEventStreams, metrics: metrics)
     }
 
-    /// Answers a request to a path under `/api/`.
-    func answer(_ request: HTTPRequest) async -> HTTPAnswer {
+    /// Decides a request to a path under `/api/` from its head, before any of its body is read: the key and
+    /// its rate (401, 429), the route and method (404, 405), the declared size (413) and the node's budget
+    /// of bodies in flight (503). Only an authenticated request to a route that takes a body has it read.
+    func examine(_ request: inout HTTPRequest) -> HeadDecision {
         metrics.apiRequests.increment()
-        do {
-            return try await route(request)
+        do throws(APIError) {
+            let head = request.head
+            // The document describes the API; it holds no secret.
+            if request.path == "/api/openapi.json" {
+                guard head.method == .GET || head.method == .HEAD else { throw Self.methodNotAllowed(["GET"]) }
+                return .ignoreBody
+            }
+            request.apiKey = try authenticate(head)
+            let operation = try Self.operation(path: request.path, method: head.method)
+            let declared = head.headers.first(name: "content-length").flatMap { Int($0) }
+            let chunked = head.headers.contains(name: "transfer-encoding")
+            guard operation.method == "POST", chunked || (declared ?? 0) > 0 else { return .ignoreBody }
+            // A chunked body may be as large as the limit: it holds that much of the budget.
+            let size = chunked ? configuration.maxBodySize : declared ?? 0
+            guard size <= configuration.maxBodySize else { throw bodyTooLarge }
+            guard let reservation = bodies.reserve(size) else {
+                metrics.apiBodiesRefused.increment()
+                throw APIError(
+                    .serviceUnavailable, "busy",
+                    "the node holds \(bodies.limit) bytes of request bodies at once (--api-max-bodies-in-flight) and they are in use; retry after Retry-After",
+                    headers: ["Retry-After": "1"]
+                )
+            }
+            request.bodyReservation = reservation
+            return .readBody(limit: size)
         } catch {
             if error.status == .unauthorized { metrics.apiUnauthorized.increment() }
             if error.status == .tooManyRequests { metrics.apiRateLimited.increment() }
+            return .answer(error.answer)
+        }
+    }
+
+    /// Answers a request ``examine(_:)`` let through, its body read.
+    func answer(_ request: HTTPRequest) async -> HTTPAnswer {
+        do {
+            return try await route(request)
+        } catch {
             return error.answer
         }
     }
 
+    private var bodyTooLarge: APIError {
+        APIError(
+            .payloadTooLarge, "body_too_large",
+            "the request body is larger than \(configuration.maxBodySize) bytes (--api-max-body-size); send smaller messages"
+        )
+    }
+
     private func route(_ request: HTTPRequest) async throws(APIError) -> HTTPAnswer {
         let path = request.path
-        // The document describes the API; it holds no secret.
         if path == "/api/openapi.json" {
-            guard request.head.method == .GET || request.head.method == .HEAD else { throw Self.methodNotAllowed(["GET"]) }
             return HTTPAnswer(
                 status: .ok, headers: ["Content-Type": "application/json", "Cache-Control": "max-age=300"], body: ByteBuffer(bytes: PackageResources.openapi_json)
             )
         }
-        try authenticate(request)
-        if request.bodyTooLarge {
-            throw APIError(
-                .payloadTooLarge, "body_too_large",
-                "the request body is larger than \(configuration.maxBodySize) bytes (--api-max-body-size); send smaller messages"
-            )
-        }
+        // examine(_:) checked the key and charged its rate.
+        guard request.apiKey != nil else { throw .unauthorized }
+        if request.bodyTooLarge { throw bodyTooLarge }
         let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst(2).map { String($0) }
         let method = request.head.method
         func only(_ allowed: HTTPMethod...) throws(APIError) {
@@ -128,16 +171,13 @@ final class ServerAPI: Sendable {
                 break
             }
         case 3 where segments[0] == "channels":
-            let channel = try Self.decode(segments[1])
             switch segments[2] {
             case "send":
                 try only(.POST)
-                guard ChannelNames.isValidChannel(channel) else { throw .badRequest("invalid_channel", ChannelNames.errorText("Channel")) }
-                return try await sendToChannel(channel, try Self.message(request.body))
+                return try await sendToChannel(try channel(segments[1]), try Self.message(request.body))
             case "disconnect":
                 try only(.POST)
-                guard ChannelNames.isValidChannel(channel) else { throw .badRequest("invalid_channel", ChannelNames.errorText("Channel")) }
-                return try await disconnect(.channel(channel), try Self.optionalJSONObject(request.body))
+                return try await disconnect(.channel(try channel(segments[1])), try Self.optionalJSONObject(request.body))
             default:
                 break
             }
@@ -154,8 +194,9 @@ final class ServerAPI: Sendable {
         throw .notFound("no API route \(method) \(path); the routes are listed in /api/openapi.json")
     }
 
-    private func authenticate(_ request: HTTPRequest) throws(APIError) {
-        guard let key = keyring.key(fromAuthorization: request.head.headers.first(name: "authorization")) else { throw .unauthorized }
+    /// The index of the key the head carries, its rate charged.
+    private func authenticate(_ head: HTTPRequestHead) throws(APIError) -> Int {
+        guard let key = keyring.key(fromAuthorization: head.headers.first(name: "authorization")) else { throw .unauthorized }
         guard limiter.allow(key: key) else {
             throw APIError(
                 .tooManyRequests, "rate_limited",
@@ -163,6 +204,23 @@ final class ServerAPI: Sendable {
                 headers: ["Retry-After": "1"]
             )
         }
+        return key
+    }
+
+    /// The operation serving `path` with `method` (`HEAD` where `GET` is served): 404 when no route has
+    /// the path, 405 with the methods it takes when routes have it with other methods.
+    static func operation(path: String, method: HTTPMethod) throws(APIError) -> Operation {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        let routes = operations.filter { operation in
+            let template = operation.path.split(separator: "/", omittingEmptySubsequences: false)
+            return template.count == segments.count
+                && zip(template, segments).allSatisfy { pattern, segment in pattern == segment || (pattern.first == "{" && !segment.isEmpty) }
+        }
+        guard !routes.isEmpty else { throw .notFound("no API route \(method.rawValue) \(path); the routes are listed in /api/openapi.json") }
+        guard let operation = routes.first(where: { $0.method == method.rawValue || (method == .HEAD && $0.method == "GET") }) else {
+            throw methodNotAllowed(routes.map(\.method))
+        }
+        return operation
     }
 
     private static func methodNotAllowed(_ allowed: [String]) -> APIError {
@@ -190,6 +248,23 @@ final class ServerAPI: Sendable {
         }
         guard let text = String(validating: bytes, as: UTF8.self) else { throw .badRequest("invalid_path", "a path segment is not UTF-8") }
         return text
+    }
+
+    /// A channel the channel routes may address: a valid name that is not one of the layer's group or
+    /// presence channels (`<prefix>__group__...`, `<prefix>__presence__...`). Those carry the nodes' control
+    /// group, presence events and every group's messages: only the group routes reach groups, and they keep
+    /// the nodes' own groups out of reach.
+    func channel(_ segment: String) throws(APIError) -> String {
+        let channel = try Self.decode(segment)
+        guard ChannelNames.isValidChannel(channel) else { throw .badRequest("invalid_channel", ChannelNames.errorText("Channel")) }
+        let prefix = configuration.layerPrefix
+        if let reserved = ["\(prefix)__group__", "\(prefix)__presence__"].first(where: { channel.hasPrefix($0) }) {
+            throw .badRequest(
+                "reserved_channel",
+                "\(channel) is one of the channel layer's own channels (\(reserved)...): send to a group with POST /api/groups/{group}/send, and to one connection with its channel (\(prefix)specific....)"
+            )
+        }
+        return channel
     }
 
     static func group(_ segment: String) throws(APIError) -> String {

@@ -222,9 +222,11 @@ public final class ChannelsNode: Service {
         channel.closeFuture.whenComplete { _ in pending.release() }
         let http = HTTPRequestHandler(
             headTimeout: .nanoseconds(Int64(configuration.handshakeTimeout / .nanoseconds(1))),
-            maxBodySize: api?.configuration.maxBodySize ?? ServerAPIConfiguration.off.maxBodySize,
             onTimeout: { [metrics] in metrics.handshakeTimeouts.increment() },
-            onBadRequest: { [metrics] in metrics.badRequests.increment() }
+            onBadRequest: { [metrics] in metrics.badRequests.increment() },
+            // A stream (the API's events) is a connection of its own kind, under its own limit.
+            onStream: { pending.release() },
+            examine: { [self] request in examine(&request) }
         ) { [self] request, upgradeError in await answer(request, upgradeError: upgradeError) }
         let prepared = PreparedConnection()
         let upgrader = WebSocketUpgrader(
@@ -379,6 +381,28 @@ public final class ChannelsNode: Service {
 
     // MARK: - HTTP
 
+    /// Decides a request from its head, before any of its body is read: only the API's authenticated
+    /// requests to routes that take a body have one read; every other body is thrown away as it comes.
+    private func examine(_ request: inout HTTPRequest) -> HeadDecision {
+        let path = request.path
+        if path == "/api" || path.hasPrefix("/api/") {
+            guard let api else { return .answer(APIError.apiOff.answer) }
+            return api.examine(&request)
+        }
+        guard request.head.method == .GET || request.head.method == .HEAD else {
+            return .answer(.text(.methodNotAllowed, "only GET is served here\n", headers: ["Allow": "GET, HEAD"]))
+        }
+        return .ignoreBody
+    }
+
+    /// The admin page and its script and styles, each a file of its own: the page's policy allows no inline script or style.
+    private static let adminFiles: [String: (type: String, bytes: [UInt8])] = [
+        "/admin": ("text/html; charset=utf-8", PackageResources.admin_html),
+        "/admin/": ("text/html; charset=utf-8", PackageResources.admin_html),
+        "/admin/admin.js": ("text/javascript; charset=utf-8", PackageResources.admin_js),
+        "/admin/admin.css": ("text/css; charset=utf-8", PackageResources.admin_css),
+    ]
+
     private func answer(_ request: HTTPRequest, upgradeError: (any Error)?) async -> HTTPAnswer {
         let head = request.head
         let path = request.path
@@ -386,21 +410,19 @@ public final class ChannelsNode: Service {
             guard let api else { return APIError.apiOff.answer }
             return await api.answer(request)
         }
-        guard head.method == .GET || head.method == .HEAD else {
-            return .text(.methodNotAllowed, "only GET is served here\n", headers: ["Allow": "GET, HEAD"])
-        }
-        if path == "/admin" || path == "/admin/" {
+        if let file = Self.adminFiles[path] {
             guard api != nil else {
                 return .text(.notFound, "the admin page is off on this node: start it with --api-key-file PATH (or CHANNELS_API_KEYS)\n")
             }
             return HTTPAnswer(
                 status: .ok,
                 headers: [
-                    "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+                    "Content-Type": file.type, "Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+                    "Content-Security-Policy":
+                        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
                     "Referrer-Policy": "no-referrer",
                 ],
-                body: ByteBuffer(bytes: PackageResources.admin_html)
+                body: ByteBuffer(bytes: file.bytes)
             )
         }
         if let page = pages[path] {

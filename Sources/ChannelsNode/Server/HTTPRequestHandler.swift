@@ -21,10 +21,14 @@ struct HTTPAnswer: Sendable {
 /// A plain HTTP request as the node's answers see it.
 struct HTTPRequest: Sendable {
     var head: HTTPRequestHead
-    /// The body, when one was sent and fit ``HTTPRequestHandler``'s limit.
+    /// The body, when the head's ``HeadDecision`` asked for it and one was sent.
     var body: ByteBuffer?
-    /// The body was larger than the limit: it was not kept (answer 413).
+    /// The body was larger than the limit its ``HeadDecision`` set: it was not kept (answer 413).
     var bodyTooLarge = false
+    /// The API key the head carried, once ``ServerAPI`` checked it and charged its rate.
+    var apiKey: Int?
+    /// What the body holds of the node's ``BodyBudget``, given back once the request is answered.
+    var bodyReservation: BodyBudget.Reservation?
 
     /// The path without the query.
     var path: String {
@@ -38,46 +42,78 @@ struct HTTPRequest: Sendable {
     }
 }
 
+/// What to do with a request, decided from its head before any of its body is read.
+enum HeadDecision: Sendable {
+    /// Read the body, at most `limit` bytes; a larger one is thrown away as it comes and the request is
+    /// answered with ``HTTPRequest/bodyTooLarge`` set.
+    case readBody(limit: Int)
+    /// The route takes no body: bytes sent as one are thrown away as they come; the request is answered after them.
+    case ignoreBody
+    /// Answer now, from the head. A body the client sends anyway is thrown away as it comes, and the
+    /// connection closes after it (or at once with `Expect: 100-continue`: the client has not sent it).
+    case answer(HTTPAnswer)
+}
+
 /// Serves the plain HTTP requests of a connection that did not upgrade (pages, health, metrics, the HTTP
 /// API, and the reasons a WebSocket handshake was refused). Each request is answered by `respond` in a task
 /// of its own; NIO's pipelining handler keeps answers in request order.
 ///
+/// Each head is first shown to `examine`, which decides before any body byte is read (route, method,
+/// key, `Content-Length`): only a request it asks the body of has its body kept, up to the limit it gives;
+/// every other body is thrown away as it arrives, so no client makes the node buffer what it should not.
+/// A request refused from its head is answered at once; when a body follows, the connection closes after
+/// it (reading it to its end first, so the client sees the answer instead of a reset).
+///
 /// A connection must send a whole request head within `headTimeout` of connecting or of its previous
 /// answer, or it is closed (sockets that send nothing, or a byte a second); a body must arrive within
-/// `bodyTimeout` of its head. Bodies are kept up to `maxBodySize` bytes: a larger one (declared or sent)
-/// is read and thrown away, and the request is answered with `bodyTooLarge` set and the connection closed;
-/// with `Expect: 100-continue` it is answered at once, before the client sends it. Bytes the HTTP parser
-/// refuses get 431 (headers too large) or 400, then the socket closes.
+/// `bodyTimeout` of its head. Bytes the HTTP parser refuses get 431 (headers too large) or 400, then the
+/// socket closes.
 final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
+    private let examine: @Sendable (inout HTTPRequest) -> HeadDecision
     private let respond: @Sendable (HTTPRequest, (any Error)?) async -> HTTPAnswer
     private let headTimeout: TimeAmount
     private let bodyTimeout: TimeAmount
-    private let maxBodySize: Int
     private let onTimeout: @Sendable () -> Void
     private let onBadRequest: @Sendable () -> Void
+    /// Called when an answer starts a stream: the connection stops being a handshake in progress.
+    private let onStream: @Sendable () -> Void
     private var request: HTTPRequest?
-    /// The current request was answered early (a body refused before it was sent): ignore the rest of it.
-    private var answeredEarly = false
+    private var body = BodyState.none
     /// Why the WebSocket upgrade of the current request failed, if it did.
     private var upgradeError: (any Error)?
     private var timeout: Scheduled<Void>?
 
+    /// What becomes of the current request's body parts.
+    private enum BodyState {
+        /// Between requests.
+        case none
+        /// Kept, up to `limit` bytes.
+        case reading(limit: Int)
+        /// Thrown away; the request is answered at its end.
+        case ignoring
+        /// The request was answered from its head: thrown away. With `closeAtEnd` the connection closes
+        /// once the request ended and the answer was written; else the next request may follow.
+        case answered(written: EventLoopFuture<Void>, closeAtEnd: Bool, keepAlive: Bool)
+    }
+
     init(
         headTimeout: TimeAmount,
         bodyTimeout: TimeAmount = .seconds(30),
-        maxBodySize: Int = 1024 * 1024,
         onTimeout: @escaping @Sendable () -> Void,
         onBadRequest: @escaping @Sendable () -> Void,
+        onStream: @escaping @Sendable () -> Void = {},
+        examine: @escaping @Sendable (inout HTTPRequest) -> HeadDecision,
         respond: @escaping @Sendable (HTTPRequest, (any Error)?) async -> HTTPAnswer
     ) {
         self.headTimeout = headTimeout
         self.bodyTimeout = bodyTimeout
-        self.maxBodySize = maxBodySize
         self.onTimeout = onTimeout
         self.onBadRequest = onBadRequest
+        self.onStream = onStream
+        self.examine = examine
         self.respond = respond
     }
 
@@ -88,6 +124,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         timeout?.cancel()
         timeout = nil
+        request?.bodyReservation?.release()
+        request = nil
     }
 
     private func armTimeout(context: ChannelHandlerContext, _ amount: TimeAmount) {
@@ -105,25 +143,39 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .head(let head):
             timeout?.cancel()
             timeout = nil
-            answeredEarly = false
             var request = HTTPRequest(head: head)
+            let decision = examine(&request)
             let declared = head.headers.first(name: "content-length").flatMap { Int($0) }
-            let hasBody = (declared ?? 0) > 0 || head.headers.first(name: "transfer-encoding") != nil
-            if let declared, declared > maxBodySize { request.bodyTooLarge = true }
+            let hasBody = (declared ?? 0) > 0 || head.headers.contains(name: "transfer-encoding")
+            let expectsContinue = head.headers.first(name: "expect")?.lowercased() == "100-continue"
             if hasBody { armTimeout(context: context, bodyTimeout) }
-            if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
-                if request.bodyTooLarge {
-                    // Refused before the client sends it; the connection closes, so the unsent body does not matter.
-                    answeredEarly = true
-                    answer(request, context: context)
+            switch decision {
+            case .answer(var answer):
+                request.bodyReservation?.release()
+                upgradeError = nil
+                guard hasBody else {
+                    let written = Self.write(answer, for: head, on: context, closing: true)
+                    body = .answered(written: written, closeAtEnd: false, keepAlive: head.isKeepAlive && !answer.closesConnection)
                     return
                 }
+                // The body is not wanted: the connection closes once it ended, so the client reads the answer
+                // rather than a reset; at once when the client waits for 100 Continue (it has not sent it).
+                answer.closesConnection = true
+                let written = Self.write(answer, for: head, on: context, closing: expectsContinue)
+                body = .answered(written: written, closeAtEnd: true, keepAlive: false)
+                return
+            case .readBody(let limit):
+                body = .reading(limit: limit)
+            case .ignoreBody:
+                body = .ignoring
+            }
+            if expectsContinue {
                 context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
             }
             self.request = request
         case .body(var part):
-            guard var request, !request.bodyTooLarge else { return }
-            if (request.body?.readableBytes ?? 0) + part.readableBytes > maxBodySize {
+            guard case .reading(let limit) = body, var request, !request.bodyTooLarge else { return }
+            if (request.body?.readableBytes ?? 0) + part.readableBytes > limit {
                 request.bodyTooLarge = true
                 request.body = nil
             } else if request.body == nil {
@@ -133,13 +185,23 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             self.request = request
         case .end:
-            if answeredEarly {
-                answeredEarly = false
-                return
+            let state = body
+            body = .none
+            switch state {
+            case .answered(let written, let closeAtEnd, let keepAlive):
+                timeout?.cancel()
+                timeout = nil
+                if closeAtEnd {
+                    let channel = context.channel
+                    written.whenComplete { _ in channel.close(promise: nil) }
+                } else if keepAlive {
+                    armTimeout(context: context, headTimeout)
+                }
+            case .reading, .ignoring, .none:
+                guard let request else { return }
+                self.request = nil
+                answer(request, context: context)
             }
-            guard let request else { return }
-            self.request = nil
-            answer(request, context: context)
         }
     }
 
@@ -152,13 +214,15 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
         context.eventLoop.makeFutureWithTask { await respond(request, error) }.whenSuccess { answer in
             let (handler, context) = bound.value
+            request.bodyReservation?.release()
             var answer = answer
             if request.bodyTooLarge { answer.closesConnection = true }
             if let stream = answer.stream {
+                handler.onStream()
                 Self.stream(answer, stream, for: request.head, on: context)
                 return
             }
-            Self.write(answer, for: request.head, on: context)
+            Self.write(answer, for: request.head, on: context, closing: true)
             if request.head.isKeepAlive, !answer.closesConnection { handler.armTimeout(context: context, handler.headTimeout) }
         }
     }
@@ -187,7 +251,9 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.close(promise: nil)
     }
 
-    private static func write(_ answer: HTTPAnswer, for request: HTTPRequestHead, on context: ChannelHandlerContext) {
+    /// Writes a whole answer; with `closing`, closes the connection after it unless it stays alive.
+    @discardableResult
+    private static func write(_ answer: HTTPAnswer, for request: HTTPRequestHead, on context: ChannelHandlerContext, closing: Bool) -> EventLoopFuture<Void> {
         var headers = answer.headers
         headers.replaceOrAdd(name: "Content-Length", value: "\(answer.body.readableBytes)")
         let keepAlive = request.isKeepAlive && !answer.closesConnection
@@ -196,7 +262,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         if request.method != .HEAD { context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(answer.body))), promise: nil) }
         let written = context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
         let channel = context.channel
-        if !keepAlive { written.whenComplete { _ in channel.close(promise: nil) } }
+        if closing, !keepAlive { written.whenComplete { _ in channel.close(promise: nil) } }
+        return written
     }
 
     /// Writes the head, then each chunk of the stream as it comes, flushed; ends the response and closes

@@ -20,7 +20,11 @@ import Synchronization
 /// (accept failed, out of file descriptors), `channels_recoveries_total` (clients that connected with `?recover=1`),
 /// and for the HTTP API `channels_api_requests_total`, `channels_api_unauthorized_total` (401),
 /// `channels_api_rate_limited_total` (429), `channels_api_messages_published_total` (messages it sent into the
-/// layer) and `channels_api_disconnects_total` (disconnect requests); `channels_history_bytes_written_total` and
+/// layer), `channels_api_disconnects_total` (disconnect requests), `channels_api_bodies_refused_total` (503:
+/// over `--api-max-bodies-in-flight`), `channels_api_event_streams` (gauge, open `/api/events` streams),
+/// `channels_api_event_streams_refused_total` (503: over `--api-max-event-streams`) and
+/// `channels_api_event_snapshots_total` (snapshots made for the streams, one per interval and watched group);
+/// `channels_history_bytes_written_total` and
 /// `channels_history_bytes_read_total` (group history appended and read back), `channels_layer_unavailable_refusals_total`
 /// (handshakes refused with 1013 while the layer cannot reach Redis), `channels_publish_unconfirmed_total` (client
 /// messages handed to Redis whose confirmation never came: they may or may not have been delivered),
@@ -63,6 +67,10 @@ final class NodeMetrics: Sendable {
     let publishUnconfirmed = Counter(label: "channels_publish_unconfirmed_total")
     let historyRestarts = Counter(label: "channels_history_restarts_total")
     let untrustedOffsets = Counter(label: "channels_untrusted_offsets_total")
+    let apiBodiesRefused = Counter(label: "channels_api_bodies_refused_total")
+    let apiEventStreams = Gauge(label: "channels_api_event_streams")
+    let apiEventStreamsRefused = Counter(label: "channels_api_event_streams_refused_total")
+    let apiEventSnapshots = Counter(label: "channels_api_event_snapshots_total")
     /// Messages per second, overall and per group, for the API's reports and the admin page.
     let traffic = TrafficMeter()
 
