@@ -69,51 +69,21 @@ public final class RedisSubscriber: Sendable {
         public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator()) }
     }
 
-    enum ConfirmationKind: String {
-        case subscribe, unsubscribe, psubscribe, punsubscribe, ssubscribe, sunsubscribe, pong
-
-        var subscribes: Bool { self == .subscribe || self == .psubscribe || self == .ssubscribe }
-    }
-
-    /// Something waiting for Redis to confirm a command, in the order the commands were written.
-    fileprivate struct Confirmation {
-        let kind: ConfirmationKind
-        var remaining: Int
-        let names: [String]
-        let completion: Completion
-    }
-
-    fileprivate enum Completion {
-        case waiter(Int)
-        case restore(EventLoopPromise<Void>)
-        case none
-    }
+    typealias ConfirmationKind = SubscriptionStateMachine.Kind
 
     fileprivate struct Waiter {
         let continuation: CheckedContinuation<Result<Void, RedisError>, Never>
         var timeout: Scheduled<Void>?
     }
 
+    /// The state machine, and what the subscriber holds for it: the live connection's channel, the callers'
+    /// continuations, the current restore's promise.
     fileprivate struct State {
-        var channels: Set<String> = []
-        var patterns: Set<String> = []
-        var connection: (id: Int, channel: any Channel)?
-        var confirmations: Deque<Confirmation> = []
+        var machine: SubscriptionStateMachine
+        var channel: (any Channel)?
         var waiters: [Int: Waiter] = [:]
-        /// Subscribe calls made while disconnected; they complete when the next connection restores them.
-        var awaitingConnection: [Int] = []
-        /// What each of ``awaitingConnection`` asked for, taken back if Redis turns out to be unreachable.
-        var awaitingNames: [Int: (kind: ConfirmationKind, names: [String])] = [:]
-        /// Why the last connection attempt failed, while no connection is up: subscribes fail at once then
-        /// instead of waiting for a Redis that is known to be down.
-        var unreachable: RedisError?
-        var nextID = 0
-        var readingPaused = false
-        var pongOutstanding = false
-        var failure: RedisError?
-        var statistics = Statistics()
+        var restore: EventLoopPromise<Void>?
         var running = false
-        var stopped = false
     }
 
     /// Resumes reading the socket when the message consumer wants more.
@@ -124,8 +94,8 @@ public final class RedisSubscriber: Sendable {
         func produceMore() {
             eventLoop.execute {
                 let channel = state.mutex.withLock { state -> (any Channel)? in
-                    state.readingPaused = false
-                    return state.connection?.channel
+                    state.machine.resumeReading()
+                    return state.channel
                 }
                 channel?.setOption(.autoRead, value: true).whenSuccess { channel?.read() }
             }
@@ -135,7 +105,10 @@ public final class RedisSubscriber: Sendable {
     }
 
     final class StateBox: Sendable {
-        fileprivate let mutex = Mutex(State())
+        fileprivate let mutex: Mutex<State>
+        init(sharded: Bool, failsWhileUnreachable: Bool) {
+            mutex = Mutex(State(machine: SubscriptionStateMachine(sharded: sharded, failsWhileUnreachable: failsWhileUnreachable)))
+        }
     }
 
     /// The connection settings.
@@ -157,8 +130,7 @@ public final class RedisSubscriber: Sendable {
 
     private let eventLoop: any EventLoop
     private let handler: MessageHandler?
-    private let box = StateBox()
-    private let failsWhileUnreachable: Bool
+    private let box: StateBox
     private let source: Messages.Base.Source
     private let eventContinuation: AsyncStream<Event>.Continuation
     private let logger: Logger
@@ -182,7 +154,7 @@ public final class RedisSubscriber: Sendable {
         failsWhileUnreachable: Bool = false,
         onMessages: MessageHandler? = nil
     ) {
-        self.failsWhileUnreachable = failsWhileUnreachable
+        self.box = StateBox(sharded: sharded, failsWhileUnreachable: failsWhileUnreachable)
         self.configuration = configuration
         self.sharded = sharded
         self.handler = onMessages
@@ -246,13 +218,13 @@ public final class RedisSubscriber: Sendable {
     }
 
     /// The channels the subscriber holds or will hold once connected.
-    public var channels: Set<String> { box.mutex.withLock { $0.channels } }
+    public var channels: Set<String> { box.mutex.withLock { $0.machine.channels } }
     /// The patterns the subscriber holds or will hold once connected.
-    public var patterns: Set<String> { box.mutex.withLock { $0.patterns } }
+    public var patterns: Set<String> { box.mutex.withLock { $0.machine.patterns } }
     /// Whether a connection is up and subscribed.
-    public var isConnected: Bool { box.mutex.withLock { $0.connection != nil } }
+    public var isConnected: Bool { box.mutex.withLock { $0.machine.connection != nil } }
     /// Counters since creation.
-    public var statistics: Statistics { box.mutex.withLock { $0.statistics } }
+    public var statistics: Statistics { box.mutex.withLock { $0.machine.statistics } }
 
     // MARK: - Running
 
@@ -264,7 +236,7 @@ public final class RedisSubscriber: Sendable {
     public func run() async throws(RedisError) {
         let alreadyRunning = box.mutex.withLock { state in
             defer { state.running = true }
-            return state.running || state.stopped
+            return state.running || state.machine.stopped
         }
         guard !alreadyRunning else {
             throw RedisError(.clientClosed, "RedisSubscriber.run() was called twice; a subscriber runs once")
@@ -277,15 +249,12 @@ public final class RedisSubscriber: Sendable {
                 let connection = try await RedisConnection.connect(
                     configuration: configuration, eventLoopGroup: eventLoop, logger: logger
                 )
-                let id = box.mutex.withLock { state in
-                    defer { state.nextID += 1 }
-                    return state.nextID
-                }
+                let id = box.mutex.withLock { $0.machine.connectionNumber() }
                 try await connection.becomeSubscriber { RedisPubSubHandler(subscriber: self, connectionID: id) }
                 let restored = try await attach(connection.channel, id: id)
                 attempt = 0
                 if everConnected {
-                    box.mutex.withLock { $0.statistics.resubscriptions += 1 }
+                    box.mutex.withLock { $0.machine.reconnected() }
                     eventContinuation.yield(.resubscribed(channels: restored.channels, patterns: restored.patterns))
                     logger.info("resubscribed after reconnecting", metadata: ["channels": "\(restored.channels)", "patterns": "\(restored.patterns)"])
                 } else {
@@ -309,8 +278,12 @@ public final class RedisSubscriber: Sendable {
                 }
                 attempt += 1
                 let delay = reconnectPolicy.delay(forAttempt: attempt)
-                box.mutex.withLock { $0.statistics.connectFailures += 1 }
-                if failsWhileUnreachable { failAwaitingConnection(error) }
+                let failed = box.mutex.withLock { state in state.machine.connectFailed(error).compactMap { state.waiters.removeValue(forKey: $0) } }
+                let refused = SubscriptionStateMachine.unreachableError(error, kind: .subscribe, address: "\(configuration.address)")
+                for waiter in failed {
+                    waiter.timeout?.cancel()
+                    waiter.continuation.resume(returning: .failure(refused))
+                }
                 eventContinuation.yield(.connectFailed(error, attempt: attempt, retryIn: delay))
                 logger.debug("Redis pub/sub connect failed", metadata: ["error": "\(error.message)", "retry_in": "\(delay)"])
                 do { try await Task.sleep(for: delay) } catch { break }
@@ -324,7 +297,7 @@ public final class RedisSubscriber: Sendable {
 
     /// Returns whether to keep reading.
     func deliver(_ batch: [RedisPubSubMessage]) -> Bool {
-        box.mutex.withLock { $0.statistics.messagesReceived += batch.count }
+        box.mutex.withLock { $0.machine.received(batch.count) }
         if let handler { return handler(batch) }
         return source.yield(contentsOf: batch) != .stopProducing
     }
@@ -338,70 +311,46 @@ public final class RedisSubscriber: Sendable {
     public var connectionEventLoop: any EventLoop { eventLoop }
 
     func pauseReading(channel: any Channel, connectionID: Int) {
-        let current = box.mutex.withLock { state -> Bool in
-            guard state.connection?.id == connectionID else { return false }
-            state.readingPaused = true
-            return true
+        if box.mutex.withLock({ $0.machine.pauseReading(connection: connectionID) }) {
+            try? channel.syncOptions?.setOption(.autoRead, value: false)
         }
-        if current { try? channel.syncOptions?.setOption(.autoRead, value: false) }
     }
 
     func recordFailure(_ error: RedisError, connectionID: Int) {
-        box.mutex.withLock { state in
-            if state.connection?.id == connectionID, state.failure == nil { state.failure = error }
-        }
+        box.mutex.withLock { $0.machine.recordFailure(error, connection: connectionID) }
     }
 
     func confirm(_ kind: ConfirmationKind, connectionID: Int) throws(RedisError) {
-        let (completion, error): (Completion?, RedisError?) = box.mutex.withLock { state in
-            guard state.connection?.id == connectionID else { return (nil, nil) }
-            guard var head = state.confirmations.first, head.kind == kind else {
-                return (nil, RedisError(.protocolError, "Redis confirmed \(kind.rawValue) which was not pending"))
-            }
-            if kind == .pong { state.pongOutstanding = false }
-            head.remaining -= 1
-            if head.remaining > 0 {
-                state.confirmations[state.confirmations.startIndex] = head
-                return (nil, nil)
-            }
-            state.confirmations.removeFirst()
-            return (head.completion, nil)
-        }
-        if let error { throw error }
-        if let completion { complete(completion, with: .success(())) }
+        try settle(box.mutex.withLock { $0.machine.confirm(kind, connection: connectionID) })
     }
 
     /// A `sunsubscribe` reply: the confirmation of ours, or Redis dropping the channel by itself (its slot
     /// moved, or this node is no longer a primary).
     func shardUnsubscribed(_ channel: String, connectionID: Int) throws(RedisError) {
-        let ours = box.mutex.withLock { state -> Bool? in
-            guard state.connection?.id == connectionID else { return nil }
-            if let head = state.confirmations.first, head.kind == .sunsubscribe, head.names.contains(channel) { return true }
-            state.channels.remove(channel)
-            return false
-        }
-        switch ours {
-        case true?: try confirm(.sunsubscribe, connectionID: connectionID)
-        case false?: eventContinuation.yield(.unsubscribedByServer(channel: channel))
-        case nil: break
+        switch box.mutex.withLock({ $0.machine.shardUnsubscribed(channel, connection: connectionID) }) {
+        case .ours(let confirmed): try settle(confirmed)
+        case .byServer: eventContinuation.yield(.unsubscribedByServer(channel: channel))
+        case .stale: break
         }
     }
 
     func confirmError(_ text: String, connectionID: Int) throws(RedisError) {
-        let failed: Confirmation? = box.mutex.withLock { state in
-            guard state.connection?.id == connectionID, let head = state.confirmations.popFirst() else { return nil }
-            // A refused SUBSCRIBE (an ACL channel rule, say) must not be retried forever after reconnects.
-            switch head.kind {
-            case .subscribe, .ssubscribe: state.channels.subtract(head.names)
-            case .psubscribe: state.patterns.subtract(head.names)
-            default: break
-            }
-            return head
-        }
-        guard let failed else {
+        switch box.mutex.withLock({ $0.machine.refused(connection: connectionID) }) {
+        case .stale:
+            break
+        case .unexpected:
             throw RedisError(.protocolError, "Redis sent an error nobody waited for: \(text)")
+        case .refused(let completion, let kind):
+            complete(completion, with: .failure(RedisError.fromErrorReply(text, command: kind.command)))
         }
-        complete(failed.completion, with: .failure(RedisError.fromErrorReply(text, command: failed.kind.rawValue.uppercased())))
+    }
+
+    private func settle(_ confirmed: SubscriptionStateMachine.Confirmed) throws(RedisError) {
+        switch confirmed {
+        case .none: break
+        case .complete(let completion): complete(completion, with: .success(()))
+        case .protocolError(let error): throw error
+        }
     }
 
     // MARK: - Internals
@@ -422,98 +371,39 @@ public final class RedisSubscriber: Sendable {
         _ names: [String],
         continuation: CheckedContinuation<Result<Void, RedisError>, Never>
     ) {
-        enum Action {
-            case fail(RedisError)
-            case succeed
-            case write(any Channel, waiter: Int)
-            case wait(waiter: Int)
+        let (request, channel) = box.mutex.withLock { state in
+            let request = state.machine.request(kind, names, address: "\(configuration.address)")
+            switch request {
+            case .write(let waiter), .wait(let waiter): state.waiters[waiter] = Waiter(continuation: continuation)
+            case .fail, .succeed: break
+            }
+            return (request, state.channel)
         }
-        let action: Action = box.mutex.withLock { state in
-            if state.stopped {
-                return .fail(RedisError(.clientClosed, "the subscriber has stopped; create a new one"))
-            }
-            if failsWhileUnreachable, state.connection == nil, let unreachable = state.unreachable, kind.subscribes {
-                return .fail(Self.unreachableError(unreachable, kind: kind, address: configuration.address))
-            }
-            switch kind {
-            case .subscribe, .ssubscribe: state.channels.formUnion(names)
-            case .unsubscribe, .sunsubscribe: state.channels.subtract(names)
-            case .psubscribe: state.patterns.formUnion(names)
-            case .punsubscribe: state.patterns.subtract(names)
-            case .pong: break
-            }
-            let id = state.nextID
-            state.nextID += 1
-            if let connection = state.connection {
-                state.waiters[id] = Waiter(continuation: continuation)
-                state.confirmations.append(Confirmation(kind: kind, remaining: names.count, names: names, completion: .waiter(id)))
-                return .write(connection.channel, waiter: id)
-            }
-            // No connection: an unsubscribe is already true; a subscribe waits for the next connection.
-            if kind == .unsubscribe || kind == .punsubscribe || kind == .sunsubscribe { return .succeed }
-            state.waiters[id] = Waiter(continuation: continuation)
-            state.awaitingConnection.append(id)
-            state.awaitingNames[id] = (kind, names)
-            return .wait(waiter: id)
-        }
-        switch action {
+        switch request {
         case .fail(let error):
             continuation.resume(returning: .failure(error))
         case .succeed:
             continuation.resume(returning: .success(()))
-        case .write(let channel, let id):
+        case .write(let id):
             armTimeout(waiter: id, kind: kind)
-            channel.writeAndFlush(RedisCommand(kind.rawValue.uppercased(), arguments: names.map { .string($0) }).encoded, promise: nil)
+            channel?.writeAndFlush(RedisCommand(kind.command, arguments: names.map { .string($0) }).encoded, promise: nil)
         case .wait(let id):
             armTimeout(waiter: id, kind: kind)
         }
-    }
-
-    /// A connection attempt failed: subscribes waiting for a connection fail now with the reason (their
-    /// names are taken back: the caller was told they were not made), and so do new ones until Redis answers.
-    private func failAwaitingConnection(_ error: RedisError) {
-        let failed: [Waiter] = box.mutex.withLock { state in
-            guard state.connection == nil else { return [] }
-            state.unreachable = error
-            var failed: [Waiter] = []
-            for id in state.awaitingConnection {
-                if let (kind, names) = state.awaitingNames[id] {
-                    if kind == .psubscribe { state.patterns.subtract(names) } else { state.channels.subtract(names) }
-                }
-                if let waiter = state.waiters.removeValue(forKey: id) { failed.append(waiter) }
-            }
-            state.awaitingConnection = []
-            state.awaitingNames = [:]
-            return failed
-        }
-        let refused = Self.unreachableError(error, kind: .subscribe, address: configuration.address)
-        for waiter in failed {
-            waiter.timeout?.cancel()
-            waiter.continuation.resume(returning: .failure(refused))
-        }
-    }
-
-    private static func unreachableError(_ cause: RedisError, kind: ConfirmationKind, address: RedisConfiguration.Address) -> RedisError {
-        // Never `timeout`: callers read that as "requested, made when Redis is back", and this was not kept.
-        RedisError(
-            cause.code == .connectionRefused ? .connectionRefused : .connectionFailed,
-            "Redis at \(address) cannot be reached (\(cause.message)); \(kind.rawValue.uppercased()) was not made, try again when it is back"
-        ).notSent()
     }
 
     private func armTimeout(waiter id: Int, kind: ConfirmationKind) {
         let timeout = configuration.commandTimeout ?? configuration.connectTimeout
         let scheduled = eventLoop.scheduleTask(in: .nanoseconds(timeout.timeAmount)) { [self] in
             let waiter = box.mutex.withLock { state in
-                state.awaitingConnection.removeAll { $0 == id }
-                state.awaitingNames[id] = nil
+                state.machine.timedOut(id)
                 return state.waiters.removeValue(forKey: id)
             }
             waiter?.continuation.resume(
                 returning: .failure(
                     RedisError(
                         .timeout,
-                        "Redis at \(configuration.address) did not confirm \(kind.rawValue.uppercased()) within \(timeout); the subscription stays requested and is made when the connection is back"
+                        "Redis at \(configuration.address) did not confirm \(kind.command) within \(timeout); the subscription stays requested and is made when the connection is back"
                     )
                 )
             )
@@ -521,16 +411,20 @@ public final class RedisSubscriber: Sendable {
         box.mutex.withLock { state in state.waiters[id]?.timeout = scheduled }
     }
 
-    private func complete(_ completion: Completion, with result: Result<Void, RedisError>) {
+    private func complete(_ completion: SubscriptionStateMachine.Completion, with result: Result<Void, RedisError>) {
         switch completion {
         case .waiter(let id):
             let waiter = box.mutex.withLock { $0.waiters.removeValue(forKey: id) }
             waiter?.timeout?.cancel()
             waiter?.continuation.resume(returning: result)
-        case .restore(let promise):
+        case .restore:
+            let promise = box.mutex.withLock { state in
+                defer { state.restore = nil }
+                return state.restore
+            }
             switch result {
-            case .success: promise.succeed()
-            case .failure(let error): promise.fail(error)
+            case .success: promise?.succeed()
+            case .failure(let error): promise?.fail(error)
             }
         case .none:
             break
@@ -541,45 +435,25 @@ public final class RedisSubscriber: Sendable {
     private func attach(_ channel: any Channel, id: Int) async throws(RedisError) -> (channels: Int, patterns: Int) {
         let future = eventLoop.flatSubmit { [self] () -> EventLoopFuture<(channels: Int, patterns: Int)> in
             let promise = eventLoop.makePromise(of: Void.self)
-            let (channels, patterns, paused, waiting) = box.mutex.withLock { state in
-                state.connection = (id, channel)
-                state.failure = nil
-                state.unreachable = nil
-                state.awaitingNames = [:]
-                state.pongOutstanding = false
-                let channels = Array(state.channels)
-                let patterns = Array(state.patterns)
-                // Redis confirms each name separately; chunking keeps each command a sane size. Shard
-                // channels go one slot per command.
-                let channelChunks =
-                    sharded
-                    ? Self.bySlot(channels).flatMap { $0.chunked(1000) }.map { (ConfirmationKind.ssubscribe, $0) }
-                    : channels.chunked(1000).map { (ConfirmationKind.subscribe, $0) }
-                let chunks = channelChunks + patterns.chunked(1000).map { (ConfirmationKind.psubscribe, $0) }
-                for (index, (kind, names)) in chunks.enumerated() {
-                    let last = index == chunks.count - 1
-                    state.confirmations.append(
-                        Confirmation(kind: kind, remaining: names.count, names: Array(names), completion: last ? .restore(promise) : .none)
-                    )
-                }
-                let waiting = state.awaitingConnection
-                state.awaitingConnection = []
-                return (chunks, patterns.count, state.readingPaused, waiting)
+            let restore = box.mutex.withLock { state in
+                let restore = state.machine.attached(connection: id)
+                state.channel = channel
+                state.restore = restore.commands.isEmpty ? nil : promise
+                return restore
             }
-            if paused { try? channel.syncOptions?.setOption(.autoRead, value: false) }
-            if channels.isEmpty {
+            if restore.readingPaused { try? channel.syncOptions?.setOption(.autoRead, value: false) }
+            if restore.commands.isEmpty {
                 promise.succeed()
             } else {
-                for (kind, names) in channels {
-                    channel.write(RedisCommand(kind.rawValue.uppercased(), arguments: names.map { .string($0) }).encoded, promise: nil)
+                for (kind, names) in restore.commands {
+                    channel.write(RedisCommand(kind.command, arguments: names.map { .string($0) }).encoded, promise: nil)
                 }
                 channel.flush()
             }
             startHealthCheck(channel, id: id)
             return promise.futureResult.map {
-                for waiter in waiting { self.complete(.waiter(waiter), with: .success(())) }
-                let channelCount = channels.filter { $0.0 != .psubscribe }.reduce(0) { $0 + $1.1.count }
-                return (channelCount, patterns)
+                for waiter in restore.waiting { self.complete(.waiter(waiter), with: .success(())) }
+                return (restore.channelCount, restore.patternCount)
             }
         }
         do {
@@ -593,35 +467,17 @@ public final class RedisSubscriber: Sendable {
     /// Forgets the lost connection; returns why it was lost.
     private func detach(id: Int) async -> RedisError {
         let future = eventLoop.submit { [self] () -> RedisError in
-            let (error, confirmations) = box.mutex.withLock { state -> (RedisError, Deque<Confirmation>) in
-                guard state.connection?.id == id else {
-                    return (RedisError(.connectionClosed, "connection replaced"), [])
-                }
-                state.connection = nil
-                state.statistics.connectionsLost += 1
-                let error = state.failure ?? RedisError(.connectionClosed, "the pub/sub connection to Redis at \(configuration.address) was lost")
-                defer { state.confirmations.removeAll() }
-                // Pending subscribes wait for the next connection, which restores them.
-                for confirmation in state.confirmations {
-                    if case .waiter(let waiter) = confirmation.completion, confirmation.kind.subscribes {
-                        state.awaitingConnection.append(waiter)
-                        state.awaitingNames[waiter] = (confirmation.kind, confirmation.names)
-                    }
-                }
-                return (error, state.confirmations)
+            let (detach, restore) = box.mutex.withLock { state -> (SubscriptionStateMachine.Detach?, EventLoopPromise<Void>?) in
+                guard let detach = state.machine.detached(connection: id, address: "\(configuration.address)") else { return (nil, nil) }
+                state.channel = nil
+                defer { state.restore = nil }
+                return (detach, state.restore)
             }
-            for confirmation in confirmations {
-                switch (confirmation.kind, confirmation.completion) {
-                case (.unsubscribe, .waiter), (.punsubscribe, .waiter), (.sunsubscribe, .waiter):
-                    // The subscription ended with the connection: the caller got what it asked for.
-                    complete(confirmation.completion, with: .success(()))
-                case (_, .restore):
-                    complete(confirmation.completion, with: .failure(error))
-                default:
-                    break
-                }
-            }
-            return error
+            guard let detach else { return RedisError(.connectionClosed, "connection replaced") }
+            // The subscriptions ended with the connection: unsubscribe callers got what they asked for.
+            for waiter in detach.succeed { complete(.waiter(waiter), with: .success(())) }
+            if detach.failRestore { restore?.fail(detach.error) }
+            return detach.error
         }
         return (try? await future.get()) ?? RedisError(.connectionClosed, "the pub/sub connection was lost")
     }
@@ -629,20 +485,12 @@ public final class RedisSubscriber: Sendable {
     private func startHealthCheck(_ channel: any Channel, id: Int) {
         guard let interval = healthCheckInterval else { return }
         let amount = TimeAmount.nanoseconds(interval.timeAmount)
-        eventLoop.scheduleRepeatedTask(initialDelay: amount, delay: amount) { [self] task in
-            enum Check { case stop, skip, ping, dead }
-            let check: Check = box.mutex.withLock { state in
-                guard state.connection?.id == id else { return .stop }
-                if state.readingPaused { return .skip }
-                if state.pongOutstanding {
-                    state.failure = RedisError(
-                        .timeout, "Redis at \(configuration.address) did not answer PING within \(interval); reconnecting"
-                    )
-                    return .dead
-                }
-                state.pongOutstanding = true
-                state.confirmations.append(Confirmation(kind: .pong, remaining: 1, names: [], completion: .none))
-                return .ping
+        let address = configuration.address
+        eventLoop.scheduleRepeatedTask(initialDelay: amount, delay: amount) { [box] task in
+            let check = box.mutex.withLock { state in
+                state.machine.healthCheck(
+                    connection: id, unanswered: RedisError(.timeout, "Redis at \(address) did not answer PING within \(interval); reconnecting")
+                )
             }
             switch check {
             case .stop: task.cancel()
@@ -657,8 +505,7 @@ public final class RedisSubscriber: Sendable {
 
     private func stop(_ error: RedisError?) async {
         let waiters = box.mutex.withLock { state in
-            state.stopped = true
-            state.awaitingConnection = []
+            state.machine.stop()
             defer { state.waiters = [:] }
             return Array(state.waiters.values)
         }
@@ -670,11 +517,5 @@ public final class RedisSubscriber: Sendable {
         source.finish()
         eventContinuation.yield(.stopped(error))
         eventContinuation.finish()
-    }
-}
-
-extension Array {
-    func chunked(_ size: Int) -> [ArraySlice<Element>] {
-        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
     }
 }
