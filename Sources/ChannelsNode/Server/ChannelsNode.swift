@@ -178,15 +178,14 @@ public final class ChannelsNode: Service {
         let bootstrap = ServerBootstrap(group: eventLoopGroup)
             .serverChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // Out of file descriptors: stop accepting for a moment instead of spinning, keep serving
+                    // Out of file descriptors: stop accepting for a second instead of spinning, keep serving
                     // the open connections, count it, say it once.
-                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler(backoffProvider: { [self] error in
+                    try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler { [self] error in
                         metrics.acceptFailures.increment()
                         if !acceptFailureLogged.exchange(true, ordering: .relaxed) {
                             logger.error("cannot accept connections (\(error)); pausing accepts for a second at a time; raise the open-file limit or lower --max-connections")
                         }
-                        return AcceptBackoffHandler.defaultBackoffProvider(error: error)
-                    }))
+                    })
                 }
             }
             .serverChannelOption(.backlog, value: 1024)
