@@ -252,7 +252,7 @@ public final class ChannelsNode: Service {
                     if configuration.logConnections {
                         logger.info(
                             "connection opened",
-                            metadata: ["path": "\(connection.scope.path)", "client": "\(connection.scope.clientAddress ?? "-")", "user": "\(connection.scope.user?["sub"]?.string ?? "-")"]
+                            metadata: ["path": "\(connection.scope.path)", "client": "\(connection.scope.clientAddress ?? "-")", "user": "\(connection.scope.userID ?? "-")"]
                         )
                     }
                 }

@@ -21,7 +21,7 @@ final class ConnectionRegistry: Sendable {
         let all = connections.withLock { Array($0.values) }
         switch target {
         case .channel(let channel): return all.filter { $0.channelName == channel }
-        case .user(let user): return all.filter { $0.scope.user?["sub"]?.string == user }
+        case .user(let user): return all.filter { $0.scope.userID == user }
         }
     }
 
