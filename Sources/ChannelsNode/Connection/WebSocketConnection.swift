@@ -85,6 +85,9 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     private var heardSincePing = true
     private var closeTimeout: Scheduled<Void>?
     private var lastRule: (name: String, rule: ForwardRule?)?
+    /// For ``outboundBacklog()``: whether frames were flushed since it last asked NIO, and what NIO said.
+    private var flushedSinceBacklog = false
+    private var lastBacklog = 0
     /// The history group this connection recovered, and the newest offset it got of it: deliveries of that
     /// group up to there were sent already (from history) and are skipped.
     private var recovered: (group: String, upTo: Int64)?
@@ -400,6 +403,27 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         eventLoop.execute { [self] in close(code: code, reason: reason) }
     }
 
+    // MARK: - The node's outbound budget
+
+    /// Bytes waiting to be written to the client, and whether the connection is still open; on the event loop.
+    /// NIO is asked only when something was flushed since, or bytes were waiting then: an idle connection costs nothing.
+    func outboundBacklog() -> (bytes: Int, open: Bool) {
+        if flushedSinceBacklog || lastBacklog > 0 {
+            flushedSinceBacklog = false
+            lastBacklog = (try? channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+        }
+        return (lastBacklog + (unwritten?.readableBytes ?? 0), state == .open)
+    }
+
+    /// Closes with 4008: the node's outbound budget is spent and this backlog is among the largest. From any thread.
+    func closeOverBudget(reason: String) {
+        eventLoop.execute { [self] in
+            guard state == .open else { return }
+            metrics.outboundBudgetCloses.increment()
+            close(code: CloseCode.slowClient, reason: reason, timeout: .seconds(2))
+        }
+    }
+
     // MARK: - Internals
 
     private var wantsPresence: Bool { scope.query["presence"] == "1" }
@@ -577,6 +601,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         guard unflushedFrames > 0, let handlerContext else { return }
         writeGathered()
         handlerContext.flush()
+        flushedSinceBacklog = true
         metrics.messagesOut.increment(by: unflushedFrames)
         metrics.traffic.countOut(unflushedFrames)
         unflushedFrames = 0

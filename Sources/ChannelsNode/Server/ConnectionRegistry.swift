@@ -16,6 +16,11 @@ final class ConnectionRegistry: Sendable {
 
     var count: Int { connections.withLock { $0.count } }
 
+    /// Every connection now.
+    func all() -> [WebSocketConnection] {
+        connections.withLock { Array($0.values) }
+    }
+
     /// The connections of a control message's target: one channel, or every connection whose token's `sub` is the user.
     func matching(_ target: NodeControl.Target) -> [WebSocketConnection] {
         let all = connections.withLock { Array($0.values) }
