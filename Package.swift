@@ -46,6 +46,8 @@ let package = Package(
             pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
+        // glibc's malloc_trim, for the node to give memory back after a flood; only ChannelsNode imports it.
+        .systemLibrary(name: "CMalloc"),
         .target(
             name: "HiredisClient",
             dependencies: [
@@ -100,6 +102,7 @@ let package = Package(
             name: "ChannelsNode",
             dependencies: [
                 "ChannelLayers",
+                "CMalloc",
                 "ChannelsProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

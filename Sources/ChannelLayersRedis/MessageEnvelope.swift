@@ -48,7 +48,10 @@ package struct MessageEnvelope: Sendable {
         let channels: [String]
         switch target {
         case .string(let channel)?: channels = [channel]
-        case .array(let list)?: channels = list.compactMap(\.string)
+        case .array(let list)?:
+            // Each channel once, in order: a body that names one channel 100,000 times is delivered to it once.
+            var seen = Set<String>()
+            channels = list.compactMap { value in value.string.flatMap { seen.insert($0).inserted ? $0 : nil } }
         default: channels = []
         }
         return (message, channels)

@@ -112,6 +112,10 @@ public struct NodeApplication: Sendable {
             throw ValidationError("--handshake-timeout must be positive, --max-pending-handshakes 0 or more, --ping-interval at least 0.1 s")
         }
         guard configuration.maxConnections >= 0 else { throw ValidationError("--max-connections must be 0 or more") }
+        configuration.maxNodeQueuedBytes = try number(options.maxNodeQueuedBytes, "CHANNELS_MAX_NODE_QUEUED_BYTES", configuration.maxNodeQueuedBytes)
+        guard configuration.maxNodeQueuedBytes == 0 || configuration.maxNodeQueuedBytes >= limits.maxQueuedBytes else {
+            throw ValidationError("--max-node-queued-bytes must be 0 (no bound) or at least --max-queued-bytes (\(limits.maxQueuedBytes))")
+        }
         let (authMiddleware, authFingerprint) = try await authentication(setting: setting)
         var apiConfiguration = try options.api.configuration(environment: environment)
         apiConfiguration.layerPrefix = setting(options.prefix, "CHANNELS_PREFIX") ?? "asgi"

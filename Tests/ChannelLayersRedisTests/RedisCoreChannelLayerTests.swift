@@ -234,6 +234,81 @@ import Testing
         #expect(try await eventually { try await inspector.send("EXISTS", .string(queue + "$inflight")).integer == 0 })
     }
 
+    /// The next message of `channel`, or `nil` when none came within `timeout`.
+    static func receive(_ layer: RedisCoreChannelLayer, _ channel: String, within timeout: Duration) async -> Message? {
+        await withTaskGroup(of: Message?.self) { tasks in
+            tasks.addTask { try? await layer.receive(from: channel) }
+            tasks.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await tasks.next() ?? nil
+            tasks.cancelAll()
+            return first
+        }
+    }
+
+    /// A queue entry is Django's body with `__asgi_channel__` listing its channels: one named 100,000 times
+    /// is still one message for it (it was 100,000, filling its queue), in the list's order.
+    @Test func aQueueEntryNamingAChannelManyTimesDeliversItOnce() async throws {
+        let servers = try await Self.servers(1)
+        try await withCoreLayers([core(servers)]) { layers in
+            let first = try await layers[0].newChannel()
+            let second = try await layers[0].newChannel()
+            let queue = "asgi" + String(CoreWire.nonLocalName(first))
+            let envelope = MessageEnvelope(randomPrefixLength: 12, encryptionKeys: [], ttl: 70)
+            var repeated: Message = ["type": "chat.repeated"]
+            repeated[CoreWire.channelField] = .array([.string(first), .string(second)] + Array(repeating: .string(first), count: 100_000))
+            var marker: Message = ["type": "chat.marker"]
+            marker[CoreWire.channelField] = .array([.string(first)])
+            let inspector = try await servers[0].inspector()
+            let now = Date().timeIntervalSince1970
+            _ = try await inspector.send("ZADD", .string(queue), .string(String(now)), .bytes(envelope.seal(repeated)))
+            _ = try await inspector.send("ZADD", .string(queue), .string(String(now + 0.001)), .bytes(envelope.seal(marker)))
+            #expect(await Self.receive(layers[0], first, within: .seconds(10))?.type == "chat.repeated")
+            #expect(await Self.receive(layers[0], first, within: .seconds(10))?.type == "chat.marker")
+            #expect(await Self.receive(layers[0], second, within: .seconds(10))?.type == "chat.repeated")
+            #expect(await Self.receive(layers[0], second, within: .milliseconds(500)) == nil)
+        }
+    }
+
+    /// `SET` on this node's queue key: Redis answers every pop with WRONGTYPE. The loop retries with a
+    /// growing delay (it retried at once, ~5,500 commands a second, writing every membership again each
+    /// time), and reads again once the key is gone.
+    @Test func aQueueKeyOfTheWrongTypeIsRetriedSlowlyAndTheLayerRecovers() async throws {
+        let servers = try await Self.servers(1)
+        try await withCoreLayers([core(servers)]) { layers in
+            let channel = try await layers[0].newChannel()
+            for index in 0..<20 { try await layers[0].groupAdd("chat_wrong_\(index)", channel: channel) }
+            try await layers[0].groupAdd("chat_wrong", channel: channel)
+            let inspector = try await servers[0].inspector()
+            let queue = "asgi" + String(CoreWire.nonLocalName(channel))
+            _ = try await inspector.send("SET", .string(queue), "not a sorted set")
+            // Commands Redis processed, and when the membership was last written (its score).
+            func stats() async throws -> (commands: Int, written: String) {
+                let info = try await inspector.send("INFO", "stats").string ?? ""
+                let total = info.split(separator: "\r\n").first { $0.hasPrefix("total_commands_processed:") }.flatMap { Int($0.split(separator: ":")[1]) }
+                let score = try await inspector.send("ZSCORE", "asgi:group:chat_wrong", .string(channel)).string
+                return (try #require(total), try #require(score))
+            }
+            // Past the layer's current pop (receive timeout 1 s) and the first retries.
+            try await Task.sleep(for: .seconds(2))
+            let before = try await stats()
+            let losses = layers[0].statistics.redisConnectionLosses
+            try await Task.sleep(for: .seconds(4))
+            let after = try await stats()
+            let perSecond = Double(after.commands - before.commands) / 4
+            #expect(perSecond < 50, "\(perSecond) Redis commands a second while the queue key has the wrong type")
+            #expect(after.written == before.written, "memberships written again while Redis answered")
+            #expect(layers[0].statistics.redisConnectionLosses == losses)
+            #expect(layers[0].statistics.redisResubscriptions == 0)
+
+            _ = try await inspector.send("DEL", .string(queue))
+            try await layers[0].groupSend(["type": "chat.message", "message": "after the fix"], to: "chat_wrong")
+            #expect(await Self.receive(layers[0], channel, within: .seconds(20))?["message"] == "after the fix")
+        }
+    }
+
     @Test func refusedCredentialsStopTheLayerWithTheReason() async throws {
         let server = try await RedisServer.start(password: "right")
         var configuration = core([server])

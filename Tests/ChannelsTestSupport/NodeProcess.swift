@@ -20,16 +20,18 @@ public final class NodeProcess: Sendable {
     /// - Parameters:
     ///   - redis: Redis URLs (none: the in-memory layer).
     ///   - arguments: more command-line options.
+    ///   - openFileLimit: the node's soft `RLIMIT_NOFILE` from its start (through `prlimit`), to run it out of descriptors.
     public static func start(
         redis: [String] = [],
         nodeID: String? = nil,
         arguments: [String] = [],
         environment: [String: String] = [:],
-        waitForReady: Bool = true
+        waitForReady: Bool = true,
+        openFileLimit: Int? = nil
     ) async throws -> NodeProcess {
         let port = try freePort()
         let id = nodeID ?? "test-node-\(port)"
-        let node = try NodeProcess(port: port, nodeID: id, redis: redis, arguments: arguments, environment: environment)
+        let node = try NodeProcess(port: port, nodeID: id, redis: redis, arguments: arguments, environment: environment, openFileLimit: openFileLimit)
         if waitForReady {
             let ready = await eventually(timeout: .seconds(20), every: .milliseconds(50)) {
                 (try? await node.get("/readyz").status) == 200
@@ -42,13 +44,21 @@ public final class NodeProcess: Sendable {
         return node
     }
 
-    private init(port: Int, nodeID: String, redis: [String], arguments: [String], environment: [String: String]) throws {
+    private init(port: Int, nodeID: String, redis: [String], arguments: [String], environment: [String: String], openFileLimit: Int?) throws {
         self.port = port
         self.nodeID = nodeID
         self.logPath = FileManager.default.temporaryDirectory.appendingPathComponent("channels-node-\(port).log").path
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: try Self.binary())
-        process.arguments = ["--port", String(port), "--node-id", nodeID] + redis.flatMap { ["--redis", $0] } + arguments
+        let options = ["--port", String(port), "--node-id", nodeID] + redis.flatMap { ["--redis", $0] } + arguments
+        if let openFileLimit {
+            // prlimit sets the limit and execs the node: the process id stays the node's. Only the soft limit
+            // moves, so that a test may raise it again.
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+            process.arguments = ["--nofile=\(openFileLimit):", try Self.binary()] + options
+        } else {
+            process.executableURL = URL(fileURLWithPath: try Self.binary())
+            process.arguments = options
+        }
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "CHANNELS_REDIS_URL")
         for (key, value) in environment { env[key] = value }

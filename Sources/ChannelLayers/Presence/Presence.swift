@@ -11,6 +11,43 @@ public struct PresenceInfo: Sendable, Hashable {
     }
 }
 
+extension PresenceInfo {
+    /// The largest `info`, in bytes of JSON, a member may carry. With a `sub` within ``maxUserBytes``, the
+    /// member's registry value stays within what other nodes read back (8 KiB, 8 levels of nesting).
+    public static let maxInfoBytes = 4096
+    /// The deepest nesting of objects and arrays an `info` may have.
+    public static let maxInfoDepth = 6
+    /// The longest `sub`, in bytes of UTF-8.
+    public static let maxUserBytes = 512
+
+    /// Why this user and info could not be listed in other nodes' presence, in words for a refusal; `nil`
+    /// when they can.
+    public static func problem(user: String?, info: MessageValue?) -> String? {
+        if let user, user.utf8.count > maxUserBytes {
+            return "the sub claim is \(user.utf8.count) bytes; at most \(maxUserBytes) bytes"
+        }
+        guard let info else { return nil }
+        let depth = nesting(of: info)
+        if depth > maxInfoDepth {
+            return "the info claim nests \(depth) levels; at most \(maxInfoDepth) levels"
+        }
+        guard let json = try? JSON.serialize(info) else { return "the info claim cannot be written as JSON" }
+        if json.utf8.count > maxInfoBytes {
+            return "the info claim is \(json.utf8.count) bytes as JSON; at most \(maxInfoBytes) bytes"
+        }
+        return nil
+    }
+
+    /// Objects and arrays inside one another: 0 for a scalar, 1 for `{}` or `[1]`.
+    static func nesting(of value: MessageValue) -> Int {
+        switch value {
+        case .map(let object): 1 + (object.map { nesting(of: $0.value) }.max() ?? 0)
+        case .array(let elements): 1 + (elements.map(nesting(of:)).max() ?? 0)
+        default: 0
+        }
+    }
+}
+
 /// A member of a group's presence.
 public struct PresenceMember: Sendable, Hashable {
     public var channel: String

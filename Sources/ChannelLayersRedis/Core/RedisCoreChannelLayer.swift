@@ -453,7 +453,12 @@ public final class RedisCoreChannelLayer: ChannelLayer {
         let timeout = max(1, Int(configuration.receiveTimeout.components.seconds))
         var restored = false
         var acknowledge: [[UInt8]] = []
-        var failures = 0
+        // Failures in a row that lost the connection (Redis may have restarted empty: memberships are written
+        // again once it is back), and error replies in a row on a live connection (a key of the wrong type:
+        // memberships are intact, only the queue cannot be read). Both reset once a pop succeeds.
+        var losses = 0
+        var refusals = 0
+        var rewriteMemberships = false
         let fatal: RedisError? = await withTaskCancellationHandler {
             while !Task.isCancelled {
                 do throws(RedisError) {
@@ -463,12 +468,12 @@ public final class RedisCoreChannelLayer: ChannelLayer {
                             logger.info("re-queued messages a previous receive left unhandled", metadata: ["count": "\(count)"])
                         }
                         restored = true
-                        if failures > 0 {
+                        if rewriteMemberships {
+                            rewriteMemberships = false
                             state.withLock { $0.reconnections += 1 }
                             logger.info("Redis is back; reading the queue again and writing memberships anew", metadata: ["queue": "\(queueKey)"])
                             await writeMemberships()
                         }
-                        failures = 0
                     }
                     var commands: [RedisCommand] = []
                     if !acknowledge.isEmpty {
@@ -477,6 +482,8 @@ public final class RedisCoreChannelLayer: ChannelLayer {
                     commands.append(RedisCommand("BZPOPMIN", .string(queueKey), .integer(timeout)))
                     let replies = try await receiver.pipeline(commands).checked("BZPOPMIN \(queueKey)")
                     acknowledge = []
+                    losses = 0
+                    refusals = 0
                     guard let popped = replies.last?.array, popped.count == 3, let first = popped[1].bytes, let score = popped[2].string else {
                         continue
                     }
@@ -500,18 +507,30 @@ public final class RedisCoreChannelLayer: ChannelLayer {
                     if Task.isCancelled { break }
                     // Bad credentials, or an ACL without the commands this layer needs: retrying cannot help.
                     guard error.isRetryable, error.serverMessage?.hasPrefix("NOPERM") != true else { return error }
-                    failures += 1
+                    if error.code == .errorReply {
+                        // Redis answers but refuses to read the queue (say `SET` put a string at its key): the
+                        // connection and the memberships are fine; retry, slower each time, and say so sparingly.
+                        refusals += 1
+                        warnings.warn(
+                            "Redis refuses to read this node's queue; messages for it wait or are lost until the key is fixed",
+                            metadata: ["queue": "\(queueKey)", "error": "\(error.message)"]
+                        )
+                        try? await Task.sleep(for: Self.refusalBackoff.delay(forAttempt: refusals))
+                        continue
+                    }
+                    losses += 1
                     restored = false
-                    if failures == 1 {
+                    rewriteMemberships = true
+                    if losses == 1 {
                         state.withLock { $0.connectionLosses += 1 }
                         logger.warning(
                             "lost the Redis connection that reads this node's queue; messages wait in Redis until it is back",
                             metadata: ["error": "\(error.message)"]
                         )
-                    } else if failures % 10 == 0 {
-                        logger.warning("cannot reach Redis", metadata: ["error": "\(error.message)", "attempt": "\(failures)"])
+                    } else if losses % 10 == 0 {
+                        logger.warning("cannot reach Redis", metadata: ["error": "\(error.message)", "attempt": "\(losses)"])
                     }
-                    try? await Task.sleep(for: configuration.reconnectPolicy.delay(forAttempt: failures))
+                    try? await Task.sleep(for: configuration.reconnectPolicy.delay(forAttempt: losses))
                 }
             }
             return nil
@@ -521,6 +540,9 @@ public final class RedisCoreChannelLayer: ChannelLayer {
         }
         if let fatal { throw fatal }
     }
+
+    /// How long the receive loop waits after Redis refused to read the queue: 100 ms, doubling to 5 s.
+    static let refusalBackoff = RedisReconnectPolicy(initialDelay: .milliseconds(100), maximumDelay: .seconds(5), jitter: 0.1)
 
     /// Hands one body from the queue to the local channels it names, decoding it once.
     private func deliver(_ body: [UInt8]) {

@@ -94,6 +94,9 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     private var heldDuringReplay: [Delivery] = []
     /// Client frames read so far.
     private var clientFrames = 0
+    /// For ``outboundBacklog()``: whether frames were flushed since it last asked NIO, and what NIO said.
+    private var flushedSinceBacklog = false
+    private var lastBacklog = 0
     /// The close code the consumer's `disconnect` gets.
     private var endCode = CloseCode.abnormal
     /// Read by the mailbox task: the code the connection is closing with, 0 while open.
@@ -558,6 +561,27 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         eventLoop.execute { [self] in close(code: code, reason: reason) }
     }
 
+    // MARK: - The node's outbound budget
+
+    /// Bytes waiting to be written to the client, and whether the connection is still open; on the event loop.
+    /// NIO is asked only when something was flushed since, or bytes were waiting then: an idle connection costs nothing.
+    func outboundBacklog() -> (bytes: Int, open: Bool) {
+        if flushedSinceBacklog || lastBacklog > 0 {
+            flushedSinceBacklog = false
+            lastBacklog = (try? channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+        }
+        return (lastBacklog + (unwritten?.readableBytes ?? 0), state == .open)
+    }
+
+    /// Closes with 4008: the node's outbound budget is spent and this backlog is among the largest. From any thread.
+    func closeOverBudget(reason: String) {
+        eventLoop.execute { [self] in
+            guard state == .open else { return }
+            metrics.outboundBudgetCloses.increment()
+            close(code: CloseCode.slowClient, reason: reason, timeout: .seconds(2))
+        }
+    }
+
     // MARK: - Internals
 
     private var wantsPresence: Bool { scope.query["presence"] == "1" }
@@ -756,6 +780,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         guard unflushedFrames > 0, let handlerContext else { return }
         writeGathered()
         handlerContext.flush()
+        flushedSinceBacklog = true
         metrics.messagesOut.increment(by: unflushedFrames)
         metrics.traffic.countOut(unflushedFrames)
         unflushedFrames = 0

@@ -72,7 +72,7 @@ public final class ConsumerContext {
     /// Big rooms may prefer ``groupAdd(_:)``: no presence, no events.
     public func groupAdd(_ group: String, presence: Bool) async throws(ChannelLayerError) {
         guard presence else { return try await groupAdd(group) }
-        let info = PresenceInfo(user: scope.user?["sub"]?.string, info: scope.user?["info"])
+        let info = PresenceInfo(user: scope.userID, info: scope.user?["info"])
         try await layer.groupAdd(group, channel: channelName, presence: info)
         groups.insert(group)
         presenceGroups.insert(group)

@@ -31,6 +31,16 @@ public struct Scope: Sendable {
         self.user = user
     }
 
+    /// The user's id: the `sub` claim, an integer one as its decimal string (`"sub": 42` is user `"42"` in
+    /// presence, logs and user disconnects); `nil` without a string or integer `sub`.
+    public var userID: String? {
+        switch user?["sub"] {
+        case .string(let id)?: id
+        case .int(let id)?: String(id)
+        default: nil
+        }
+    }
+
     /// The first header with this name (case-insensitive).
     public func header(_ name: String) -> String? {
         let lowered = name.lowercased()

@@ -1,3 +1,4 @@
+import ChannelLayers
 import ChannelsProtocol
 import Crypto
 import FoundationEssentials
@@ -14,8 +15,11 @@ import JWTKit
 /// The key is chosen by the header's `alg` (and must match its `kid` when one is configured): `HS256`
 /// verifies with the secret, `RS256` with the public key, any other `alg` is refused, so a token cannot
 /// pick a key of another kind (algorithm confusion). Also refused: an `iat` in the future, an `exp` further
-/// ahead than ``Configuration/maxLifetime``, a `crit` header (no extension is understood), and a `groups`
-/// claim that is present but not an array of strings (it would otherwise grant every room).
+/// ahead than ``Configuration/maxLifetime``, a `crit` header (no extension is understood), a `groups`
+/// claim that is present but not an array of strings (it would otherwise grant every room), a `sub` that is
+/// neither a string nor an integer (an integer is its decimal string, ``Scope/userID``), and presence claims
+/// other nodes could not list (``PresenceInfo/problem(user:info:)``: `info` over 4 KiB of JSON or 6 levels, `sub`
+/// over 512 bytes).
 public struct JWTAuthMiddleware: HandshakeMiddleware {
     /// Where the keys and the expected claims come from.
     public struct Configuration: Sendable {
@@ -147,7 +151,16 @@ public struct JWTAuthMiddleware: HandshakeMiddleware {
         if let groups = claims["groups"], groups.array?.allSatisfy({ $0.string != nil }) != true {
             throw HandshakeRejection(status: 401, reason: "invalid token: the groups claim must be an array of group names")
         }
+        // A sub that is neither a string nor an integer names nobody: presence and user disconnects could not find it.
+        switch claims["sub"] {
+        case nil, .string?, .int?: break
+        default: throw HandshakeRejection(status: 401, reason: "invalid token: the sub claim must be a string or an integer")
+        }
         request.scope.user = claims
+        // Refused rather than cut: a member other nodes cannot read would be invisible in their presence.
+        if let problem = PresenceInfo.problem(user: request.scope.userID, info: claims["info"]) {
+            throw HandshakeRejection(status: 401, reason: "invalid token: \(problem)")
+        }
     }
 
     /// The keys for the token's header: its `alg` picks them, its `kid` must match when one is configured.

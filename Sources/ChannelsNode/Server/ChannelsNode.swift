@@ -54,6 +54,7 @@ public final class ChannelsNode: Service {
     private let warnings: WarningLimiter
     private let metrics = NodeMetrics()
     private let connections = ConnectionRegistry()
+    private let outboundBudget: OutboundBudget
     private let probe: ReadinessProbe
     private let draining = DrainingFlag()
     private let admission: ConnectionAdmission
@@ -104,6 +105,7 @@ public final class ChannelsNode: Service {
         self.warnings = WarningLimiter(logger: logger)
         self.eventLoopGroup = eventLoopGroup
         self.admission = ConnectionAdmission(limit: configuration.maxConnections)
+        self.outboundBudget = OutboundBudget(limit: configuration.maxNodeQueuedBytes, connections: connections, metrics: metrics, warnings: warnings)
         self.probe = ReadinessProbe(layer: layer, nodeID: configuration.nodeID, interval: configuration.readinessProbeInterval)
         self.layerName = layerName ?? (layer is InMemoryChannelLayer ? "memory" : String(describing: type(of: layer)))
         let report = NodeReport(
@@ -143,6 +145,7 @@ public final class ChannelsNode: Service {
         let probeTask = Task.detached { [probe] in await probe.run() }
         let controlTask = Task.detached { [control] in await control.run() }
         let meterTask = Task.detached { [metrics] in await metrics.traffic.run() }
+        let budgetTask = Task.detached { [outboundBudget] in await outboundBudget.run() }
         // Inherits the service's task-locals, so it sees the ServiceGroup's graceful shutdown.
         let shutdownWatcher = Task {
             if (try? await gracefulShutdown()) != nil { report.yield(.success(())) }
@@ -152,6 +155,7 @@ public final class ChannelsNode: Service {
             probeTask.cancel()
             controlTask.cancel()
             meterTask.cancel()
+            budgetTask.cancel()
             layerTask?.cancel()
         }
         var first: Result<Void, any Error>? = nil
@@ -168,6 +172,7 @@ public final class ChannelsNode: Service {
         probeTask.cancel()
         controlTask.cancel()
         meterTask.cancel()
+        budgetTask.cancel()
         layerTask?.cancel()
         await layerTask?.value
         logger.info("stopped", metadata: ["node": "\(configuration.nodeID)"])
@@ -178,15 +183,14 @@ public final class ChannelsNode: Service {
         let bootstrap = ServerBootstrap(group: eventLoopGroup)
             .serverChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // Out of file descriptors: stop accepting for a moment instead of spinning, keep serving
+                    // Out of file descriptors: stop accepting for a second instead of spinning, keep serving
                     // the open connections, count it, say it once.
-                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler(backoffProvider: { [self] error in
+                    try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler { [self] error in
                         metrics.acceptFailures.increment()
                         if !acceptFailureLogged.exchange(true, ordering: .relaxed) {
                             logger.error("cannot accept connections (\(error)); pausing accepts for a second at a time; raise the open-file limit or lower --max-connections")
                         }
-                        return AcceptBackoffHandler.defaultBackoffProvider(error: error)
-                    }))
+                    })
                 }
             }
             .serverChannelOption(.backlog, value: 1024)
@@ -255,7 +259,7 @@ public final class ChannelsNode: Service {
                     if configuration.logConnections {
                         logger.info(
                             "connection opened",
-                            metadata: ["path": "\(connection.scope.path)", "client": "\(connection.scope.clientAddress ?? "-")", "user": "\(connection.scope.user?["sub"]?.string ?? "-")"]
+                            metadata: ["path": "\(connection.scope.path)", "client": "\(connection.scope.clientAddress ?? "-")", "user": "\(connection.scope.userID ?? "-")"]
                         )
                     }
                 }
@@ -532,6 +536,9 @@ public struct NodeConfiguration: Sendable {
     public var socketSendBuffer: Int
     /// Whether to log one info line per WebSocket connection opened and closed (path, client, channel).
     public var logConnections = false
+    /// Bytes waiting in all connections' outbound buffers together before the largest backlogs are closed
+    /// with 4008 (each connection also has ``ConnectionLimits/maxQueuedBytes``); 0 = no node-wide bound.
+    public var maxNodeQueuedBytes = 1024 * 1024 * 1024
 
     public init(
         host: String = "127.0.0.1",

@@ -16,12 +16,17 @@ final class ConnectionRegistry: Sendable {
 
     var count: Int { connections.withLock { $0.count } }
 
+    /// Every connection now.
+    func all() -> [WebSocketConnection] {
+        connections.withLock { Array($0.values) }
+    }
+
     /// The connections of a control message's target: one channel, or every connection whose token's `sub` is the user.
     func matching(_ target: NodeControl.Target) -> [WebSocketConnection] {
         let all = connections.withLock { Array($0.values) }
         switch target {
         case .channel(let channel): return all.filter { $0.channelName == channel }
-        case .user(let user): return all.filter { $0.scope.user?["sub"]?.string == user }
+        case .user(let user): return all.filter { $0.scope.userID == user }
         }
     }
 

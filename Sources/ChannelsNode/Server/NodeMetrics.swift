@@ -18,6 +18,8 @@ import Synchronization
 /// `channels_handshake_timeouts_total`, `channels_bad_requests_total` (HTTP the parser refused),
 /// `channels_pending_handshake_refusals_total` (over `maxPendingHandshakes`), `channels_accept_failures_total`
 /// (accept failed, out of file descriptors), `channels_recoveries_total` (clients that connected with `?recover=1`),
+/// `channels_outbound_queued_bytes` (gauge: bytes waiting in all connections' outbound buffers),
+/// `channels_outbound_budget_closes_total` (clients closed because those passed `--max-node-queued-bytes`),
 /// and for the HTTP API `channels_api_requests_total`, `channels_api_unauthorized_total` (401),
 /// `channels_api_rate_limited_total` (429), `channels_api_messages_published_total` (messages it sent into the
 /// layer), `channels_api_disconnects_total` (disconnect requests), `channels_api_bodies_refused_total` (503:
@@ -56,6 +58,8 @@ final class NodeMetrics: Sendable {
     let pendingHandshakeRefusals = Counter(label: "channels_pending_handshake_refusals_total")
     let acceptFailures = Counter(label: "channels_accept_failures_total")
     let recoveries = Counter(label: "channels_recoveries_total")
+    let outboundBudgetCloses = Counter(label: "channels_outbound_budget_closes_total")
+    let outboundQueuedBytes = Gauge(label: "channels_outbound_queued_bytes")
     let apiRequests = Counter(label: "channels_api_requests_total")
     let apiUnauthorized = Counter(label: "channels_api_unauthorized_total")
     let apiRateLimited = Counter(label: "channels_api_rate_limited_total")

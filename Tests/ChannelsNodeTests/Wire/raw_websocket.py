@@ -85,6 +85,34 @@ if case.startswith("hold-"):
         sock.close()
     print("done", flush=True)
     sys.exit(0)
+if case.startswith("flood-"):
+    # Opens N sockets and holds them, then for S seconds keeps connecting (a new socket every 10 ms, closed
+    # again a second later): a node out of descriptors always has connections waiting to be accepted.
+    _, count, seconds = case.split("-")
+    import time
+    held = []
+    for _ in range(int(count)):
+        try:
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=1))
+        except OSError:
+            pass
+    print("holding", len(held), flush=True)
+    churn = []
+    end = time.monotonic() + float(seconds)
+    while time.monotonic() < end:
+        try:
+            churn.append((time.monotonic(), socket.create_connection(("127.0.0.1", port), timeout=0.2)))
+        except OSError:
+            pass
+        while churn and churn[0][0] < time.monotonic() - 1:
+            churn.pop(0)[1].close()
+        time.sleep(0.01)
+    for _, sock in churn:
+        sock.close()
+    for sock in held:
+        sock.close()
+    print("done", flush=True)
+    sys.exit(0)
 if case.startswith("pending-"):
     # Holds N silent sockets, then checks that one more is closed at once and /healthz still answers.
     count = int(case.split("-")[1])
