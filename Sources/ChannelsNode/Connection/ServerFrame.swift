@@ -1,5 +1,8 @@
+import ChannelLayers
+import ChannelsProtocol
 import NIOCore
 import NIOWebSocket
+import OrderedCollections
 
 /// Server-to-client WebSocket frames as bytes ready for the socket (RFC 6455 5.2: never masked).
 ///
@@ -41,5 +44,25 @@ enum ServerFrame {
             buffer.writeInteger(UInt8(127))
             buffer.writeInteger(UInt64(length))
         }
+    }
+
+    // MARK: - Frames the node itself sends
+
+    /// `{"type": "recovery", "recovered": R, "epoch": E, "offset": N}`.
+    static func recovery(recovered: Bool, epoch: String, offset: Int64) -> ByteBuffer {
+        let answer: OrderedDictionary<String, MessageValue> = [
+            "type": "recovery", "recovered": .bool(recovered), "epoch": .string(epoch), "offset": .int(offset),
+        ]
+        return text((try? ClientFrame.encode(answer)) ?? "{}")
+    }
+
+    /// The key presence frames are kept under in a delivery (one frame per presence event and node).
+    static let presenceShape = ForwardRule(fields: [])
+
+    /// `{"type": "join" | "leave", "channel", "user", "info", "node"}`.
+    static func presenceEvent(_ message: Message) -> ByteBuffer? {
+        var object: OrderedDictionary<String, MessageValue> = ["type": message["event"] ?? "join"]
+        for key in ["channel", "user", "info", "node"] { object[key] = message[key] ?? .null }
+        return (try? ClientFrame.encode(object)).map { text($0) }
     }
 }

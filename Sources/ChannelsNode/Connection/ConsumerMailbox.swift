@@ -1,0 +1,79 @@
+import DequeModule
+
+/// The events a connection's consumer code handles, one at a time in arrival order, and when a task runs
+/// them: started when work arrives, ended when the mailbox is empty, so an idle connection has no task.
+/// No I/O: the connection starts the task and stops or resumes reading the socket when told.
+///
+/// Bounds: layer messages past ``maxQueued`` are refused (the connection closes the client as slow), and
+/// after ``maxClientFrames`` client frames waiting for the consumer the socket is not read until the task
+/// has taken them.
+struct ConsumerMailbox<Event> {
+    private(set) var events = Deque<Event>()
+    /// Whether a task runs the consumer now.
+    private(set) var running = false
+    private(set) var readingPaused = false
+    private var clientFrames = 0
+    let maxQueued: Int
+    let maxClientFrames: Int
+
+    init(maxQueued: Int, maxClientFrames: Int) {
+        self.maxQueued = maxQueued
+        self.maxClientFrames = maxClientFrames
+    }
+
+    /// No task runs and nothing waits: a forwarded message may be written at once without overtaking anything.
+    var isIdle: Bool { !running && events.isEmpty }
+
+    /// Appends an event; `false` when it is a layer message and the mailbox is full.
+    mutating func append(_ event: Event, isLayerMessage: Bool) -> Bool {
+        if isLayerMessage, events.count >= maxQueued { return false }
+        events.append(event)
+        return true
+    }
+
+    /// Puts an event ahead of everything waiting (the presence list, before live messages).
+    mutating func prepend(_ event: Event) {
+        events.prepend(event)
+    }
+
+    /// A client frame was queued: whether to stop reading the socket now.
+    mutating func clientFrameQueued() -> Bool {
+        clientFrames += 1
+        guard clientFrames >= maxClientFrames, !readingPaused else { return false }
+        readingPaused = true
+        return true
+    }
+
+    /// Starts a task when none runs and something waits: what it runs, in order.
+    mutating func startTask() -> [Event]? {
+        guard !running, !events.isEmpty else { return nil }
+        running = true
+        defer {
+            events.removeAll()
+            clientFrames = 0
+        }
+        return Array(events)
+    }
+
+    /// The task ended: whether to read the socket again (it was paused and the connection is open).
+    mutating func taskEnded(open: Bool) -> Bool {
+        running = false
+        guard readingPaused, open else { return false }
+        readingPaused = false
+        return true
+    }
+
+    mutating func removeAll(where shouldRemove: (Event) -> Bool) {
+        events.removeAll(where: shouldRemove)
+    }
+
+    /// Takes what waits, leaving the mailbox empty (to put something ahead of it).
+    mutating func takeWaiting() -> Deque<Event> {
+        defer { events.removeAll() }
+        return events
+    }
+
+    mutating func socketClosed() {
+        readingPaused = false
+    }
+}

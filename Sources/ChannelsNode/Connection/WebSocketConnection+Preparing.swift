@@ -1,0 +1,83 @@
+import ChannelLayers
+import ChannelsProtocol
+import CoreMetrics
+import Logging
+import NIOCore
+import OrderedCollections
+
+extension WebSocketConnection {
+    // MARK: - Before the upgrade (in the handshake's task)
+
+    /// Makes the connection's channel and consumer and runs `connect()` before the handshake is answered,
+    /// as Django Channels does: once a client sees the socket open, its consumer has joined its groups.
+    func prepare() async {
+        guard let route else { return }
+        do {
+            channelName = try await layer.newChannel(prefix: "specific.", inbox: self)
+        } catch {
+            refuseUnavailable(error)
+            return
+        }
+        let context = ConsumerContext(channelName: channelName, layer: layer, scope: scope, limits: limits, connection: self)
+        let consumer = route.makeDriver(context)
+        self.consumerContext = context
+        self.consumer = consumer
+        do {
+            switch try await consumer.connect() {
+            case .accept: accepted = true
+            case .reject(let code, let reason): refusal = (code, reason ?? "connection rejected")
+            }
+        } catch let error as ChannelLayerError where error.code == .redis {
+            // The consumer could not join its groups: the layer is down, not the consumer. Come back later.
+            refuseUnavailable(error)
+        } catch {
+            logger.warning("consumer connect() failed", metadata: ["error": "\(error)", "path": "\(scope.path)"])
+            refusal = (CloseCode.internalError, "internal error")
+        }
+        if accepted, wantsPresence, let group = context.presenceGroups.sorted().first {
+            await sendPresence(of: group)
+        }
+        if accepted, scope.query["recover"] == "1", let group = context.groups.sorted().first(where: layer.keepsHistory) {
+            await recover(group)
+        }
+    }
+
+    /// Refuses the connection with 1013 (try again later) because the layer cannot reach its backend.
+    private func refuseUnavailable(_ error: ChannelLayerError) {
+        metrics.layerUnavailableRefusals.increment()
+        warnings.warn("refusing connections: the channel layer is unavailable", metadata: ["error": "\(error.message)"])
+        refusal = (CloseCode.tryAgainLater, "channel layer unavailable; connect again")
+    }
+
+    /// `?presence=1`: `{"type": "presence", "group": G, "channel": <this connection's>, "members": [...]}` once
+    /// joined, ahead of live messages.
+    private func sendPresence(of group: String) async {
+        let members: [PresenceMember]
+        do {
+            members = try await layer.presence(of: group)
+        } catch {
+            logger.warning("could not read a group's presence", metadata: ["group": "\(group)", "error": "\(error.message)"])
+            return
+        }
+        let list: [MessageValue] = members.map { member in .map(OrderedDictionary(uniqueKeysWithValues: member.fields)) }
+        let answer: OrderedDictionary<String, MessageValue> = [
+            "type": "presence", "group": .string(group), "channel": .string(channelName), "members": .array(list),
+        ]
+        guard let text = try? ClientFrame.encode(answer) else { return }
+        let frame = ServerFrame.text(text)
+        try? await eventLoop.submit { [self] in mailbox.prepend(.frame(frame)) }.get()
+    }
+
+    /// Closes at once after the upgrade: a handshake step refused the connection.
+    func refuse(code: UInt16, reason: String) {
+        refusal = (code, reason)
+    }
+
+    /// The upgrade did not happen (the client left first): forget the channel and the memberships.
+    func abandon() {
+        eventLoop.execute { [self] in
+            guard handlerContext == nil, lifecycle.abandon() else { return }
+            enqueue(.gone(code: CloseCode.abnormal))
+        }
+    }
+}
