@@ -206,8 +206,15 @@ let package = Package(
             path: "Tests/ChannelsTestSupport",
             swiftSettings: swiftSettings
         ),
+        // Unit tests (no process, no network): `scripts/test --fast` runs these alone.
         .testTarget(
-            name: "HiredisClientTests",
+            name: "HiredisClientUnitTests",
+            dependencies: ["HiredisClient"],
+            swiftSettings: swiftSettings
+        ),
+        // Real redis-server processes (single, Cluster, Sentinel, TLS).
+        .testTarget(
+            name: "HiredisClientRedisTests",
             dependencies: ["HiredisClient", "ChannelsTestSupport"],
             swiftSettings: swiftSettings
         ),
@@ -230,6 +237,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "ChannelLayersRedisUnitTests",
+            dependencies: ["ChannelLayers", "ChannelLayersRedis", "ChannelsProtocol", "HiredisClient"],
+            swiftSettings: swiftSettings
+        ),
+        // Real redis-server processes and the real Python channels_redis.
+        .testTarget(
             name: "ChannelLayersRedisTests",
             dependencies: [
                 "ChannelLayers", "ChannelLayersRedis", "ChannelsProtocol", "HiredisClient", "ChannelsTestSupport",
@@ -238,8 +251,21 @@ let package = Package(
             exclude: ["Interop"],
             swiftSettings: swiftSettings
         ),
+        // The connection's state machines, and WebSocketConnection on NIO's testing channel with an in-memory layer.
         .testTarget(
-            name: "ChannelsNodeTests",
+            name: "ChannelsNodeUnitTests",
+            dependencies: [
+                "ChannelsNode", "ChannelLayers", "ChannelsProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Real channels-node processes on loopback, with redis-server and Python where a test needs them.
+        .testTarget(
+            name: "NodeTests",
             dependencies: [
                 "ChannelsNode", "ChannelLayers", "ChannelLayersRedis", "ChannelsProtocol", "HiredisClient", "ChannelsTestSupport",
                 "ChannelsWebSocketClient",
@@ -249,14 +275,21 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
             ],
-            exclude: ["Browser", "Wire"],
+            exclude: ["Wire"],
             swiftSettings: swiftSettings
         ),
+        // Nodes on Redis Cluster, Sentinel and TLS topologies, and the scripted cluster behind haproxy.
         .testTarget(
-            name: "ClusterTests",
+            name: "NodeClusterTests",
             dependencies: [
                 "ChannelsTestSupport", "ChannelsWebSocketClient", "HiredisClient", "ChannelLayers", "ChannelLayersRedis", "ChannelsProtocol",
             ],
+            swiftSettings: swiftSettings
+        ),
+        // Pages in headless Chromium: the demo chat, the admin page, live updates, a page recovering across nodes.
+        .testTarget(
+            name: "NodeBrowserTests",
+            dependencies: ["ChannelsTestSupport", "ChannelsWebSocketClient", "HiredisClient", "ChannelsProtocol"],
             exclude: ["Browser"],
             swiftSettings: swiftSettings
         ),

@@ -7,7 +7,7 @@ import Testing
 @Suite struct BrowserChatTests {
     @Test func twoPagesInOneRoomSeeEachOthersMessages() async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let script = root.appendingPathComponent("Tests/ChannelsNodeTests/Browser/chat_page.py").path
+        let script = root.appendingPathComponent("Tests/NodeBrowserTests/Browser/chat_page.py").path
         let screenshot = root.appendingPathComponent(".build/chat-page.png").path
         let node = try await NodeProcess.start()
         let browser = try PythonProcess(

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "ChannelsNodeTests", "Browser"))
+sys.path.insert(0, os.path.dirname(__file__))
 from chat_page import Chromium, Tab  # noqa: E402
 
 port, redis_url, cluster_dir, ctl, screenshot = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]

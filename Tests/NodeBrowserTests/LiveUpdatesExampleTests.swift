@@ -61,7 +61,7 @@ import Testing
         // And the example's own page, in headless Chromium, shows a change made elsewhere without a reload.
         let browser = try PythonProcess(
             python: try PythonProcess.interpreter(packageRoot: Self.root),
-            script: Self.root.appendingPathComponent("Tests/ChannelsNodeTests/Browser/live_updates_page.py").path,
+            script: Self.root.appendingPathComponent("Tests/NodeBrowserTests/Browser/live_updates_page.py").path,
             arguments: ["http://127.0.0.1:\(port)/"]
         )
         let result = try await browser.nextLine(timeout: .seconds(60))

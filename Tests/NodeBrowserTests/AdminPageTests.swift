@@ -9,7 +9,7 @@ import Testing
 @Suite struct AdminPageTests {
     @Test func signInWatchAGroupAppearAndSendToIt() async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let script = root.appendingPathComponent("Tests/ChannelsNodeTests/Browser/admin_page.py").path
+        let script = root.appendingPathComponent("Tests/NodeBrowserTests/Browser/admin_page.py").path
         let screenshot = root.appendingPathComponent(".build/admin-page.png").path
         try? FileManager.default.removeItem(atPath: screenshot)
         let key = "admin-page-test-key-0123456789"

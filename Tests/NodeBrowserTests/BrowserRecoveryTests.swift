@@ -12,7 +12,7 @@ import Testing
         let root = ScriptedCluster.packageRoot
         let browser = try PythonProcess(
             python: try PythonProcess.interpreter(packageRoot: root),
-            script: root.appendingPathComponent("Tests/ClusterTests/Browser/recovery_page.py").path,
+            script: root.appendingPathComponent("Tests/NodeBrowserTests/Browser/recovery_page.py").path,
             arguments: [
                 String(cluster.port), cluster.redisURL, cluster.directory, try builtProduct("channels-ctl"),
                 root.appendingPathComponent(".build/recovery-page.png").path,
