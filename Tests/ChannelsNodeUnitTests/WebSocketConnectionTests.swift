@@ -1,0 +1,296 @@
+import ChannelLayers
+import ChannelsProtocol
+import Foundation
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOWebSocket
+import OrderedCollections
+import Synchronization
+import Testing
+
+@testable import ChannelsNode
+
+/// What an engine test's consumer saw, shared with the test.
+final class ConsumerLog: Sendable {
+    let disconnects = Mutex<[UInt16]>([])
+    let handled = Mutex<[Int64]>([])
+    /// While set, the code handler waits for the test (to keep the mailbox task busy).
+    let gate = Mutex<CheckedContinuation<Void, Never>?>(nil)
+    let gated = Atomic<Bool>(false)
+
+    static let shared = Mutex<ConsumerLog?>(nil)
+}
+
+/// The test consumer: joins `chat_room`; `fwd.message` is a forward rule (`{"n": ...}`), `code.message` runs
+/// handler code that answers `{"handled": n}`; a text frame is echoed.
+final class EngineTestConsumer: WebSocketConsumer {
+    static var forwardRules: [String: ForwardRule] { ["fwd_message": ForwardRule(fields: ["n"])] }
+    static var messageHandlers: [String: Handler] { ["code_message": EngineTestConsumer.code] }
+    let context: ConsumerContext
+    let log: ConsumerLog
+
+    init(context: ConsumerContext) {
+        self.context = context
+        self.log = ConsumerLog.shared.withLock { $0! }
+    }
+
+    func connect() async throws -> ConnectDecision {
+        try await context.groupAdd("chat_room")
+        return .accept
+    }
+
+    func receive(text: String) async throws {
+        context.send(text: "echo:" + text)
+    }
+
+    func code(_ message: Message) async throws {
+        if log.gated.load(ordering: .relaxed) {
+            await withCheckedContinuation { continuation in log.gate.withLock { $0 = continuation } }
+        }
+        let n = message["n"]?.int ?? -1
+        log.handled.withLock { $0.append(n) }
+        try context.send(json: ["handled": .int(n)])
+    }
+
+    func disconnect(code: UInt16) async {
+        log.disconnects.withLock { $0.append(code) }
+    }
+}
+
+/// A frame the node wrote, parsed back.
+struct WrittenFrame: Equatable {
+    let opcode: UInt8
+    let payload: [UInt8]
+    var text: String { String(decoding: payload, as: UTF8.self) }
+    var closeCode: UInt16? { opcode == 0x8 && payload.count >= 2 ? UInt16(payload[0]) << 8 | UInt16(payload[1]) : nil }
+    var closeReason: String { String(decoding: payload.dropFirst(2), as: UTF8.self) }
+    var json: [String: Any]? { try? JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any] }
+}
+
+/// One WebSocketConnection on NIO's testing channel, with an in-memory layer: no socket, no process.
+struct ConnectionHarness {
+    let channel: NIOAsyncTestingChannel
+    let connection: WebSocketConnection
+    let layer: InMemoryChannelLayer
+    let log: ConsumerLog
+    let metrics: NodeMetrics
+
+    static func make(
+        query: String = "", limits: ConnectionLimits = ConnectionLimits(), pingInterval: Duration = .seconds(30),
+        layer: InMemoryChannelLayer = InMemoryChannelLayer(configuration: .init(history: HistoryConfiguration(patterns: ["chat_*"])))
+    ) async throws -> ConnectionHarness {
+        let log = ConsumerLog()
+        ConsumerLog.shared.withLock { $0 = log }
+        let channel = NIOAsyncTestingChannel()
+        var router = ConsumerRouter()
+        router.add("/ws/<room>/", EngineTestConsumer.self)
+        let (route, parameters) = try #require(router.match("/ws/room/"))
+        let metrics = NodeMetrics()
+        let connection = WebSocketConnection(
+            channel: channel, route: route, scope: Scope(path: "/ws/room/", parameters: parameters, query: Scope.parseQuery(query[...])),
+            layer: layer, limits: limits, metrics: metrics, logger: Logger(label: "test"), warnings: WarningLimiter(logger: Logger(label: "test")),
+            pingInterval: pingInterval, onClosed: { _ in }
+        )
+        await connection.prepare()
+        try await channel.pipeline.addHandler(connection)
+        return ConnectionHarness(channel: channel, connection: connection, layer: layer, log: log, metrics: metrics)
+    }
+
+    /// Runs the loop (tasks hop onto it) until `count` frames were written, or 5 s pass; returns the frames
+    /// and how many writes (buffers) carried them.
+    func written(atLeast count: Int, within timeout: Duration = .seconds(5)) async throws -> (frames: [WrittenFrame], writes: Int) {
+        var frames: [WrittenFrame] = []
+        var writes = 0
+        let deadline = ContinuousClock.now + timeout
+        while frames.count < count, ContinuousClock.now < deadline {
+            await channel.testingEventLoop.run()
+            while var buffer = try await channel.readOutbound(as: ByteBuffer.self) {
+                if buffer.readableBytes == 0 { continue }
+                writes += 1
+                frames += Self.parse(&buffer)
+            }
+            if frames.count < count { try await Task.sleep(for: .milliseconds(2)) }
+        }
+        return (frames, writes)
+    }
+
+    /// Runs the loop for a moment and returns what was written meanwhile.
+    func settle() async throws -> [WrittenFrame] {
+        var frames: [WrittenFrame] = []
+        for _ in 0..<20 {
+            await channel.testingEventLoop.run()
+            while var buffer = try await channel.readOutbound(as: ByteBuffer.self) { frames += Self.parse(&buffer) }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        return frames
+    }
+
+    static func parse(_ buffer: inout ByteBuffer) -> [WrittenFrame] {
+        var frames: [WrittenFrame] = []
+        while let first = buffer.readInteger(as: UInt8.self), let second = buffer.readInteger(as: UInt8.self) {
+            var length = Int(second & 0x7f)
+            if length == 126 { length = Int(buffer.readInteger(as: UInt16.self) ?? 0) }
+            if length == 127 { length = Int(buffer.readInteger(as: UInt64.self) ?? 0) }
+            frames.append(WrittenFrame(opcode: first & 0x0f, payload: buffer.readBytes(length: length) ?? []))
+        }
+        return frames
+    }
+
+    /// A client frame, masked as clients must.
+    func send(_ opcode: WebSocketOpcode, _ bytes: [UInt8], masked: Bool = true) async throws {
+        var data = ByteBuffer(bytes: bytes)
+        let key: WebSocketMaskingKey? = masked ? WebSocketMaskingKey.random() : nil
+        if let key { data.webSocketMask(key) }
+        try await channel.writeInbound(WebSocketFrame(fin: true, opcode: opcode, maskKey: key, data: data))
+    }
+
+    func send(text: String) async throws { try await send(.text, Array(text.utf8)) }
+
+    func publish(_ type: String, _ n: Int64, to group: String = "chat_room") async throws {
+        try await layer.groupSend(["type": .string(type), "n": .int(n)], to: group)
+    }
+}
+
+/// Turns the channel unwritable from inside the first write that reaches it, as NIO does when a write passes
+/// the high water mark: the connection hears it while it is still writing.
+final class WritabilityFlipper: ChannelOutboundHandler, @unchecked Sendable {
+    typealias OutboundIn = ByteBuffer
+    private var flipped = false
+    let channel: NIOAsyncTestingChannel
+
+    init(channel: NIOAsyncTestingChannel) { self.channel = channel }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        context.write(data, promise: promise)
+        guard !flipped else { return }
+        flipped = true
+        channel.isWritable = false
+        context.pipeline.fireChannelWritabilityChanged()
+    }
+}
+
+@Suite(.serialized) struct WebSocketConnectionTests {
+    @Test func forwardedMessagesOfOneBatchAreOneWrite() async throws {
+        let harness = try await ConnectionHarness.make()
+        for n in 1...3 { try await harness.publish("fwd.message", Int64(n)) }
+        let (frames, writes) = try await harness.written(atLeast: 3)
+        #expect(frames.map { $0.json?["n"] as? Int } == [1, 2, 3])
+        #expect(writes == 1, "one gathered write and one flush for the batch, not one per frame")
+        // Offsets of the history group ride along.
+        #expect(frames.map { $0.json?["offset"] as? Int } == [1, 2, 3])
+    }
+
+    @Test func handlerCodeAndForwardRulesKeepArrivalOrder() async throws {
+        let harness = try await ConnectionHarness.make()
+        harness.log.gated.store(true, ordering: .relaxed)
+        try await harness.publish("code.message", 1)
+        // The handler holds the mailbox task: these may not overtake it although a rule could write them at once.
+        try await harness.publish("fwd.message", 2)
+        try await harness.publish("fwd.message", 3)
+        #expect(try await harness.settle().isEmpty)
+        harness.log.gated.store(false, ordering: .relaxed)
+        harness.log.gate.withLock { $0?.resume(); $0 = nil }
+        let (frames, _) = try await harness.written(atLeast: 3)
+        #expect(frames.map { ($0.json?["handled"] ?? $0.json?["n"]) as? Int } == [1, 2, 3])
+        // The task ended: the next forwarded message is written at once again.
+        try await harness.publish("fwd.message", 4)
+        #expect(try await harness.written(atLeast: 1).frames.first?.json?["n"] as? Int == 4)
+    }
+
+    @Test func aMailboxPastItsBoundClosesTheClientWith4008() async throws {
+        let harness = try await ConnectionHarness.make(limits: ConnectionLimits(maxQueuedMessages: 2))
+        harness.log.gated.store(true, ordering: .relaxed)
+        for n in 1...4 { try await harness.publish("code.message", Int64(n)) }
+        let (frames, _) = try await harness.written(atLeast: 1)
+        let close = try #require(frames.first { $0.opcode == 0x8 })
+        #expect(close.closeCode == 4008)
+        #expect(close.closeReason.contains("more than 2 messages wait for the consumer"))
+        harness.log.gate.withLock { $0?.resume(); $0 = nil }
+        harness.log.gated.store(false, ordering: .relaxed)
+    }
+
+    @Test func theClientsCloseIsAnsweredWithItsCodeAndTheConsumerHearsIt() async throws {
+        let harness = try await ConnectionHarness.make()
+        try await harness.send(.connectionClose, [0x10, 0xe1])  // 4321
+        let (frames, _) = try await harness.written(atLeast: 1)
+        #expect(frames.first?.closeCode == 4321)
+        _ = try await harness.settle()
+        #expect(!harness.channel.isActive, "closed once the answer was written")
+        #expect(harness.log.disconnects.withLock { $0 } == [4321])
+        // It left its group: a message to the room reaches nobody.
+        #expect(try await harness.layer.members(of: "chat_room").isEmpty)
+    }
+
+    @Test func aClientSilentForTwoPingIntervalsIsClosedWith4408() async throws {
+        let harness = try await ConnectionHarness.make(pingInterval: .seconds(30))
+        await harness.channel.testingEventLoop.advanceTime(by: .seconds(30))
+        var (frames, _) = try await harness.written(atLeast: 1)
+        #expect(frames.map(\.opcode) == [0x9], "a ping")
+        await harness.channel.testingEventLoop.advanceTime(by: .seconds(30))
+        (frames, _) = try await harness.written(atLeast: 1)
+        #expect(frames.first?.closeCode == CloseCode.pingTimeout)
+    }
+
+    @Test func aPongKeepsAClientAlive() async throws {
+        let harness = try await ConnectionHarness.make(pingInterval: .seconds(30))
+        for _ in 0..<3 {
+            await harness.channel.testingEventLoop.advanceTime(by: .seconds(30))
+            try await harness.send(.pong, [])
+        }
+        let frames = try await harness.settle()
+        #expect(frames.map(\.opcode) == [0x9, 0x9, 0x9], "pings, and no close")
+    }
+
+    @Test func anUnmaskedFrameIsAProtocolError() async throws {
+        let harness = try await ConnectionHarness.make()
+        try await harness.send(.text, Array("hi".utf8), masked: false)
+        #expect(try await harness.written(atLeast: 1).frames.first?.closeCode == CloseCode.protocolError)
+    }
+
+    @Test func clientFramesReachTheConsumerInOrder() async throws {
+        let harness = try await ConnectionHarness.make()
+        for index in 0..<5 { try await harness.send(text: "m\(index)") }
+        let (frames, _) = try await harness.written(atLeast: 5)
+        #expect(frames.map(\.text) == (0..<5).map { "echo:m\($0)" })
+    }
+
+    @Test func recoveryReplaysWhatWasMissedThenLiveOnceInOrder() async throws {
+        let layer = InMemoryChannelLayer(configuration: .init(history: HistoryConfiguration(patterns: ["chat_*"])))
+        for n in 1...5 { try await layer.groupSend(["type": "fwd.message", "n": .int(Int64(n))], to: "chat_room") }
+        let epoch = try #require(try await layer.history(of: "chat_room", after: nil, limit: 1)?.top.epoch)
+        let harness = try await ConnectionHarness.make(query: "recover=1&epoch=\(epoch)&offset=2", layer: layer)
+        try await harness.publish("fwd.message", 6)
+        let (frames, _) = try await harness.written(atLeast: 5)
+        #expect(frames.first?.json?["type"] as? String == "recovery" && frames.first?.json?["recovered"] as? Bool == true)
+        #expect(frames.dropFirst().map { $0.json?["offset"] as? Int } == [3, 4, 5, 6])
+    }
+
+    @Test func aMemberThatLeftMidBatchGetsNothingMore() async throws {
+        let harness = try await ConnectionHarness.make()
+        try await harness.publish("fwd.message", 1)
+        _ = try await harness.written(atLeast: 1)
+        try await harness.channel.close()
+        _ = try await harness.settle()
+        // A delivery already on its way when the socket closed is refused, not written.
+        let late = try await harness.channel.testingEventLoop.submit { harness.connection.receive(Delivery(["type": "fwd.message", "n": 2], group: "chat_room")) }.get()
+        #expect(!late)
+        #expect(try await harness.settle().isEmpty)
+        #expect(harness.log.disconnects.withLock { $0 } == [CloseCode.abnormal])
+        #expect(try await harness.layer.members(of: "chat_room").isEmpty)
+    }
+
+    @Test func anOutboundBufferThatFillsWhileWritingClosesTheClientWith4008() async throws {
+        let harness = try await ConnectionHarness.make()
+        try await harness.channel.pipeline.addHandler(WritabilityFlipper(channel: harness.channel), position: .first)
+        // Large frames are written at once: the first fills the buffer while the batch is being written.
+        let big = String(repeating: "x", count: FrameBatch.gatherLimit + 10)
+        try await harness.layer.groupSend(["type": "fwd.message", "n": .string(big)], to: "chat_room")
+        try await harness.layer.groupSend(["type": "fwd.message", "n": .string(big)], to: "chat_room")
+        let (frames, _) = try await harness.written(atLeast: 2)
+        #expect(frames.first?.opcode == 0x1)
+        let close = try #require(frames.first { $0.opcode == 0x8 })
+        #expect(close.closeCode == CloseCode.slowClient && close.closeReason.contains("outbound buffer full"))
+        #expect(frames.filter { $0.opcode == 0x1 }.count == 1, "nothing is written after the close frame")
+    }
+}
