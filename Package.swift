@@ -233,6 +233,7 @@ let package = Package(
                 "ChannelLayers", "ChannelsProtocol",
                 .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

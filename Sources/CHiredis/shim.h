@@ -4,13 +4,8 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/read.h>
 
-// hiredis 0.14 exposes the reader's error state only through struct fields and
-// `redisReaderGetReply`'s status; these helpers keep the Swift side off the struct layout.
-
-/// Returns non-zero when the reader hit a protocol error.
-static inline int CHiredis_readerHasError(const redisReader *reader) {
-    return reader->err != 0;
-}
+// hiredis 0.14 exposes the reader's error text only through a struct field; this helper keeps the Swift
+// side off the struct layout.
 
 /// The reader's error text (NUL-terminated, owned by the reader).
 static inline const char *CHiredis_readerErrorString(const redisReader *reader) {

@@ -11,7 +11,8 @@ struct ChannelsNodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "channels-node",
         abstract: "Run a swift-channels WebSocket node.",
-        discussion: NodeOptions.discussion
+        discussion: NodeOptions.discussion,
+        version: ChannelsNode.version
     )
 
     @OptionGroup var options: NodeOptions

@@ -210,7 +210,7 @@ public struct NodeApplication: Sendable {
         let node = ChannelsNode(
             configuration: configuration, layer: channelLayer, layerRunner: layerRunner, router: router, middleware: authMiddleware + self.middleware,
             pages: pages, metricsExport: { registry.emitToString() },
-            api: apiConfiguration, directory: directory, layerName: urls.isEmpty ? "memory" : kind.rawValue, logger: logger
+            api: apiConfiguration, directory: directory, layerName: urls.isEmpty && clusterSeeds.isEmpty ? "memory" : kind.rawValue, logger: logger
         )
         if apiConfiguration.isEnabled { logger.info("HTTP API on /api and admin page on /admin", metadata: ["keys": "\(apiConfiguration.keys.count)"]) }
         connectionCount.set(node)

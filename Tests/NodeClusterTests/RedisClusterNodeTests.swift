@@ -190,6 +190,9 @@ import Testing
         #expect(sentByAPI.status == 202)
         #expect(await clients["delta"]![0].waitForFrames(1))
         #expect(clients["delta"]![0].messages == ["from the API"])
+        // The node reports the layer it runs: pub/sub over the cluster, not the in-memory one.
+        let reported = try await httpRequest(port: nodes[0].port, "GET", "/api/nodes", key: key)
+        #expect(reported.status == 200 && reported.body.contains(#""layer":"pubsub""#) && !reported.body.contains(#""layer":"memory""#), "\(reported.body)")
     }
 
     @Test func badClusterSettingsStopTheNodeWithTheReason() async throws {

@@ -66,7 +66,7 @@ import Testing
     }
 
     @Test func aClientThatDoesNotReadIsClosedWith4008AndDelaysNoOne() async throws {
-        let node = try await NodeProcess.start(arguments: ["--max-queued-messages", "64", "--capacity", "10000"])
+        let node = try await NodeProcess.start(arguments: ["--max-queued-messages", "64", "--capacity", "10000", "--log-connections"])
         let slow = try await ChatClient.connect(port: node.port, room: "firehose")
         let fast = try await ChatClient.connect(port: node.port, room: "firehose")
         let sender = try await ChatClient.connect(port: node.port, room: "firehose")
@@ -85,9 +85,12 @@ import Testing
         slow.client.setReading(true)
         let close = await slow.client.closed(timeout: .seconds(10))
         #expect(close != nil)
-        #expect(close?.code == 4008 || close?.code == nil)  // a client that never reads may miss the close frame
+        // The close frame waits behind the backlog the node drops when it gives up on the socket, so this
+        // client may never read it: the node's own account is the check, and any code the client got is 4008.
+        if let code = close?.code { #expect(code == 4008) }
+        #expect(node.log.contains("code=4008"), "the node logs the code it closed the slow client with")
         let metrics = try await node.get("/metrics").body
-        #expect(metrics.contains("channels_slow_client_closes_total 1"))
+        #expect(NodeFaultTests.counter("channels_slow_client_closes_total", in: metrics) == 1)
     }
 
     @Test func originsOutsideTheAllowlistGet403() async throws {
@@ -130,6 +133,8 @@ import Testing
         ] {
             #expect(metrics.contains(name), "missing \(name)")
         }
+        // The chat consumer's messages go out through a forward rule; their publish-to-deliver latency is recorded.
+        #expect(NodeFaultTests.counter("channels_publish_to_deliver_seconds_count", in: metrics) == 1)
     }
 
     @Test func clientsVanishingMidFloodLeaveNothingBehindAndTheNodeStillDrains() async throws {

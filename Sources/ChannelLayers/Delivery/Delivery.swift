@@ -18,6 +18,12 @@ public final class Delivery: Sendable {
 
     private let frames = Mutex<[ObjectIdentifier: ByteBuffer?]>([:])
     private let sighted = Atomic<Bool>(false)
+    /// The first shape made, published for reading without the lock: on a node most messages take one
+    /// shape, and every member after the first reads it with one atomic load. Written once, under the
+    /// lock, before ``published`` is set (releasing); read only after it was seen set (acquiring).
+    private let published = Atomic<Bool>(false)
+    nonisolated(unsafe) private var firstShape: ObjectIdentifier?
+    nonisolated(unsafe) private var firstFrame: ByteBuffer?
 
     public init(_ message: Message, group: String? = nil, position: HistoryPosition? = nil) {
         self.message = message
@@ -36,10 +42,16 @@ public final class Delivery: Sendable {
     /// The bytes prepared for `shape`, made by `make` the first time any inbox asks; `nil` when `make`
     /// found the message cannot take that shape (it is not asked again).
     public func prepared(for shape: ObjectIdentifier, _ make: () -> ByteBuffer?) -> ByteBuffer? {
-        frames.withLock { frames in
+        if published.load(ordering: .acquiring), firstShape == shape { return firstFrame }
+        return frames.withLock { frames in
             if let made = frames[shape] { return made }
             let made = make()
             frames[shape] = made
+            if !published.load(ordering: .relaxed) {
+                firstShape = shape
+                firstFrame = made
+                published.store(true, ordering: .releasing)
+            }
             return made
         }
     }

@@ -100,7 +100,6 @@ public final class RedisCoreChannelLayer: ChannelLayer {
         var overCapacity = 0
         var undecodable = 0
         var undecryptable = 0
-        var unknownChannels = 0
         var connectionLosses = 0
         var reconnections = 0
     }
@@ -437,9 +436,9 @@ public final class RedisCoreChannelLayer: ChannelLayer {
         return statistics
     }
 
-    /// What this layer alone counts: bodies no key decrypts, and group messages for channels that left.
-    public var coreStatistics: (undecryptable: Int, unknownChannels: Int, overCapacity: Int) {
-        state.withLock { ($0.undecryptable, $0.unknownChannels, $0.overCapacity) }
+    /// What this layer alone counts: bodies no key decrypts, and group messages over a channel's capacity.
+    public var coreStatistics: (undecryptable: Int, overCapacity: Int) {
+        state.withLock { ($0.undecryptable, $0.overCapacity) }
     }
 
     // MARK: - Receiving
@@ -575,12 +574,8 @@ public final class RedisCoreChannelLayer: ChannelLayer {
                 }
             }
         }
-        // Channels that left meanwhile (or were never this process's) miss it, counted.
-        var missing = 0
-        for channel in queued {
-            if case .noSuchChannel = local.queues.put(message, on: channel, create: false) { missing += 1 }
-        }
-        if missing > 0 { state.withLock { $0.unknownChannels += missing } }
+        // Channels that left meanwhile (or were never this process's) miss it: they are no members any more.
+        for channel in queued { _ = local.queues.put(message, on: channel, create: false) }
         guard !inboxes.isEmpty else { return }
         let delivery = Delivery(message)
         if inboxes.count == 1 {

@@ -37,6 +37,15 @@ final class ServerAPI: Sendable {
         Operation(method: "GET", path: "/api/openapi.json"),
     ]
 
+    /// The OpenAPI document with this build's version: ``ChannelsNode/version`` is the one place a release sets it.
+    static let document: [UInt8] = {
+        let marker = Array(#""version": "served as ChannelsNode.version""#.utf8)
+        let versioned = Array(#""version": "\#(ChannelsNode.version)""#.utf8)
+        let bytes = PackageResources.openapi_json
+        guard let start = bytes.indices.first(where: { bytes[$0...].starts(with: marker) }) else { return bytes }
+        return Array(bytes[..<start]) + versioned + Array(bytes[(start + marker.count)...])
+    }()
+
     let configuration: ServerAPIConfiguration
     let layer: any ChannelLayer
     let directory: (any ClusterDirectory)?
@@ -125,9 +134,7 @@ final class ServerAPI: Sendable {
     private func route(_ request: HTTPRequest) async throws(APIError) -> HTTPAnswer {
         let path = request.path
         if path == "/api/openapi.json" {
-            return HTTPAnswer(
-                status: .ok, headers: ["Content-Type": "application/json", "Cache-Control": "max-age=300"], body: ByteBuffer(bytes: PackageResources.openapi_json)
-            )
+            return HTTPAnswer(status: .ok, headers: ["Content-Type": "application/json", "Cache-Control": "max-age=300"], body: ByteBuffer(bytes: Self.document))
         }
         // examine(_:) checked the key and charged its rate.
         guard request.apiKey != nil else { throw .unauthorized }

@@ -30,7 +30,8 @@ public final class ChannelsNode: Service {
     /// ``RedisPubSubChannelLayer/Configuration/unlistedGroupPrefixes``; listings and the API leave them out.
     public static let unlistedGroupPrefixes = [probeGroupPrefix, NodeControl.group]
 
-    /// This build's version, in the API's node reports and on the admin page.
+    /// This build's version: the one place a release sets it. The API's node reports, the admin page, the
+    /// OpenAPI document and `channels-node --version` show it.
     public static let version = "0.1.0"
 
     /// A fixed page the node serves at a path (the demo page, a client script).
@@ -376,7 +377,10 @@ public final class ChannelsNode: Service {
                 if logConnections {
                     logger.info(
                         "connection closed",
-                        metadata: ["path": "\(connection.scope.path)", "client": "\(connection.scope.clientAddress ?? "-")", "channel": "\(connection.channelName)"]
+                        metadata: [
+                            "path": "\(connection.scope.path)", "client": "\(connection.scope.clientAddress ?? "-")", "channel": "\(connection.channelName)",
+                            "code": "\(connection.lifecycle.endCode)",
+                        ]
                     )
                 }
             }
