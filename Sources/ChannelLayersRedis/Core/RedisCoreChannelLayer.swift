@@ -24,75 +24,8 @@ import Synchronization
 ///
 /// Call ``run()`` in a task for as long as the layer is used; cancel it to shut down.
 public final class RedisCoreChannelLayer: ChannelLayer {
-    /// Where Redis is and how the layer behaves; the defaults are channels_redis'.
-    public struct Configuration: Sendable {
-        /// The Redis hosts, in the order Django lists them (names are sharded over them by that order).
-        public var hosts: [RedisConfiguration]
-        /// The prefix of every key (`asgi`).
-        public var prefix: String
-        /// How long a message waits in a queue (`expiry`, 60 s).
-        public var expiry: Duration
-        /// How long a membership lasts without being written again (`group_expiry`, 86,400 s).
-        public var groupExpiry: Duration
-        /// Queue capacities: `capacity` (100) and the `channel_capacity` patterns.
-        public var capacities: ChannelCapacities
-        /// `symmetric_encryption_keys`: the first encrypts, any decrypts; empty: no encryption.
-        public var encryptionKeys: [String]
-        /// Random bytes before each body (`random_prefix_length`, 12).
-        public var randomPrefixLength: Int
-        /// How long one `BZPOPMIN` blocks (`brpop_timeout`, 5 s).
-        public var receiveTimeout: Duration
-        /// Messages taken from the queue in one step once one arrived.
-        public var receiveBatch: Int
-        /// This process's id in the registry (letters, digits, `-`, `_`, `.`).
-        public var nodeID: String
-        /// Whether to record memberships in the registry for operators (see ``MembershipRegistry``).
-        public var registry: Bool
-        public var heartbeatInterval: Duration
-        public var registryTTL: Duration
-        public var reconnectPolicy: RedisReconnectPolicy
-        /// Groups kept out of the registry (a node's readiness probe).
-        public var unlistedGroupPrefixes: [String] = []
-        /// A fingerprint of the node's authentication settings, written to the registry.
-        public var authFingerprint = "none"
 
-        public init(
-            hosts: [RedisConfiguration],
-            prefix: String = "asgi",
-            expiry: Duration = .seconds(60),
-            groupExpiry: Duration = .seconds(86_400),
-            capacities: ChannelCapacities = ChannelCapacities(),
-            encryptionKeys: [String] = [],
-            nodeID: String? = nil
-        ) {
-            self.hosts = hosts
-            self.prefix = prefix
-            self.expiry = expiry
-            self.groupExpiry = groupExpiry
-            self.capacities = capacities
-            self.encryptionKeys = encryptionKeys
-            self.randomPrefixLength = 12
-            self.receiveTimeout = .seconds(5)
-            self.receiveBatch = 256
-            self.nodeID = nodeID ?? String(ChannelName.random(prefix: "node-").prefix(17))
-            self.registry = true
-            self.heartbeatInterval = .seconds(10)
-            self.registryTTL = .seconds(30)
-            self.reconnectPolicy = RedisReconnectPolicy()
-        }
-
-        /// A configuration from Redis URLs, one per host.
-        public init(urls: [String]) throws(ChannelLayerError) {
-            self.init(hosts: try RedisConfiguration.hosts(urls))
-        }
-
-        /// How often memberships are written again: well inside `groupExpiry`, at most hourly.
-        var membershipRefreshInterval: Duration {
-            min(.seconds(3600), max(.milliseconds(500), groupExpiry / 3))
-        }
-    }
-
-    private struct State {
+    struct State {
         /// Memberships left while a refresh was writing them again: removed once more after it.
         var leftDuringRefresh: [(group: String, channel: String)]?
         var messagesSent = 0
@@ -108,20 +41,20 @@ public final class RedisCoreChannelLayer: ChannelLayer {
     /// One uuid4 hex per process, as Django's `client_prefix`.
     public let clientPrefix: String
     /// The non-local name of every channel of this process, and its queue key.
-    private let processName: String
-    private let queueKey: String
-    private let queueHost: Int
-    private let clients: [RedisClient]
+    let processName: String
+    let queueKey: String
+    let queueHost: Int
+    let clients: [RedisClient]
     /// The blocking connection of the receive loop, on the queue's host.
-    private let receiver: RedisClient
-    private let envelope: MessageEnvelope
-    private let local: LocalChannels
-    private let registry: MembershipRegistry?
-    private let state = Mutex(State())
-    private let sendRotation = Atomic<Int>(0)
-    private let connectionCount: @Sendable () -> Int?
-    private let logger: Logger
-    private let warnings: WarningLimiter
+    let receiver: RedisClient
+    let envelope: MessageEnvelope
+    let local: LocalChannels
+    let registry: MembershipRegistry?
+    let state = Mutex(State())
+    let sendRotation = Atomic<Int>(0)
+    let connectionCount: @Sendable () -> Int?
+    let logger: Logger
+    let warnings: WarningLimiter
 
     /// Creates the layer; nothing connects until ``run()``.
     public init(
@@ -214,7 +147,7 @@ public final class RedisCoreChannelLayer: ChannelLayer {
     /// With several hosts, the id is chosen so that the full name hashes to the queue's host too: Django's
     /// `send()` picks the host from the full name (django/channels#1492) and its `group_send` from the
     /// non-local part, and both then reach the queue this process reads.
-    private func makeChannel(prefix: String) throws(ChannelLayerError) -> String {
+    func makeChannel(prefix: String) throws(ChannelLayerError) -> String {
         let local = prefix == "specific." ? "" : prefix
         while true {
             let channel = processName + ChannelName.random(prefix: local)
@@ -443,235 +376,22 @@ public final class RedisCoreChannelLayer: ChannelLayer {
 
     // MARK: - Receiving
 
-    /// The one loop that reads this process's queue: restore what a previous run left in flight, then
-    /// `BZPOPMIN`, take whatever else waits in the same step, hand it all to the local channels, and
-    /// acknowledge it with the next pop.
-    /// - Throws: what retrying cannot fix (refused credentials, a command the ACL forbids).
-    private func receiveLoop() async throws(RedisError) {
-        let inflight = CoreWire.inflightKey(queue: queueKey)
-        let timeout = max(1, Int(configuration.receiveTimeout.components.seconds))
-        var restored = false
-        var acknowledge: [[UInt8]] = []
-        // Failures in a row that lost the connection (Redis may have restarted empty: memberships are written
-        // again once it is back), and error replies in a row on a live connection (a key of the wrong type:
-        // memberships are intact, only the queue cannot be read). Both reset once a pop succeeds.
-        var losses = 0
-        var refusals = 0
-        var rewriteMemberships = false
-        let fatal: RedisError? = await withTaskCancellationHandler {
-            while !Task.isCancelled {
-                do throws(RedisError) {
-                    if !restored {
-                        let count = try await receiver.send(RedisCommand("EVAL", .string(CoreWire.restoreInflightScript), 2, .string(queueKey), .string(inflight)))
-                        if let count = count.integer, count > 0 {
-                            logger.info("re-queued messages a previous receive left unhandled", metadata: ["count": "\(count)"])
-                        }
-                        restored = true
-                        if rewriteMemberships {
-                            rewriteMemberships = false
-                            state.withLock { $0.reconnections += 1 }
-                            logger.info("Redis is back; reading the queue again and writing memberships anew", metadata: ["queue": "\(queueKey)"])
-                            await writeMemberships()
-                        }
-                    }
-                    var commands: [RedisCommand] = []
-                    if !acknowledge.isEmpty {
-                        commands.append(RedisCommand("ZREM", arguments: [.string(inflight)] + acknowledge.map { .bytes($0) }))
-                    }
-                    commands.append(RedisCommand("BZPOPMIN", .string(queueKey), .integer(timeout)))
-                    let replies = try await receiver.pipeline(commands).checked("BZPOPMIN \(queueKey)")
-                    acknowledge = []
-                    losses = 0
-                    refusals = 0
-                    guard let popped = replies.last?.array, popped.count == 3, let first = popped[1].bytes, let score = popped[2].string else {
-                        continue
-                    }
-                    let more = try await receiver.send(
-                        RedisCommand(
-                            "EVAL", .string(CoreWire.takeBatchScript), 2, .string(queueKey), .string(inflight),
-                            .integer(configuration.receiveBatch - 1), .bytes(first), .string(score)
-                        )
-                    ).array ?? []
-                    var bodies = [first]
-                    var index = 0
-                    while index + 1 < more.count {
-                        if let body = more[index].bytes { bodies.append(body) }
-                        index += 2
-                    }
-                    acknowledge = bodies
-                    for body in bodies { deliver(body) }
-                    // Messages wait in Redis, not here, while the event loops catch up.
-                    await local.dispatcher.waitForRoom()
-                } catch {
-                    if Task.isCancelled { break }
-                    // Bad credentials, or an ACL without the commands this layer needs: retrying cannot help.
-                    guard error.isRetryable, error.serverMessage?.hasPrefix("NOPERM") != true else { return error }
-                    if error.code == .errorReply {
-                        // Redis answers but refuses to read the queue (say `SET` put a string at its key): the
-                        // connection and the memberships are fine; retry, slower each time, and say so sparingly.
-                        refusals += 1
-                        warnings.warn(
-                            "Redis refuses to read this node's queue; messages for it wait or are lost until the key is fixed",
-                            metadata: ["queue": "\(queueKey)", "error": "\(error.message)"]
-                        )
-                        try? await Task.sleep(for: Self.refusalBackoff.delay(forAttempt: refusals))
-                        continue
-                    }
-                    losses += 1
-                    restored = false
-                    rewriteMemberships = true
-                    if losses == 1 {
-                        state.withLock { $0.connectionLosses += 1 }
-                        logger.warning(
-                            "lost the Redis connection that reads this node's queue; messages wait in Redis until it is back",
-                            metadata: ["error": "\(error.message)"]
-                        )
-                    } else if losses % 10 == 0 {
-                        logger.warning("cannot reach Redis", metadata: ["error": "\(error.message)", "attempt": "\(losses)"])
-                    }
-                    try? await Task.sleep(for: configuration.reconnectPolicy.delay(forAttempt: losses))
-                }
-            }
-            return nil
-        } onCancel: {
-            // Ends a BZPOPMIN that would otherwise block shutdown for up to receiveTimeout.
-            Task { await self.receiver.close() }
-        }
-        if let fatal { throw fatal }
-    }
-
-    /// How long the receive loop waits after Redis refused to read the queue: 100 ms, doubling to 5 s.
-    static let refusalBackoff = RedisReconnectPolicy(initialDelay: .milliseconds(100), maximumDelay: .seconds(5), jitter: 0.1)
-
-    /// Hands one body from the queue to the local channels it names, decoding it once.
-    private func deliver(_ body: [UInt8]) {
-        let message: Message
-        let channels: [String]
-        do {
-            (message, channels) = try envelope.open(body)
-        } catch {
-            switch error {
-            case .undecryptable(let reason):
-                state.withLock { $0.undecryptable += 1 }
-                warnings.warn(
-                    "dropped a message no encryption key of this node decrypts; check CHANNELS_SYMMETRIC_ENCRYPTION_KEYS against Django's symmetric_encryption_keys",
-                    metadata: ["queue": "\(queueKey)", "reason": "\(reason)"]
-                )
-            case .undecodable(let reason):
-                state.withLock { $0.undecodable += 1 }
-                warnings.warn("dropped a queue entry that is not a channel layer message", metadata: ["queue": "\(queueKey)", "reason": "\(reason)"])
-            }
-            return
-        }
-        var inboxes: [any ChannelInbox] = []
-        var queued: [String] = []
-        local.withMembership { membership in
-            for channel in channels {
-                if let inbox = membership.inboxes[channel] {
-                    inboxes.append(inbox)
-                } else {
-                    queued.append(channel)
-                }
-            }
-        }
-        // Channels that left meanwhile (or were never this process's) miss it: they are no members any more.
-        for channel in queued { _ = local.queues.put(message, on: channel, create: false) }
-        guard !inboxes.isEmpty else { return }
-        let delivery = Delivery(message)
-        if inboxes.count == 1 {
-            local.dispatcher.dispatch(delivery, to: inboxes[0])
-        } else {
-            local.dispatcher.dispatch(delivery, to: GroupIndex.byEventLoop(inboxes))
-        }
-    }
-
     // MARK: - Memberships
-
-    /// Writes every local membership again, well before `groupExpiry` would purge it.
-    private func refreshMemberships() async {
-        while !Task.isCancelled {
-            try? await Task.sleep(for: configuration.membershipRefreshInterval)
-            if Task.isCancelled { break }
-            await writeMemberships()
-        }
-    }
-
-    private func writeMemberships() async {
-        state.withLock { $0.leftDuringRefresh = [] }
-        let memberships = local.withMembership { $0.groups.mapValues { Array($0.keys) } }
-        let now = String(WallClock.now())
-        var byHost: [Int: [RedisCommand]] = [:]
-        for (group, channels) in memberships where !channels.isEmpty {
-            let key = CoreWire.groupKey(prefix: configuration.prefix, group: group)
-            let host = ShardRing.index(of: group, hostCount: clients.count)
-            for chunk in stride(from: 0, to: channels.count, by: 1000) {
-                let part = channels[chunk..<min(chunk + 1000, channels.count)]
-                byHost[host, default: []].append(
-                    RedisCommand("ZADD", arguments: [.string(key)] + part.flatMap { [.string(now), .string($0)] as [RedisArgument] })
-                )
-            }
-            byHost[host, default: []].append(RedisCommand("EXPIRE", .string(key), .integer(groupExpirySeconds)))
-        }
-        for (host, commands) in byHost {
-            do {
-                _ = try await clients[host].pipeline(commands).checked("writing memberships")
-            } catch {
-                logger.warning("could not write memberships again; retrying at the next refresh", metadata: ["error": "\(error.message)"])
-            }
-        }
-        // A member that left while its membership was being written must not stay in Redis.
-        let left = state.withLock { state in
-            defer { state.leftDuringRefresh = nil }
-            return state.leftDuringRefresh ?? []
-        }
-        await removeFromRedis(left)
-    }
-
-    /// Takes `channel` out of `groups` locally and in the registry.
-    private func forget(_ groups: some Collection<String>, channel: String) {
-        let left = local.withMembership { membership in
-            _ = membership.removePresence(of: channel, in: groups)
-            return groups.filter { membership.leave($0, channel: channel).wasMember }
-        }
-        state.withLock { state in
-            for group in left { state.leftDuringRefresh?.append((group, channel)) }
-        }
-        for group in left where isListed(group) { registry?.enqueue(.leave(group: group, channel: channel)) }
-    }
-
-    private func removeFromRedis(_ memberships: [(group: String, channel: String)]) async {
-        var byHost: [Int: [RedisCommand]] = [:]
-        for (group, channel) in memberships {
-            byHost[ShardRing.index(of: group, hostCount: clients.count), default: []].append(
-                RedisCommand("ZREM", .string(CoreWire.groupKey(prefix: configuration.prefix, group: group)), .string(channel))
-            )
-        }
-        for (host, commands) in byHost {
-            do {
-                _ = try await clients[host].pipeline(commands).checked("removing memberships")
-            } catch {
-                logger.warning(
-                    "could not remove memberships from Redis; Django's group_send skips them once they expire",
-                    metadata: ["error": "\(error.message)", "count": "\(commands.count)"]
-                )
-            }
-        }
-    }
 
     // MARK: - Internals
 
-    private var expirySeconds: Int { max(1, Int(configuration.expiry.components.seconds)) }
-    private var groupExpirySeconds: Int { max(1, Int(configuration.groupExpiry.components.seconds)) }
+    var expirySeconds: Int { max(1, Int(configuration.expiry.components.seconds)) }
+    var groupExpirySeconds: Int { max(1, Int(configuration.groupExpiry.components.seconds)) }
 
-    private func groupClient(_ group: String) -> RedisClient {
+    func groupClient(_ group: String) -> RedisClient {
         clients[ShardRing.index(of: group, hostCount: clients.count)]
     }
 
-    private func isListed(_ group: String) -> Bool {
+    func isListed(_ group: String) -> Bool {
         !configuration.unlistedGroupPrefixes.contains { group.hasPrefix($0) }
     }
 
-    private func snapshot() -> MembershipRegistry.Snapshot {
+    func snapshot() -> MembershipRegistry.Snapshot {
         local.registrySnapshot(listed: isListed, connections: connectionCount())
     }
 }

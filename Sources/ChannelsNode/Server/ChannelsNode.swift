@@ -46,26 +46,26 @@ public final class ChannelsNode: Service {
 
     public let configuration: NodeConfiguration
     public let layer: any ChannelLayer
-    private let layerRunner: (@Sendable () async throws -> Void)?
-    private let router: ConsumerRouter
-    private let middleware: [any HandshakeMiddleware]
-    private let pages: [String: Page]
-    private let metricsExport: (@Sendable () -> String)?
-    private let logger: Logger
-    private let warnings: WarningLimiter
-    private let metrics = NodeMetrics()
-    private let connections = ConnectionRegistry()
-    private let outboundBudget: OutboundBudget
-    private let probe: ReadinessProbe
-    private let draining = DrainingFlag()
-    private let admission: ConnectionAdmission
-    private let pendingHandshakes = ConnectionAdmission(limit: 0)
-    private let acceptFailureLogged = Atomic<Bool>(false)
-    private let eventLoopGroup: any EventLoopGroup
-    private let control: NodeControlService
-    private let api: ServerAPI?
-    private let layerName: String
-    private let startedAt = WallClock.now()
+    let layerRunner: (@Sendable () async throws -> Void)?
+    let router: ConsumerRouter
+    let middleware: [any HandshakeMiddleware]
+    let pages: [String: Page]
+    let metricsExport: (@Sendable () -> String)?
+    let logger: Logger
+    let warnings: WarningLimiter
+    let metrics = NodeMetrics()
+    let connections = ConnectionRegistry()
+    let outboundBudget: OutboundBudget
+    let probe: ReadinessProbe
+    let draining = DrainingFlag()
+    let admission: ConnectionAdmission
+    let pendingHandshakes = ConnectionAdmission(limit: 0)
+    let acceptFailureLogged = Atomic<Bool>(false)
+    let eventLoopGroup: any EventLoopGroup
+    let control: NodeControlService
+    let api: ServerAPI?
+    let layerName: String
+    let startedAt = WallClock.now()
 
     /// Creates a node.
     /// - Parameters:
@@ -179,7 +179,7 @@ public final class ChannelsNode: Service {
         logger.info("stopped", metadata: ["node": "\(configuration.nodeID)"])
     }
 
-    private func bind() async throws -> any Channel {
+    func bind() async throws -> any Channel {
         let limits = configuration.limits
         let bootstrap = ServerBootstrap(group: eventLoopGroup)
             .serverChannelInitializer { [self] channel in
@@ -216,7 +216,7 @@ public final class ChannelsNode: Service {
     }
 
     /// The pipeline of a new connection: HTTP/1.1 with the WebSocket upgrade, then plain requests.
-    private func initialize(_ channel: any Channel) throws {
+    func initialize(_ channel: any Channel) throws {
         // Connections that have not upgraded are capped: each costs a socket and a parser, and sends nothing useful yet.
         if configuration.maxPendingHandshakes > 0, pendingHandshakes.count >= configuration.maxPendingHandshakes {
             metrics.pendingHandshakeRefusals.increment()
@@ -280,9 +280,9 @@ public final class ChannelsNode: Service {
         try channel.pipeline.syncOperations.addHandler(http, name: Self.httpHandlerName)
     }
 
-    private static let httpHandlerName = "channels.http"
+    static let httpHandlerName = "channels.http"
 
-    private func drain() async {
+    func drain() async {
         draining.set()
         let open = connections.count
         logger.info("draining", metadata: ["connections": "\(open)", "drain_time": "\(configuration.drainTime)"])
@@ -298,192 +298,22 @@ public final class ChannelsNode: Service {
 
     // MARK: - Handshake
 
-    private enum Handshake {
-        case accept(ConsumerRouter.Route, Scope)
-        case reject(HandshakeRejection)
-        case notFound
-    }
-
-    private func handshake(uri: String, headers: HTTPHeaders, clientAddress: String?) async -> Handshake {
-        let pathEnd = uri.firstIndex(of: "?") ?? uri.endIndex
-        let path = uri[..<pathEnd]
-        let query = pathEnd < uri.endIndex ? uri[uri.index(after: pathEnd)...] : ""
-        guard let (route, parameters) = router.match(path) else { return .notFound }
-        if draining.isSet {
-            return .reject(HandshakeRejection(status: 503, reason: "node draining; connect again"))
-        }
-        var request = HandshakeRequest(
-            scope: Scope(
-                path: String(path),
-                parameters: parameters,
-                query: Scope.parseQuery(query),
-                headers: headers.map { (name: $0.name.lowercased(), value: $0.value) },
-                clientAddress: clientAddress
-            )
-        )
-        for step in middleware {
-            do {
-                try await step.handshake(&request)
-            } catch {
-                return .reject(error)
-            }
-        }
-        return .accept(route, request.scope)
-    }
-
-    /// Runs the handshake and, when it passes, the consumer's `connect()`; `nil` for a path no consumer serves.
-    private func prepareConnection(_ head: HTTPRequestHead, channel: any Channel) async -> WebSocketConnection? {
-        let result = await handshake(uri: head.uri, headers: head.headers, clientAddress: channel.remoteAddress?.description)
-        let connection: WebSocketConnection
-        switch result {
-        case .notFound:
-            return nil
-        case .reject(let rejection):
-            // A browser cannot read the HTTP status of a refused WebSocket, but it can read a close code:
-            // accept, then close at once with 4000 + the status (503 becomes 1013) and the reason.
-            metrics.refusedHandshakes.increment()
-            connection = makeConnection(channel: channel, route: nil, scope: Scope(path: head.uri))
-            let code = rejection.status == 503 ? CloseCode.tryAgainLater : CloseCode.rejectedHandshake(status: rejection.status)
-            connection.refuse(code: code, reason: rejection.reason)
-            return connection
-        case .accept(let route, let scope):
-            // Counted from here until the socket closes, whichever way the connection ends.
-            guard admission.admit() else {
-                metrics.refusedAtLimit.increment()
-                metrics.refusedHandshakes.increment()
-                connection = makeConnection(channel: channel, route: nil, scope: scope)
-                connection.refuse(
-                    code: CloseCode.tryAgainLater,
-                    reason: "node at its connection limit (\(configuration.maxConnections)); connect again"
-                )
-                return connection
-            }
-            channel.closeFuture.whenComplete { [admission] _ in admission.release() }
-            connection = makeConnection(channel: channel, route: route, scope: scope)
-            await connection.prepare()
-            // The upgrade may still fail (the client went away): then nobody runs the connection.
-            channel.closeFuture.whenComplete { _ in connection.abandon() }
-            return connection
-        }
-    }
-
-    private func makeConnection(channel: any Channel, route: ConsumerRouter.Route?, scope: Scope) -> WebSocketConnection {
-        WebSocketConnection(
-            channel: channel, route: route, scope: scope, layer: layer, limits: configuration.limits, metrics: metrics,
-            logger: logger, warnings: warnings, pingInterval: configuration.pingInterval,
-            onClosed: { [connections, metrics, logger, logConnections = configuration.logConnections] connection in
-                connections.remove(connection)
-                metrics.connectionClosed()
-                if logConnections {
-                    logger.info(
-                        "connection closed",
-                        metadata: [
-                            "path": "\(connection.scope.path)", "client": "\(connection.scope.clientAddress ?? "-")", "channel": "\(connection.channelName)",
-                            "code": "\(connection.lifecycle.endCode)",
-                        ]
-                    )
-                }
-            }
-        )
-    }
-
     // MARK: - HTTP
 
-    /// Decides a request from its head, before any of its body is read: only the API's authenticated
-    /// requests to routes that take a body have one read; every other body is thrown away as it comes.
-    private func examine(_ request: inout HTTPRequest) -> HeadDecision {
-        let path = request.path
-        if path == "/api" || path.hasPrefix("/api/") {
-            guard let api else { return .answer(APIError.apiOff.answer) }
-            return api.examine(&request)
-        }
-        guard request.head.method == .GET || request.head.method == .HEAD else {
-            return .answer(.text(.methodNotAllowed, "only GET is served here\n", headers: ["Allow": "GET, HEAD"]))
-        }
-        return .ignoreBody
-    }
-
     /// The admin page and its script and styles, each a file of its own: the page's policy allows no inline script or style.
-    private static let adminFiles: [String: (type: String, bytes: [UInt8])] = [
+    static let adminFiles: [String: (type: String, bytes: [UInt8])] = [
         "/admin": ("text/html; charset=utf-8", PackageResources.admin_html),
         "/admin/": ("text/html; charset=utf-8", PackageResources.admin_html),
         "/admin/admin.js": ("text/javascript; charset=utf-8", PackageResources.admin_js),
         "/admin/admin.css": ("text/css; charset=utf-8", PackageResources.admin_css),
     ]
 
-    private func answer(_ request: HTTPRequest, upgradeError: (any Error)?) async -> HTTPAnswer {
-        let head = request.head
-        let path = request.path
-        if path == "/api" || path.hasPrefix("/api/") {
-            guard let api else { return APIError.apiOff.answer }
-            return await api.answer(request)
-        }
-        if let file = Self.adminFiles[path] {
-            guard api != nil else {
-                return .text(.notFound, "the admin page is off on this node: start it with --api-key-file PATH (or CHANNELS_API_KEYS)\n")
-            }
-            return HTTPAnswer(
-                status: .ok,
-                headers: [
-                    "Content-Type": file.type, "Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-                    "Content-Security-Policy":
-                        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-                    "Referrer-Policy": "no-referrer",
-                ],
-                body: ByteBuffer(bytes: file.bytes)
-            )
-        }
-        if let page = pages[path] {
-            return HTTPAnswer(
-                status: .ok, headers: ["Content-Type": page.contentType, "Cache-Control": "no-store"], body: ByteBuffer(string: page.body)
-            )
-        }
-        switch path {
-        case "/channels.js":
-            return HTTPAnswer(
-                status: .ok, headers: ["Content-Type": "text/javascript; charset=utf-8", "Cache-Control": "max-age=300"],
-                body: ByteBuffer(bytes: PackageResources.channels_js)
-            )
-        case "/healthz":
-            return .text(.ok, "ok\n")
-        case "/readyz":
-            if draining.isSet { return .text(.serviceUnavailable, "draining\n") }
-            return probe.isPassing ? .text(.ok, "ready\n") : .text(.serviceUnavailable, "channel layer round trip failing\n")
-        case "/metrics":
-            guard let metricsExport else { return .text(.notFound, "metrics are not enabled\n") }
-            metrics.update(from: layer.statistics)
-            return HTTPAnswer(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: ByteBuffer(string: metricsExport()))
-        default:
-            break
-        }
-        // A request to a WebSocket path that was not upgraded: say why.
-        switch await handshake(uri: head.uri, headers: head.headers, clientAddress: nil) {
-        case .notFound:
-            return .text(.notFound, "not found\n")
-        case .reject(let rejection):
-            return .text(HTTPResponseStatus(statusCode: rejection.status), rejection.reason + "\n")
-        case .accept:
-            var handshakeError = upgradeError as? WebSocketHandshakeError
-            if handshakeError == nil, head.headers["upgrade"].contains(where: { $0.lowercased() == "websocket" }) {
-                // NIO skips the upgrader when a required header is missing: find out which.
-                do { _ = try WebSocketUpgrader.acceptValue(for: head.headers) } catch { handshakeError = error }
-            }
-            switch handshakeError {
-            case .unsupportedVersion:
-                return .text(.upgradeRequired, WebSocketHandshakeError.unsupportedVersion.reason + "\n", headers: ["Sec-WebSocket-Version": "13"])
-            case .some(let error):
-                return .text(.badRequest, error.reason + "\n")
-            case nil:
-                return .text(.upgradeRequired, "this is a WebSocket endpoint: connect with a WebSocket client\n", headers: ["Sec-WebSocket-Version": "13"])
-            }
-        }
-    }
 }
 
 /// A connection's place among those that have not upgraded, given back once.
 private final class PendingSlot: Sendable {
-    private let admission: ConnectionAdmission
-    private let released = Atomic<Bool>(false)
+    let admission: ConnectionAdmission
+    let released = Atomic<Bool>(false)
 
     init(admission: ConnectionAdmission) {
         self.admission = admission
@@ -498,79 +328,4 @@ private final class PendingSlot: Sendable {
 /// Hands the connection that the handshake prepared to the upgrade's pipeline step.
 private final class PreparedConnection: Sendable {
     let connection = Mutex<WebSocketConnection?>(nil)
-}
-
-/// Why the node could not start or stopped, in words for an operator.
-public struct NodeError: Error, CustomStringConvertible {
-    public let message: String
-    init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
-/// Where a node listens and the limits its connections follow.
-public struct NodeConfiguration: Sendable {
-    /// The address to bind (127.0.0.1 by default; 0.0.0.0 behind a load balancer).
-    public var host: String
-    /// The port to listen on.
-    public var port: Int
-    /// This node's id (in logs, the registry and the readiness probe's group).
-    public var nodeID: String
-    /// Per-connection limits and policies.
-    public var limits: ConnectionLimits
-    /// Browser origins allowed to connect; empty allows all.
-    public var allowedOrigins: [String]
-    /// How long a graceful shutdown may take.
-    public var drainTime: Duration
-    /// Connections closed per second while draining.
-    public var drainCloseRate: Int
-    /// How often the readiness probe checks the layer.
-    public var readinessProbeInterval: Duration
-    /// How often idle clients are pinged.
-    public var pingInterval: Duration
-    /// Open WebSocket connections (and upgrades in progress) the node accepts; 0 = no limit. Beyond it,
-    /// handshakes are refused with HTTP 503 / close code 1013, so the load balancer tries another node.
-    public var maxConnections: Int
-    /// How long a connection may take to send a whole request head (after connecting, or after its
-    /// previous answer) before it is closed.
-    public var handshakeTimeout: Duration
-    /// Connections that have not upgraded (nor finished a plain request) the node holds; more are closed
-    /// at once. 0 = no limit.
-    public var maxPendingHandshakes: Int
-    /// Each socket's kernel send buffer in bytes (Linux doubles it for bookkeeping).
-    public var socketSendBuffer: Int
-    /// Whether to log one info line per WebSocket connection opened and closed (path, client, channel).
-    public var logConnections = false
-    /// Bytes waiting in all connections' outbound buffers together before the largest backlogs are closed
-    /// with 4008 (each connection also has ``ConnectionLimits/maxQueuedBytes``); 0 = no node-wide bound.
-    public var maxNodeQueuedBytes = 1024 * 1024 * 1024
-
-    public init(
-        host: String = "127.0.0.1",
-        port: Int = 8000,
-        nodeID: String = "node",
-        limits: ConnectionLimits = ConnectionLimits(),
-        allowedOrigins: [String] = [],
-        drainTime: Duration = .seconds(30),
-        drainCloseRate: Int = 500,
-        readinessProbeInterval: Duration = .seconds(2),
-        pingInterval: Duration = .seconds(30),
-        maxConnections: Int = 0,
-        handshakeTimeout: Duration = .seconds(10),
-        maxPendingHandshakes: Int = 1024,
-        socketSendBuffer: Int = 128 * 1024
-    ) {
-        self.socketSendBuffer = socketSendBuffer
-        self.handshakeTimeout = handshakeTimeout
-        self.maxPendingHandshakes = maxPendingHandshakes
-        self.host = host
-        self.port = port
-        self.nodeID = nodeID
-        self.limits = limits
-        self.allowedOrigins = allowedOrigins
-        self.drainTime = drainTime
-        self.drainCloseRate = drainCloseRate
-        self.readinessProbeInterval = readinessProbeInterval
-        self.pingInterval = pingInterval
-        self.maxConnections = maxConnections
-    }
 }

@@ -24,61 +24,17 @@ import Synchronization
 /// All changes to the subscription set run on one event loop, the one the connection lives on, so the
 /// commands on the wire are always in the order the calls made them.
 public final class RedisSubscriber: Sendable {
-    /// A change of the subscriber's connection state.
-    public enum Event: Sendable, Hashable {
-        /// The first connection is up and every requested subscription is active.
-        case connected
-        /// The connection dropped; messages published until ``resubscribed(channels:patterns:)`` are lost.
-        case connectionLost(RedisError)
-        /// A connection attempt failed; the next one starts after `retryIn`.
-        case connectFailed(RedisError, attempt: Int, retryIn: Duration)
-        /// A new connection is up after a loss and every subscription is active again.
-        case resubscribed(channels: Int, patterns: Int)
-        /// ``run()`` ended: `nil` when cancelled, or the error that cannot be fixed by retrying (bad credentials).
-        case stopped(RedisError?)
-        /// Redis ended a shard channel subscription by itself (its slot moved to another node, or this node
-        /// stopped being a primary); the channel is dropped from the set, to be subscribed where it now lives.
-        case unsubscribedByServer(channel: String)
-    }
-
-    /// Counters since the subscriber was created.
-    public struct Statistics: Sendable, Hashable {
-        /// How many times an established connection was lost.
-        public var connectionsLost = 0
-        /// How many times subscriptions were restored on a new connection.
-        public var resubscriptions = 0
-        /// Messages received from Redis.
-        public var messagesReceived = 0
-        /// Failed connection attempts.
-        public var connectFailures = 0
-    }
-
-    /// The messages received on every subscribed channel and pattern. Iterate it from one task only.
-    public struct Messages: AsyncSequence, Sendable {
-        public typealias Element = RedisPubSubMessage
-        typealias Base = NIOAsyncSequenceProducer<
-            RedisPubSubMessage, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, ReadDemand
-        >
-        let base: Base
-
-        public struct AsyncIterator: AsyncIteratorProtocol {
-            var base: Base.AsyncIterator
-            public mutating func next() async -> RedisPubSubMessage? { await base.next() }
-        }
-
-        public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator()) }
-    }
 
     typealias ConfirmationKind = SubscriptionStateMachine.Kind
 
-    fileprivate struct Waiter {
+    struct Waiter {
         let continuation: CheckedContinuation<Result<Void, RedisError>, Never>
         var timeout: Scheduled<Void>?
     }
 
     /// The state machine, and what the subscriber holds for it: the live connection's channel, the callers'
     /// continuations, the current restore's promise.
-    fileprivate struct State {
+    struct State {
         var machine: SubscriptionStateMachine
         var channel: (any Channel)?
         var waiters: [Int: Waiter] = [:]
@@ -105,7 +61,7 @@ public final class RedisSubscriber: Sendable {
     }
 
     final class StateBox: Sendable {
-        fileprivate let mutex: Mutex<State>
+        let mutex: Mutex<State>
         init(sharded: Bool, failsWhileUnreachable: Bool) {
             mutex = Mutex(State(machine: SubscriptionStateMachine(sharded: sharded, failsWhileUnreachable: failsWhileUnreachable)))
         }
@@ -129,10 +85,10 @@ public final class RedisSubscriber: Sendable {
     public let events: AsyncStream<Event>
 
     private let eventLoop: any EventLoop
-    private let handler: MessageHandler?
-    private let box: StateBox
-    private let source: Messages.Base.Source
-    private let eventContinuation: AsyncStream<Event>.Continuation
+    let handler: MessageHandler?
+    let box: StateBox
+    let source: Messages.Base.Source
+    let eventContinuation: AsyncStream<Event>.Continuation
     private let logger: Logger
 
     /// Creates a subscriber; nothing connects until ``run()``.
@@ -295,13 +251,6 @@ public final class RedisSubscriber: Sendable {
 
     // MARK: - Called by the handler, on the event loop
 
-    /// Returns whether to keep reading.
-    func deliver(_ batch: [RedisPubSubMessage]) -> Bool {
-        box.mutex.withLock { $0.machine.received(batch.count) }
-        if let handler { return handler(batch) }
-        return source.yield(contentsOf: batch) != .stopProducing
-    }
-
     /// Reads the socket again after the message handler returned `false`.
     public func resumeReading() {
         ReadDemand(eventLoop: eventLoop, state: box).produceMore()
@@ -309,49 +258,6 @@ public final class RedisSubscriber: Sendable {
 
     /// The event loop the connection and the message handler run on.
     public var connectionEventLoop: any EventLoop { eventLoop }
-
-    func pauseReading(channel: any Channel, connectionID: Int) {
-        if box.mutex.withLock({ $0.machine.pauseReading(connection: connectionID) }) {
-            try? channel.syncOptions?.setOption(.autoRead, value: false)
-        }
-    }
-
-    func recordFailure(_ error: RedisError, connectionID: Int) {
-        box.mutex.withLock { $0.machine.recordFailure(error, connection: connectionID) }
-    }
-
-    func confirm(_ kind: ConfirmationKind, connectionID: Int) throws(RedisError) {
-        try settle(box.mutex.withLock { $0.machine.confirm(kind, connection: connectionID) })
-    }
-
-    /// A `sunsubscribe` reply: the confirmation of ours, or Redis dropping the channel by itself (its slot
-    /// moved, or this node is no longer a primary).
-    func shardUnsubscribed(_ channel: String, connectionID: Int) throws(RedisError) {
-        switch box.mutex.withLock({ $0.machine.shardUnsubscribed(channel, connection: connectionID) }) {
-        case .ours(let confirmed): try settle(confirmed)
-        case .byServer: eventContinuation.yield(.unsubscribedByServer(channel: channel))
-        case .stale: break
-        }
-    }
-
-    func confirmError(_ text: String, connectionID: Int) throws(RedisError) {
-        switch box.mutex.withLock({ $0.machine.refused(connection: connectionID) }) {
-        case .stale:
-            break
-        case .unexpected:
-            throw RedisError(.protocolError, "Redis sent an error nobody waited for: \(text)")
-        case .refused(let completion, let kind):
-            complete(completion, with: .failure(RedisError.fromErrorReply(text, command: kind.command)))
-        }
-    }
-
-    private func settle(_ confirmed: SubscriptionStateMachine.Confirmed) throws(RedisError) {
-        switch confirmed {
-        case .none: break
-        case .complete(let completion): complete(completion, with: .success(()))
-        case .protocolError(let error): throw error
-        }
-    }
 
     // MARK: - Internals
 
@@ -411,7 +317,7 @@ public final class RedisSubscriber: Sendable {
         box.mutex.withLock { state in state.waiters[id]?.timeout = scheduled }
     }
 
-    private func complete(_ completion: SubscriptionStateMachine.Completion, with result: Result<Void, RedisError>) {
+    func complete(_ completion: SubscriptionStateMachine.Completion, with result: Result<Void, RedisError>) {
         switch completion {
         case .waiter(let id):
             let waiter = box.mutex.withLock { $0.waiters.removeValue(forKey: id) }
