@@ -1,6 +1,12 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// Linux only: the node uses Glibc, /proc, Linux socket options and errno values, and Debian's libhiredis-dev.
+// On macOS, build and run it in its Docker image or a Linux VM.
+#if !os(Linux)
+#error("swift-channels builds on Linux only (Debian or Ubuntu with libhiredis-dev); see the README")
+#endif
+
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
@@ -8,7 +14,6 @@ let swiftSettings: [SwiftSetting] = [
 
 let package = Package(
     name: "swift-channels",
-    platforms: [.macOS(.v15)],
     products: [
         .library(name: "HiredisClient", targets: ["HiredisClient"]),
         .library(name: "ChannelsProtocol", targets: ["ChannelsProtocol"]),
@@ -153,7 +158,6 @@ let package = Package(
                 "ChannelsNode",
                 "ChannelLayers",
                 "ChannelLayersRedis",
-                "HiredisClient",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -5,17 +5,16 @@ import ChannelsProtocol
 /// - ``send(_:to:)`` to a channel at capacity throws ``ChannelLayerError/Code/channelFull``.
 /// - ``groupSend(_:to:)`` never throws it: members at capacity miss the message and the drop is counted.
 /// - Invalid channel or group names throw ``ChannelLayerError/Code/invalidName`` with Django's text.
+///
+/// What a layer can do beyond Django's contract is a protocol of its own, as Centrifuge keeps its broker
+/// apart from presence and history: ``InboxChannelLayer`` (pushes a channel's messages to an inbox: what a
+/// node's WebSocket connections need), ``PresenceChannelLayer`` (who is in a group), ``HistoryChannelLayer``
+/// (offsets, epochs and recent messages for recovering clients). A layer of your own implements this one
+/// and ``InboxChannelLayer`` to serve a node; its engine types (``InboxDispatcher``, ``GroupIndex``,
+/// ``Delivery``) are internal to this package for now (see the guide).
 public protocol ChannelLayer: Sendable {
     /// A new channel name unique to this process, ready to receive (`{prefix}specific.<32 hex>` by default).
     func newChannel(prefix: String) async throws(ChannelLayerError) -> String
-
-    /// A new channel name unique to this process whose messages, and those of the groups it joins, are
-    /// pushed to `inbox` instead of queued: ``receive(from:)`` is not used for it.
-    ///
-    /// Group messages reach every local inbox of a group with one hop per event loop. Nothing is dropped
-    /// on the way: when the inboxes' event loops fall behind, the layer stops taking new messages (the
-    /// Redis layer stops reading its subscription, the in-memory `groupSend` waits) until they catch up.
-    func newChannel(prefix: String, inbox: any ChannelInbox) async throws(ChannelLayerError) -> String
 
     /// Sends a message to a channel.
     func send(_ message: Message, to channel: String) async throws(ChannelLayerError)
@@ -31,31 +30,11 @@ public protocol ChannelLayer: Sendable {
     /// Adds a channel of this process to a group.
     func groupAdd(_ group: String, channel: String) async throws(ChannelLayerError)
 
-    /// Adds a channel of this process to a group with presence: the group's presence lists it with `presence`,
-    /// and the members get a ``PresenceEvent`` when it joins and when it leaves.
-    func groupAdd(_ group: String, channel: String, presence: PresenceInfo) async throws(ChannelLayerError)
-
-    /// The members of a group that joined with presence, on every node, oldest first.
-    func presence(of group: String) async throws(ChannelLayerError) -> [PresenceMember]
-
     /// Removes a channel from a group; does nothing when it is not a member.
     func groupDiscard(_ group: String, channel: String) async throws(ChannelLayerError)
 
     /// Sends a message to every member of a group, wherever it is.
     func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError)
-
-    /// ``groupSend(_:to:)``, telling where the message stands in the group's history: publishers outside
-    /// the node (the HTTP API) hand the offset to their clients. `nil` when the group keeps no history.
-    func groupSendWithPosition(_ message: Message, to group: String) async throws(ChannelLayerError) -> HistoryPosition?
-
-    /// Whether `group` keeps a history (offsets, epochs and recent messages for recovering clients).
-    func keepsHistory(_ group: String) -> Bool
-
-    /// Reads a history group: its newest position, the oldest offset it keeps, and at most `limit` of its
-    /// messages, oldest first: the first ones after `offset`, or with `offset` `nil` the newest ones.
-    /// `nil` when the group keeps no history. Every read is bounded by `limit`, so a reader pages through
-    /// a long history instead of holding it whole.
-    func history(of group: String, after offset: Int64?, limit: Int) async throws(ChannelLayerError) -> GroupHistory?
 
     /// Forgets a channel of this process: its queue, its waiters and its group memberships.
     func deleteChannel(_ channel: String) async
@@ -67,21 +46,67 @@ public protocol ChannelLayer: Sendable {
     var statistics: ChannelLayerStatistics { get }
 }
 
+/// A layer that pushes a channel's messages to an inbox instead of queueing them: what a node's WebSocket
+/// connections are made of.
+public protocol InboxChannelLayer: ChannelLayer {
+    /// A new channel name unique to this process whose messages, and those of the groups it joins, are
+    /// pushed to `inbox` instead of queued: ``ChannelLayer/receive(from:)`` is not used for it.
+    ///
+    /// Group messages reach every local inbox of a group with one hop per event loop. Nothing is dropped
+    /// on the way: when the inboxes' event loops fall behind, the layer stops taking new messages (the
+    /// Redis layer stops reading its subscription, the in-memory `groupSend` waits) until they catch up.
+    func newChannel(prefix: String, inbox: any ChannelInbox) async throws(ChannelLayerError) -> String
+}
+
+/// A layer that knows who is in a group, on every node, and tells members when others join and leave.
+public protocol PresenceChannelLayer: ChannelLayer {
+    /// Adds a channel of this process to a group with presence: the group's presence lists it with `presence`,
+    /// and the members get a ``PresenceEvent`` when it joins and when it leaves (where the layer can tell them).
+    func groupAdd(_ group: String, channel: String, presence: PresenceInfo) async throws(ChannelLayerError)
+
+    /// The members of a group that joined with presence, on every node, oldest first.
+    func presence(of group: String) async throws(ChannelLayerError) -> [PresenceMember]
+}
+
+/// A layer whose groups (some of them) keep a history: offsets, epochs and recent messages, so clients can
+/// recover what they missed.
+public protocol HistoryChannelLayer: ChannelLayer {
+    /// Whether `group` keeps a history.
+    func keepsHistory(_ group: String) -> Bool
+
+    /// ``ChannelLayer/groupSend(_:to:)``, telling where the message stands in the group's history:
+    /// publishers outside the node (the HTTP API) hand the offset to their clients. `nil` when the group
+    /// keeps no history.
+    func groupSendWithPosition(_ message: Message, to group: String) async throws(ChannelLayerError) -> HistoryPosition?
+
+    /// Reads a history group: its newest position, the oldest offset it keeps, and at most `limit` of its
+    /// messages, oldest first: the first ones after `offset`, or with `offset` `nil` the newest ones.
+    /// `nil` when the group keeps no history. Every read is bounded by `limit`, so a reader pages through
+    /// a long history instead of holding it whole.
+    func history(of group: String, after offset: Int64?, limit: Int) async throws(ChannelLayerError) -> GroupHistory?
+}
+
 extension ChannelLayer {
     /// One message at a time, for layers without a queue to take from.
     public func receive(from channel: String, upTo limit: Int) async throws(ChannelLayerError) -> [Message] {
         [try await receive(from: channel)]
     }
 
-    /// Layers without history have no position to tell.
-    public func groupSendWithPosition(_ message: Message, to group: String) async throws(ChannelLayerError) -> HistoryPosition? {
-        try await groupSend(message, to: group)
-        return nil
-    }
-
     /// A new channel name with the default `specific.` prefix.
     public func newChannel() async throws(ChannelLayerError) -> String {
         try await newChannel(prefix: "specific.")
+    }
+
+    /// Whether `group` keeps a history in this layer (`false` for layers without history).
+    public func keepsHistory(of group: String) -> Bool {
+        (self as? any HistoryChannelLayer)?.keepsHistory(group) ?? false
+    }
+
+    /// ``groupSend(_:to:)`` on any layer, with the message's position when the layer keeps the group's history.
+    public func groupSendReportingPosition(_ message: Message, to group: String) async throws(ChannelLayerError) -> HistoryPosition? {
+        if let history = self as? any HistoryChannelLayer { return try await history.groupSendWithPosition(message, to: group) }
+        try await groupSend(message, to: group)
+        return nil
     }
 }
 
@@ -99,10 +124,11 @@ public struct ChannelLayerStatistics: Sendable, Hashable {
     public var expired = 0
     /// Payloads from Redis that could not be decoded.
     public var undecodable = 0
-    /// Times the pub/sub connection to a Redis host was lost.
-    public var redisConnectionLosses = 0
-    /// Times all subscriptions were restored after such a loss.
-    public var redisResubscriptions = 0
+    /// Times the connection that brings this process its messages (the Redis layers' subscription or queue
+    /// reader) was lost.
+    public var connectionLosses = 0
+    /// Times it was made again after such a loss, with every subscription restored.
+    public var reconnections = 0
     /// Channels with a queue in this process.
     public var localChannels = 0
     /// Groups with at least one member in this process.
@@ -115,4 +141,11 @@ public struct ChannelLayerStatistics: Sendable, Hashable {
     public var untrustedOffsets = 0
 
     public init() {}
+}
+
+extension ChannelLayerStatistics {
+    @available(*, deprecated, renamed: "connectionLosses")
+    public var redisConnectionLosses: Int { connectionLosses }
+    @available(*, deprecated, renamed: "reconnections")
+    public var redisResubscriptions: Int { reconnections }
 }

@@ -12,8 +12,12 @@ public struct ChannelLayerError: Error, Sendable, Hashable, CustomStringConverti
         public static let invalidName = Code("invalidName")
         /// The message has no `type` or cannot be encoded or decoded.
         public static let invalidMessage = Code("invalidMessage")
-        /// Redis failed: unreachable, refused the credentials, timed out.
-        public static let redis = Code("redis")
+        /// The layer's backend failed (Redis for the Redis layers): unreachable, refused the credentials,
+        /// timed out. ``ChannelLayerError/mayHaveTakenEffect`` says whether the call may have taken effect.
+        public static let unavailable = Code("unavailable")
+        /// The name this code had while only Redis layers existed.
+        @available(*, deprecated, renamed: "unavailable")
+        public static var redis: Code { unavailable }
         /// `groupAdd` on a channel this process does not hold.
         public static let notLocal = Code("notLocal")
         /// The receiving task was cancelled.
@@ -26,7 +30,7 @@ public struct ChannelLayerError: Error, Sendable, Hashable, CustomStringConverti
 
     public let code: Code
     public let message: String
-    /// The error behind a ``Code/redis`` failure (a `RedisError` for the Redis layers).
+    /// The error behind a ``Code/unavailable`` failure (a `RedisError` for the Redis layers).
     public let underlying: (any Error & Sendable)?
     /// Whether the call may have taken effect although it failed: a message handed to Redis whose
     /// confirmation never came may have been delivered. `false` when it certainly was not (Redis was

@@ -6,7 +6,7 @@ import Synchronization
 /// Defaults match Django's: 100 messages per channel, messages expire after 60 s, group memberships after
 /// 86,400 s. Nothing leaves the process. Channels made with an inbox (WebSocket connections) get their
 /// messages pushed, with no queue and no expiry: a live connection does not silently leave its groups.
-public final class InMemoryChannelLayer: ChannelLayer {
+public final class InMemoryChannelLayer: InboxChannelLayer, PresenceChannelLayer, HistoryChannelLayer {
     /// The layer's limits.
     public struct Configuration: Sendable, Hashable {
         /// Messages a channel holds before `send` throws `ChannelFull`.

@@ -132,11 +132,32 @@ public struct RedisLayerSettings: Sendable {
 
 /// A Redis layer ready to run: call ``run`` in a task for as long as ``layer`` is used.
 public struct RunnableRedisLayer: Sendable {
-    public let layer: any ChannelLayer
+    public let layer: any InboxChannelLayer
     /// The parsed hosts (the registry lives on the first), or the cluster's seeds.
     public let hosts: [RedisConfiguration]
     /// Whether ``hosts`` are Redis Cluster seeds.
     public let clustered: Bool
     public let prefix: String
     public let run: @Sendable () async throws(ChannelLayerError) -> Void
+}
+
+extension RunnableRedisLayer {
+    /// Groups, members and nodes for listings (the HTTP API, the admin page), read from the membership
+    /// registry on these hosts, across a cluster's primaries.
+    public func directory(kind: RedisLayerSettings.Kind) -> any ClusterDirectory {
+        RegistryDirectory(hosts: hosts, clustered: clustered, prefix: prefix, kind: kind)
+    }
+
+    /// The hosts as logs may show them (passwords as `***`).
+    public var redactedHosts: [String] { hosts.map(\.redactedDescription) }
+
+    /// The live nodes in the registry, other than `nodeID`, whose authentication settings differ from
+    /// `fingerprint` (a node without JWT opens its peers' rooms to anyone through Redis); empty when the
+    /// registry cannot be read.
+    public func peers(authenticatingOtherThan fingerprint: String, nodeID: String) async -> [String] {
+        guard let session = try? await RedisSession.open(hosts: hosts, clustered: clustered) else { return [] }
+        defer { Task { await session.close() } }
+        guard let nodes = try? await RegistryReader(connection: session, prefix: prefix).nodes() else { return [] }
+        return nodes.filter { $0.alive && $0.id != nodeID && $0.auth != nil && $0.auth != fingerprint }.map(\.id)
+    }
 }

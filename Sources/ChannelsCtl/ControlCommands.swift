@@ -26,8 +26,7 @@ struct HistoryCommand: AsyncParsableCommand {
         guard try redis.resolvedLayer() == .pubsub else {
             throw CtlFailure("the core layer keeps no history: history needs the pub/sub layer (--layer pubsub)")
         }
-        let layer = try sendingLayer(redis, history: history)
-        guard layer.keepsHistory(group) else {
+        guard let layer = try sendingLayer(redis, history: history) as? any HistoryChannelLayer, layer.keepsHistory(group) else {
             throw CtlFailure("\(group) keeps no history: it does not match \(history.joined(separator: ", ")) (pass the nodes' patterns with --history)")
         }
         let read: GroupHistory?
@@ -113,31 +112,7 @@ struct DisconnectCommand: AsyncParsableCommand {
     }
 
     private func gather(from layer: any ChannelLayer, on channel: String, expected: Int) async -> [Message] {
-        let deadline = ContinuousClock.now + .milliseconds(Int64(wait * 1000))
-        return await withTaskGroup(of: [Message]?.self) { tasks in
-            tasks.addTask {
-                var replies: [Message] = []
-                while replies.count < expected, let message = try? await layer.receive(from: channel) {
-                    if message.type == NodeControl.replyType { replies.append(message) }
-                }
-                return replies
-            }
-            tasks.addTask {
-                try? await Task.sleep(until: deadline)
-                return nil
-            }
-            var result: [Message] = []
-            if let first = await tasks.next() {
-                if let replies = first {
-                    result = replies
-                } else {
-                    tasks.cancelAll()
-                    result = (await tasks.next() ?? nil) ?? []
-                }
-            }
-            tasks.cancelAll()
-            return result
-        }
+        await NodeControl.gatherReplies(from: layer, on: channel, expected: expected, timeout: .milliseconds(Int64(wait * 1000)))
     }
 }
 

@@ -47,24 +47,19 @@ struct MembersCommand: AsyncParsableCommand {
             members.sort { ($0.joinedAt, $0.channel) < ($1.joinedAt, $1.channel) }
         }
         if redis.json {
-            Output.json(.array(members.map { Output.object(["channel": .string($0.channel), "node": .string($0.node), "joined_at": .double($0.joinedAt)]) }))
+            Output.json(.array(members.map { Output.object(["channel": .string($0.channel), "node": .string($0.node ?? "-"), "joined_at": .double($0.joinedAt)]) }))
         } else {
-            Output.table(["CHANNEL", "NODE", "JOINED (UTC)"], members.map { [$0.channel, $0.node, Output.time($0.joinedAt)] })
+            Output.table(["CHANNEL", "NODE", "JOINED (UTC)"], members.map { [$0.channel, $0.node ?? "-", Output.time($0.joinedAt)] })
         }
     }
 
     /// The core layer's group sorted set, on the host channels_redis hashes the group to, without the
     /// members the registry already named (Swift nodes write both).
     private func djangoMembers(except known: Set<String>) async throws -> [RegistryReader.Member] {
-        let host = ShardRing.index(of: group, hostCount: redis.resolvedURLs.count)
-        let connection = try await redis.connect(host: host)
-        let key = "\(redis.resolvedPrefix):group:\(group)"
-        let reply = try await RedisCall.run { () throws(RedisError) in try await connection.send(RedisCommand("ZRANGE", .string(key), 0, -1, "WITHSCORES")) }
-        await connection.close()
-        let items = reply.array ?? []
-        return stride(from: 0, to: items.count - 1, by: 2).compactMap { index in
-            guard let channel = items[index].string, !known.contains(channel) else { return nil }
-            return RegistryReader.Member(channel: channel, node: "django", joinedAt: items[index + 1].string.flatMap(Double.init) ?? 0)
+        let connection = try await redis.connect(host: ShardRing.index(of: group, hostCount: redis.resolvedURLs.count))
+        defer { Task { await connection.close() } }
+        return try await RedisCall.run { () throws(RedisError) in
+            try await RegistryReader.djangoMembers(of: group, prefix: redis.resolvedPrefix, on: connection, except: known)
         }
     }
 }
@@ -86,12 +81,12 @@ struct PresenceCommand: AsyncParsableCommand {
         if redis.json {
             Output.json(.array(members.map {
                 Output.object([
-                    "channel": .string($0.channel), "node": .string($0.node), "user": $0.user.map { .string($0) } ?? .null,
+                    "channel": .string($0.channel), "node": .string($0.node ?? "-"), "user": $0.user.map { .string($0) } ?? .null,
                     "info": $0.info ?? .null, "joined_at": .double($0.joinedAt),
                 ])
             }))
         } else {
-            Output.table(["CHANNEL", "NODE", "USER", "JOINED (UTC)"], members.map { [$0.channel, $0.node, $0.user ?? "-", Output.time($0.joinedAt)] })
+            Output.table(["CHANNEL", "NODE", "USER", "JOINED (UTC)"], members.map { [$0.channel, $0.node ?? "-", $0.user ?? "-", Output.time($0.joinedAt)] })
         }
     }
 }

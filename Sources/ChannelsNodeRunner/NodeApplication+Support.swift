@@ -2,7 +2,6 @@ import ArgumentParser
 import ChannelLayersRedis
 import ChannelsNode
 import Foundation
-import HiredisClient
 import Logging
 import Synchronization
 
@@ -11,14 +10,11 @@ extension NodeApplication {
     /// through Redis. Once the registry has this node's first heartbeat, compare with the live peers' and warn.
     static func warnAboutPeersAuthenticatingDifferently(_ layer: RunnableRedisLayer, nodeID: String, ours: String, logger: Logger) async {
         try? await Task.sleep(for: .seconds(2))
-        guard let session = try? await RedisSession.open(hosts: layer.hosts, clustered: layer.clustered) else { return }
-        defer { Task { await session.close() } }
-        guard let nodes = try? await RegistryReader(connection: session, prefix: layer.prefix).nodes() else { return }
-        let others = nodes.filter { $0.alive && $0.id != nodeID && $0.auth != nil && $0.auth != ours }
+        let others = await layer.peers(authenticatingOtherThan: ours, nodeID: nodeID)
         guard !others.isEmpty else { return }
         logger.warning(
             "nodes on this Redis authenticate differently from this one; every node of a cluster needs the same JWT settings, or clients of the weaker node reach the others' rooms through Redis",
-            metadata: ["nodes": "\(others.map(\.id))", "this_node": "\(ours == "none" ? "no authentication" : "JWT")"]
+            metadata: ["nodes": "\(others)", "this_node": "\(ours == "none" ? "no authentication" : "JWT")"]
         )
     }
 

@@ -3,7 +3,6 @@ import ChannelLayers
 import ChannelLayersRedis
 import ChannelsNode
 import Foundation
-import HiredisClient
 import Logging
 import Metrics
 import Prometheus
@@ -136,7 +135,7 @@ public struct NodeApplication: Sendable {
             throw ValidationError("give either --redis (single Redis or channels_redis' ring of hosts) or --redis-cluster (Redis Cluster), not both")
         }
         let queueCapacity = try number(options.capacity, "CHANNELS_CAPACITY", 100)
-        let channelLayer: any ChannelLayer
+        let channelLayer: any InboxChannelLayer
         var layerRunner: (@Sendable () async throws -> Void)?
         var directory: (any ClusterDirectory)?
         let connectionCount = NodeReference()
@@ -199,11 +198,11 @@ public struct NodeApplication: Sendable {
             }
             channelLayer = redisLayer.layer
             layerRunner = { try await redisLayer.run() }
-            directory = RegistryDirectory(hosts: redisLayer.hosts, clustered: redisLayer.clustered, prefix: redisLayer.prefix, kind: kind)
+            directory = redisLayer.directory(kind: kind)
             Task { await Self.warnAboutPeersAuthenticatingDifferently(redisLayer, nodeID: node_id, ours: authFingerprint, logger: logger) }
             logger.info(
                 "using the Redis \(kind == .core ? "core" : clusterSeeds.isEmpty ? "pub/sub" : "sharded pub/sub (Redis Cluster)") channel layer",
-                metadata: ["redis": "\(redisLayer.hosts.map(\.redactedDescription))", "encrypted": "\(!settings.encryptionKeys.isEmpty)"]
+                metadata: ["redis": "\(redisLayer.redactedHosts)", "encrypted": "\(!settings.encryptionKeys.isEmpty)"]
             )
         }
 

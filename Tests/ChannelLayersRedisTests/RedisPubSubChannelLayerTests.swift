@@ -152,9 +152,9 @@ import Testing
             let channel = try await layer.newChannel()
             try await layer.groupAdd("survivors", channel: channel)
             server.kill()
-            #expect(await eventually { layer.statistics.redisConnectionLosses == 1 })
+            #expect(await eventually { layer.statistics.connectionLosses == 1 })
             try await server.restart()
-            #expect(await eventually { layer.statistics.redisResubscriptions == 1 })
+            #expect(await eventually { layer.statistics.reconnections == 1 })
             #expect(layer.isConnected)
             // The command connection reconnects on the next send (within its backoff).
             let sent = await eventually {
@@ -174,7 +174,7 @@ import Testing
             try await layer.run()
         } throws: { error in
             guard let error = error as? ChannelLayerError else { return false }
-            return error.code == .redis && (error.underlying as? RedisError)?.code == .authenticationFailed
+            return error.code == .unavailable && (error.underlying as? RedisError)?.code == .authenticationFailed
         }
     }
 

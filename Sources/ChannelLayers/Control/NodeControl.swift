@@ -59,3 +59,40 @@ public enum NodeControl {
         return message
     }
 }
+
+extension NodeControl {
+    /// The nodes' answers on `channel` (messages of type ``replyType``), until `expected` came, `enough`
+    /// says so, or `timeout` passed: what came by then.
+    public static func gatherReplies(
+        from layer: any ChannelLayer, on channel: String, expected: Int, timeout: Duration,
+        enough: @escaping @Sendable ([Message]) -> Bool = { _ in false }
+    ) async -> [Message] {
+        await withTaskGroup(of: [Message]?.self) { tasks in
+            tasks.addTask {
+                var gathered: [Message] = []
+                while gathered.count < expected, !enough(gathered) {
+                    guard let message = try? await layer.receive(from: channel) else { break }
+                    if message.type == replyType { gathered.append(message) }
+                }
+                return gathered
+            }
+            tasks.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            // The first to finish decides; a timeout keeps what came so far (the gatherer ends when cancelled).
+            var result: [Message] = []
+            if let first = await tasks.next() {
+                if let gathered = first {
+                    result = gathered
+                } else {
+                    tasks.cancelAll()
+                    result = (await tasks.next() ?? nil) ?? []
+                }
+            }
+            tasks.cancelAll()
+            return result
+        }
+    }
+}
+

@@ -73,9 +73,13 @@ public struct DirectoryNode: Sendable, Hashable {
     public var connections: Int?
     public var channels: Int?
     public var groups: Int?
+    /// A fingerprint of its authentication settings (`none` without any), when known: nodes of one cluster
+    /// must agree.
+    public var auth: String?
 
     public init(
-        id: String, alive: Bool, lastHeartbeat: Double, startedAt: Double? = nil, connections: Int? = nil, channels: Int? = nil, groups: Int? = nil
+        id: String, alive: Bool, lastHeartbeat: Double, startedAt: Double? = nil, connections: Int? = nil, channels: Int? = nil, groups: Int? = nil,
+        auth: String? = nil
     ) {
         self.id = id
         self.alive = alive
@@ -84,5 +88,6 @@ public struct DirectoryNode: Sendable, Hashable {
         self.connections = connections
         self.channels = channels
         self.groups = groups
+        self.auth = auth
     }
 }

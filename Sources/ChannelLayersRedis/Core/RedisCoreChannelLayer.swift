@@ -23,7 +23,7 @@ import Synchronization
 ///   join/leave events.
 ///
 /// Call ``run()`` in a task for as long as the layer is used; cancel it to shut down.
-public final class RedisCoreChannelLayer: ChannelLayer {
+public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLayer {
 
     struct State {
         /// Memberships left while a refresh was writing them again: removed once more after it.
@@ -64,14 +64,10 @@ public final class RedisCoreChannelLayer: ChannelLayer {
         connectionCount: @escaping @Sendable () -> Int? = { nil }
     ) throws(ChannelLayerError) {
         guard !configuration.hosts.isEmpty else {
-            throw ChannelLayerError(.redis, "the Redis layer needs at least one Redis URL")
+            throw ChannelLayerError(.unavailable, "the Redis layer needs at least one Redis URL")
         }
-        guard ChannelNames.isValidGroup(configuration.nodeID) else {
-            throw ChannelLayerError(.invalidName, "node id '\(configuration.nodeID)' may only hold ASCII letters, digits, '-', '_' and '.'")
-        }
-        if let empty = configuration.encryptionKeys.first(where: \.isEmpty) {
-            throw ChannelLayerError(.invalidMessage, "an encryption key is empty ('\(empty)'); give each key on a line or between commas")
-        }
+        try RedisLayerChecks.nodeID(configuration.nodeID)
+        try RedisLayerChecks.encryptionKeys(configuration.encryptionKeys)
         self.configuration = configuration
         self.logger = logger
         self.warnings = WarningLimiter(logger: logger)
@@ -330,13 +326,6 @@ public final class RedisCoreChannelLayer: ChannelLayer {
         state.withLock { $0.groupSends += 1 }
     }
 
-    public func keepsHistory(_ group: String) -> Bool { false }
-
-    public func history(of group: String, after offset: Int64?, limit: Int) async throws(ChannelLayerError) -> GroupHistory? {
-        try LayerValidation.group(group)
-        return nil
-    }
-
     public func deleteChannel(_ channel: String) async {
         let groups = local.withMembership { $0.groupsOfChannel[channel] ?? [] }
         forget(groups, channel: channel)
@@ -361,8 +350,8 @@ public final class RedisCoreChannelLayer: ChannelLayer {
             statistics.messagesSent = state.messagesSent
             statistics.groupSends = state.groupSends
             statistics.undecodable = state.undecodable + state.undecryptable
-            statistics.redisConnectionLosses = state.connectionLosses
-            statistics.redisResubscriptions = state.reconnections
+            statistics.connectionLosses = state.connectionLosses
+            statistics.reconnections = state.reconnections
             statistics.dropped = state.overCapacity
         }
         local.count(into: &statistics)
@@ -388,7 +377,7 @@ public final class RedisCoreChannelLayer: ChannelLayer {
     }
 
     func isListed(_ group: String) -> Bool {
-        !configuration.unlistedGroupPrefixes.contains { group.hasPrefix($0) }
+        RedisLayerChecks.isListed(group, unlisted: configuration.unlistedGroupPrefixes)
     }
 
     func snapshot() -> MembershipRegistry.Snapshot {

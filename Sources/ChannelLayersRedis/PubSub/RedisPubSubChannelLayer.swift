@@ -24,7 +24,7 @@ import Synchronization
 /// - Group memberships are recorded for operators (see ``MembershipRegistry`` keys in the README).
 ///
 /// Call ``run()`` in a task for as long as the layer is used; cancel it to shut down.
-public final class RedisPubSubChannelLayer: ChannelLayer {
+public final class RedisPubSubChannelLayer: InboxChannelLayer, PresenceChannelLayer, HistoryChannelLayer {
 
     struct State {
         var messagesSent = 0
@@ -66,20 +66,16 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         connectionCount: @escaping @Sendable () -> Int? = { nil }
     ) throws(ChannelLayerError) {
         guard !configuration.hosts.isEmpty || !configuration.cluster.isEmpty else {
-            throw ChannelLayerError(.redis, "the Redis layer needs at least one Redis URL or Redis Cluster seed")
+            throw ChannelLayerError(.unavailable, "the Redis layer needs at least one Redis URL or Redis Cluster seed")
         }
-        guard ChannelNames.isValidGroup(configuration.nodeID) else {
-            throw ChannelLayerError(.invalidName, "node id '\(configuration.nodeID)' may only hold ASCII letters, digits, '-', '_' and '.'")
-        }
+        try RedisLayerChecks.nodeID(configuration.nodeID)
         if !configuration.encryptionKeys.isEmpty, !configuration.history.patterns.isEmpty {
             throw ChannelLayerError(
                 .invalidMessage,
                 "encrypted messages cannot keep a history (the history script numbers readable payloads in Redis); turn history off (--history none) or encryption"
             )
         }
-        if configuration.encryptionKeys.contains(where: \.isEmpty) {
-            throw ChannelLayerError(.invalidMessage, "an encryption key is empty; give each key on a line or between commas")
-        }
+        try RedisLayerChecks.encryptionKeys(configuration.encryptionKeys)
         self.configuration = configuration
         self.logger = logger
         self.warnings = WarningLimiter(logger: logger)
@@ -183,7 +179,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
         } catch let error as RedisError {
             throw ChannelLayerError(error, doing: "connecting to Redis")
         } catch {
-            throw ChannelLayerError(.redis, "the Redis layer stopped: \(error)")
+            throw ChannelLayerError(.unavailable, "the Redis layer stopped: \(error)")
         }
         if let registry {
             await registry.removeNow(groups: local.withMembership { Array($0.groups.keys) })
@@ -319,8 +315,8 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
             statistics.messagesSent = state.messagesSent
             statistics.groupSends = state.groupSends
             statistics.undecodable = state.undecodable
-            statistics.redisConnectionLosses = state.connectionLosses
-            statistics.redisResubscriptions = state.resubscriptions
+            statistics.connectionLosses = state.connectionLosses
+            statistics.reconnections = state.resubscriptions
             statistics.historyBytesWritten = state.historyBytesWritten
             statistics.historyBytesRead = state.historyBytesRead
             statistics.untrustedOffsets = state.untrustedOffsets
@@ -375,7 +371,7 @@ public final class RedisPubSubChannelLayer: ChannelLayer {
     }
 
     func isListed(_ group: String) -> Bool {
-        !configuration.unlistedGroupPrefixes.contains { group.hasPrefix($0) }
+        RedisLayerChecks.isListed(group, unlisted: configuration.unlistedGroupPrefixes)
     }
 
     func snapshot() -> MembershipRegistry.Snapshot {

@@ -33,7 +33,7 @@ public struct RegistryDirectory: ClusterDirectory {
 
     public func groups(matching pattern: String) async throws(ChannelLayerError) -> [DirectoryGroup] {
         do {
-            return try await reader.groups(matching: pattern).map { DirectoryGroup(name: $0.name, members: $0.members, nodes: $0.nodes) }
+            return try await reader.groups(matching: pattern)
         } catch {
             throw ChannelLayerError(error, doing: "listing groups from the registry")
         }
@@ -43,37 +43,23 @@ public struct RegistryDirectory: ClusterDirectory {
         try LayerValidation.group(group)
         var members: [DirectoryMember]
         do {
-            members = try await reader.members(of: group).map {
-                DirectoryMember(channel: $0.channel, node: $0.node, joinedAt: $0.joinedAt, user: $0.user, info: $0.info, present: $0.present)
-            }
+            members = try await reader.members(of: group)
         } catch {
             throw ChannelLayerError(error, doing: "listing the members of \(group) from the registry")
         }
         guard includesDjangoMembers, !clients.isEmpty else { return members }
-        let known = Set(members.map(\.channel))
         let client = clients[ShardRing.index(of: group, hostCount: clients.count)]
-        let reply: RedisReply
         do {
-            reply = try await client.send(RedisCommand("ZRANGE", .string("\(prefix):group:\(group)"), 0, -1, "WITHSCORES"))
+            members += try await RegistryReader.djangoMembers(of: group, prefix: prefix, on: client, except: Set(members.map(\.channel)))
         } catch {
             throw ChannelLayerError(error, doing: "listing Django's members of \(group)")
-        }
-        let items = reply.array ?? []
-        for index in stride(from: 0, to: items.count - 1, by: 2) {
-            guard let channel = items[index].string, !known.contains(channel) else { continue }
-            members.append(DirectoryMember(channel: channel, node: "django", joinedAt: items[index + 1].string.flatMap(Double.init) ?? 0))
         }
         return members.sorted { ($0.joinedAt, $0.channel) < ($1.joinedAt, $1.channel) }
     }
 
     public func nodes() async throws(ChannelLayerError) -> [DirectoryNode] {
         do {
-            return try await reader.nodes().map {
-                DirectoryNode(
-                    id: $0.id, alive: $0.alive, lastHeartbeat: $0.lastHeartbeat, startedAt: $0.startedAt, connections: $0.connections,
-                    channels: $0.channels, groups: $0.groups
-                )
-            }
+            return try await reader.nodes()
         } catch {
             throw ChannelLayerError(error, doing: "listing nodes from the registry")
         }

@@ -33,50 +33,12 @@ public struct RegistryKeys: Sendable, Hashable {
 
 /// Reads the membership registry: what `channels-ctl` shows operators.
 public struct RegistryReader: Sendable {
-    /// A group and where its members are.
-    public struct Group: Sendable, Hashable {
-        public let name: String
-        public let members: Int
-        public let nodes: [String]
-    }
-
-    /// One member of a group.
-    public struct Member: Sendable, Hashable {
-        public let channel: String
-        public let node: String
-        /// Unix seconds.
-        public let joinedAt: Double
-        /// Who it is, when it joined with presence (the token's `sub`).
-        public var user: String? = nil
-        /// Its presence `info` claim, when it joined with presence.
-        public var info: MessageValue? = nil
-        /// Whether it joined with presence.
-        public var present = false
-
-        public init(channel: String, node: String, joinedAt: Double, user: String? = nil, info: MessageValue? = nil, present: Bool = false) {
-            self.channel = channel
-            self.node = node
-            self.joinedAt = joinedAt
-            self.user = user
-            self.info = info
-            self.present = present
-        }
-    }
-
-    /// A node that wrote a heartbeat in the last hour.
-    public struct Node: Sendable, Hashable {
-        public let id: String
-        /// Whether its heartbeat key still exists (it beat within the registry TTL).
-        public let alive: Bool
-        /// Unix seconds of the last heartbeat.
-        public let lastHeartbeat: Double
-        public let startedAt: Double?
-        public let connections: Int?
-        public let channels: Int?
-        public let groups: Int?
-        /// A fingerprint of its authentication settings (`none` without any); nodes of one cluster must agree.
-        public let auth: String?
-    }
+    /// A group and where its members are: the directory's own type, so the API and `channels-ctl` list the same thing.
+    public typealias Group = DirectoryGroup
+    /// One member of a group (its node is always known in the registry).
+    public typealias Member = DirectoryMember
+    /// A node that wrote a heartbeat in the last hour (``DirectoryNode/auth`` set).
+    public typealias Node = DirectoryNode
 
     public let keys: RegistryKeys
     private let connection: any RedisCommandSender
@@ -128,7 +90,7 @@ public struct RegistryReader: Sendable {
                 throw ChannelLayerError(error, doing: "reading the presence of \(group)")
             }
             members += remote.filter { $0.present && $0.node != node }.map {
-                PresenceMember(channel: $0.channel, node: $0.node, user: $0.user, info: $0.info, joinedAt: $0.joinedAt)
+                PresenceMember(channel: $0.channel, node: $0.node ?? "", user: $0.user, info: $0.info, joinedAt: $0.joinedAt)
             }
         }
         return members.sorted { ($0.joinedAt, $0.channel) < ($1.joinedAt, $1.channel) }
@@ -181,6 +143,19 @@ public struct RegistryReader: Sendable {
                 auth: fields["auth"]
             )
         }.sorted { $0.id < $1.id }
+    }
+
+    /// The members Django's core layer lists in a group's sorted set (`{prefix}:group:{group}`, on the host
+    /// channels_redis hashes the group to: `connection`), as node `django`, without those in `known` (the
+    /// registry named them: Swift nodes write both).
+    public static func djangoMembers(
+        of group: String, prefix: String, on connection: any RedisCommandSender, except known: Set<String>
+    ) async throws(RedisError) -> [Member] {
+        let items = try await connection.send(RedisCommand("ZRANGE", .string("\(prefix):group:\(group)"), 0, -1, "WITHSCORES")).array ?? []
+        return stride(from: 0, to: items.count - 1, by: 2).compactMap { index in
+            guard let channel = items[index].string, !known.contains(channel) else { return nil }
+            return Member(channel: channel, node: "django", joinedAt: items[index + 1].string.flatMap(Double.init) ?? 0)
+        }
     }
 
     /// All keys matching a pattern, with SCAN (never KEYS, which blocks Redis), on every primary of a cluster.

@@ -91,33 +91,7 @@ final class NodeControlService: Sendable {
             await layer.deleteChannel(channel)
             throw error
         }
-        let layer = self.layer
-        let replies: [Message] = await withTaskGroup(of: [Message]?.self) { tasks in
-            tasks.addTask {
-                var gathered: [Message] = []
-                while gathered.count < expected, !enough(gathered) {
-                    guard let message = try? await layer.receive(from: channel) else { break }
-                    if message.type == NodeControl.replyType { gathered.append(message) }
-                }
-                return gathered
-            }
-            tasks.addTask {
-                try? await Task.sleep(for: timeout)
-                return nil
-            }
-            // The first to finish decides; a timeout keeps what came so far.
-            var result: [Message] = []
-            if let first = await tasks.next() {
-                if let gathered = first {
-                    result = gathered
-                } else {
-                    tasks.cancelAll()
-                    result = (await tasks.next() ?? nil) ?? []
-                }
-            }
-            tasks.cancelAll()
-            return result
-        }
+        let replies = await NodeControl.gatherReplies(from: layer, on: channel, expected: expected, timeout: timeout, enough: enough)
         await layer.deleteChannel(channel)
         return replies
     }

@@ -11,7 +11,7 @@ extension ServerAPI {
     func sendToGroup(_ group: String, _ message: Message) async throws(APIError) -> HTTPAnswer {
         let position: HistoryPosition?
         do {
-            position = try await layer.groupSendWithPosition(message, to: group)
+            position = try await layer.groupSendReportingPosition(message, to: group)
         } catch {
             throw Self.failure(error, doing: "sending to group \(group)")
         }
@@ -56,7 +56,7 @@ extension ServerAPI {
         var sent: [MessageValue] = []
         for group in OrderedSet(groups) {
             do {
-                sent.append(.map(Self.sent(group: group, position: try await layer.groupSendWithPosition(message, to: group))))
+                sent.append(.map(Self.sent(group: group, position: try await layer.groupSendReportingPosition(message, to: group))))
                 metrics.apiPublished.increment()
             } catch {
                 // Earlier groups got it: say which did.
@@ -152,6 +152,7 @@ extension ServerAPI {
     }
 
     func presenceRows(of group: String) async throws(APIError) -> [MessageValue] {
+        guard let layer = layer as? any PresenceChannelLayer else { return [] }
         let members: [PresenceMember]
         do {
             members = try await layer.presence(of: group)
@@ -181,10 +182,10 @@ extension ServerAPI {
     }
 
     func historyFields(of group: String, since: Int64?, limit: Int) async throws(APIError) -> OrderedDictionary<String, MessageValue> {
-        var answer: OrderedDictionary<String, MessageValue> = ["group": .string(group), "keeps_history": .bool(layer.keepsHistory(group))]
+        var answer: OrderedDictionary<String, MessageValue> = ["group": .string(group), "keeps_history": .bool(layer.keepsHistory(of: group))]
         let read: GroupHistory?
-        do {
-            read = try await layer.history(of: group, after: since, limit: limit)
+        do throws(ChannelLayerError) {
+            read = try await (layer as? any HistoryChannelLayer)?.history(of: group, after: since, limit: limit) ?? nil
         } catch {
             throw Self.failure(error, doing: "reading the history of \(group)")
         }

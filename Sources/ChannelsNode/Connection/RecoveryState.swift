@@ -20,7 +20,7 @@ struct RecoveryState: Sendable {
         case skip
         /// Keep it until the replay ends, then ask again.
         case hold
-        /// The group's history restarted: send ``RecoveryState/restartFrame(offset:)`` first, then deliver it.
+        /// The group's history restarted: send a recovery frame with ``RecoveryState/restartNotice(before:)`` first, then deliver it.
         case restarted
     }
 

@@ -70,7 +70,7 @@ extension WebSocketConnection {
     private func run(frame number: Int? = nil, _ body: () async throws -> Void) async {
         do {
             try await body()
-        } catch let error as ChannelLayerError where error.code == .redis {
+        } catch let error as ChannelLayerError where error.code == .unavailable {
             // Redis unreachable is not the client's fault nor the consumer's: keep the connection (the layer
             // reconnects by itself), count it, and tell the client the truth about its message: not delivered
             // (sending it again cannot duplicate it), or handed to Redis without a confirmation.

@@ -27,7 +27,7 @@ extension WebSocketConnection {
             case .accept: accepted = true
             case .reject(let code, let reason): refusal = (code, reason ?? "connection rejected")
             }
-        } catch let error as ChannelLayerError where error.code == .redis {
+        } catch let error as ChannelLayerError where error.code == .unavailable {
             // The consumer could not join its groups: the layer is down, not the consumer. Come back later.
             refuseUnavailable(error)
         } catch {
@@ -37,8 +37,10 @@ extension WebSocketConnection {
         if accepted, wantsPresence, let group = context.presenceGroups.sorted().first {
             await sendPresence(of: group)
         }
-        if accepted, scope.query["recover"] == "1", let group = context.groups.sorted().first(where: layer.keepsHistory) {
-            await recover(group)
+        if accepted, scope.query["recover"] == "1", let history = layer as? any HistoryChannelLayer,
+            let group = context.groups.sorted().first(where: history.keepsHistory)
+        {
+            await recover(group, from: history)
         }
     }
 
@@ -52,8 +54,9 @@ extension WebSocketConnection {
     /// `?presence=1`: `{"type": "presence", "group": G, "channel": <this connection's>, "members": [...]}` once
     /// joined, ahead of live messages.
     private func sendPresence(of group: String) async {
+        guard let layer = layer as? any PresenceChannelLayer else { return }
         let members: [PresenceMember]
-        do {
+        do throws(ChannelLayerError) {
             members = try await layer.presence(of: group)
         } catch {
             logger.warning("could not read a group's presence", metadata: ["group": "\(group)", "error": "\(error.message)"])

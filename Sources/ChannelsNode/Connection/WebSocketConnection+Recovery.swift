@@ -36,7 +36,7 @@ extension WebSocketConnection {
     /// position, then come the messages it missed, a page at a time behind its outbound buffer, then live
     /// ones. The group was joined before history is read, so a message is either in what was read or
     /// arrives live (or both: it is sent once).
-    func recover(_ group: String) async {
+    func recover(_ group: String, from layer: any HistoryChannelLayer) async {
         let asked = AskedPosition(query: scope.query)
         let after: Int64? =
             switch asked {
@@ -44,7 +44,7 @@ extension WebSocketConnection {
             case .fresh, .invalid: Int64.max
             }
         let history: GroupHistory
-        do {
+        do throws(ChannelLayerError) {
             guard let read = try await layer.history(of: group, after: after, limit: RecoveryState.firstPageMessages) else { return }
             history = read
         } catch {
@@ -140,7 +140,7 @@ extension WebSocketConnection {
     /// Reads the rest of a replay a page at a time, each after the previous one reached the socket, so a
     /// client that does not read holds one page, not the whole history. Runs after the upgrade.
     func continueReplay() {
-        guard let recovery, recovery.replaying else { return }
+        guard let recovery, recovery.replaying, let layer = layer as? any HistoryChannelLayer else { return }
         let group = recovery.group
         Task { [self] in
             while true {

@@ -54,7 +54,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     let channel: any Channel
     let route: ConsumerRouter.Route?
     let scope: Scope
-    let layer: any ChannelLayer
+    let layer: any InboxChannelLayer
     let limits: ConnectionLimits
     let metrics: NodeMetrics
     let logger: Logger
@@ -97,7 +97,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     static let maxPendingClientFrames = 32
 
     init(
-        channel: any Channel, route: ConsumerRouter.Route?, scope: Scope, layer: any ChannelLayer, limits: ConnectionLimits,
+        channel: any Channel, route: ConsumerRouter.Route?, scope: Scope, layer: any InboxChannelLayer, limits: ConnectionLimits,
         metrics: NodeMetrics, logger: Logger, warnings: WarningLimiter, pingInterval: Duration,
         onClosed: @escaping @Sendable (WebSocketConnection) -> Void
     ) {

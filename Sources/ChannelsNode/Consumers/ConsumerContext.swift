@@ -70,8 +70,9 @@ public final class ConsumerContext {
     /// Joins a group with presence: the group's presence lists this connection with the token's `sub` and
     /// `info` claims, and its members hear `join` and `leave` (clients that connected with `?presence=1`).
     /// Big rooms may prefer ``groupAdd(_:)``: no presence, no events.
+    /// On a layer without presence (``PresenceChannelLayer``) this is a plain ``groupAdd(_:)``.
     public func groupAdd(_ group: String, presence: Bool) async throws(ChannelLayerError) {
-        guard presence else { return try await groupAdd(group) }
+        guard presence, let layer = layer as? any PresenceChannelLayer else { return try await groupAdd(group) }
         let info = PresenceInfo(user: scope.userID, info: scope.user?["info"])
         try await layer.groupAdd(group, channel: channelName, presence: info)
         groups.insert(group)

@@ -23,11 +23,11 @@ import Synchronization
 /// within ``NodeConfiguration/drainTime``.
 public final class ChannelsNode: Service {
     /// The prefix of the group each node's readiness probe uses; keep it out of the registry
-    /// (``RedisPubSubChannelLayer/Configuration/unlistedGroupPrefixes``).
+    /// (the Redis layers' `unlistedGroupPrefixes`).
     public static let probeGroupPrefix = "channels.probe."
 
     /// The nodes' own groups (the readiness probe's, the control group): give these to the Redis layer's
-    /// ``RedisPubSubChannelLayer/Configuration/unlistedGroupPrefixes``; listings and the API leave them out.
+    /// the Redis layers' `unlistedGroupPrefixes`; listings and the API leave them out.
     public static let unlistedGroupPrefixes = [probeGroupPrefix, NodeControl.group]
 
     /// This build's version: the one place a release sets it. The API's node reports, the admin page, the
@@ -45,7 +45,7 @@ public final class ChannelsNode: Service {
     }
 
     public let configuration: NodeConfiguration
-    public let layer: any ChannelLayer
+    public let layer: any InboxChannelLayer
     let layerRunner: (@Sendable () async throws -> Void)?
     let router: ConsumerRouter
     let middleware: [any HandshakeMiddleware]
@@ -70,7 +70,7 @@ public final class ChannelsNode: Service {
     /// Creates a node.
     /// - Parameters:
     ///   - layer: the channel layer consumers use.
-    ///   - layerRunner: runs the layer for the node's lifetime (``RedisPubSubChannelLayer/run()``), if it needs it.
+    ///   - layerRunner: runs the layer for the node's lifetime (a Redis layer's `run()`), if it needs it.
     ///   - router: which consumer serves which path.
     ///   - middleware: handshake steps, in order (an origin check is added from the configuration).
     ///   - pages: fixed pages by path (`/` for a demo page).
@@ -81,7 +81,7 @@ public final class ChannelsNode: Service {
     ///   - layerName: how reports name the layer (`pubsub`, `core`, `memory`).
     public init(
         configuration: NodeConfiguration,
-        layer: any ChannelLayer,
+        layer: any InboxChannelLayer,
         layerRunner: (@Sendable () async throws -> Void)? = nil,
         router: ConsumerRouter,
         middleware: [any HandshakeMiddleware] = [],

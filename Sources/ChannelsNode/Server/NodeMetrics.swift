@@ -106,8 +106,8 @@ final class NodeMetrics: Sendable {
         }
         deliveries.increment(by: max(0, statistics.deliveries - previous.deliveries))
         dropped.increment(by: max(0, statistics.dropped - previous.dropped))
-        redisLosses.increment(by: max(0, statistics.redisConnectionLosses - previous.redisConnectionLosses))
-        redisReconnects.increment(by: max(0, statistics.redisResubscriptions - previous.redisResubscriptions))
+        redisLosses.increment(by: max(0, statistics.connectionLosses - previous.connectionLosses))
+        redisReconnects.increment(by: max(0, statistics.reconnections - previous.reconnections))
         undecodable.increment(by: max(0, statistics.undecodable - previous.undecodable))
         historyBytesWritten.increment(by: max(0, statistics.historyBytesWritten - previous.historyBytesWritten))
         historyBytesRead.increment(by: max(0, statistics.historyBytesRead - previous.historyBytesRead))
