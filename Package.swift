@@ -228,6 +228,7 @@ let package = Package(
             dependencies: [
                 "ChannelsNode", "ChannelsNodeRunner", "ChannelsProtocol", "HiredisClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "OrderedCollections", package: "swift-collections"),
             ],
             swiftSettings: swiftSettings
         ),

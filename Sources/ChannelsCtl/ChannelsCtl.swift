@@ -114,8 +114,16 @@ struct RedisOptions: ParsableArguments {
         do throws(RedisError) {
             return try await RedisSession.open(hosts: hosts, clustered: !seeds.isEmpty)
         } catch {
-            throw CtlFailure(error.message)
+            throw CtlFailure(error.message + defaultHint(error))
         }
+    }
+
+    /// Nothing answered at the default address: say where the scripted cluster's Redis is.
+    func defaultHint(_ error: RedisError) -> String {
+        guard error.code == .connectionRefused, urls.isEmpty, resolvedClusterSeeds.isEmpty,
+            (ProcessInfo.environment["CHANNELS_REDIS_URL"] ?? "").isEmpty
+        else { return "" }
+        return " (channels-ctl defaults to redis://127.0.0.1:6379; the scripted cluster's Redis is redis://127.0.0.1:6390: use scripts/ctl, --redis or CHANNELS_REDIS_URL)"
     }
 
     /// A registry reader on the first host, or across the cluster.

@@ -7,6 +7,8 @@ import ChannelsNode
 import ChannelsNodeRunner
 import ChannelsProtocol
 import HiredisClient
+// Only for this package's MemberImportVisibility setting: apps build the snippets without it.
+import OrderedCollections
 
 // README: Using the client
 func readmeUsingTheClient(payload: [UInt8], handle: @escaping @Sendable (String, [UInt8]) -> Void) async throws {
@@ -68,6 +70,23 @@ final class ScoreConsumer: WebSocketConsumer {
 
     func receive(text: String) async throws {
         context.refuse(.invalidFrame, detail: "this endpoint only sends scores")
+    }
+}
+
+// docs/guide.md: A handler with code
+final class ScoreBoardConsumer: WebSocketConsumer {
+    static var messageHandlers: [String: Handler] { ["score_reset": ScoreBoardConsumer.reset] }
+    let context: ConsumerContext
+    init(context: ConsumerContext) { self.context = context }
+
+    func connect() async throws -> ConnectDecision {
+        try await context.groupAdd("scoreboard")
+        return .accept
+    }
+
+    func reset(_ message: Message) async throws {
+        let team = message["team"]?.string ?? "?"
+        try context.send(json: ["type": "reset", "team": .string(team)])
     }
 }
 

@@ -170,9 +170,9 @@ import Testing
     @Test func badLayerSettingsStopTheNodeWithTheReason() async throws {
         let redis = try await RedisServer.start()
         let keyFile = FileManager.default.temporaryDirectory.appendingPathComponent("empty-keys-\(redis.port)").path
-        FileManager.default.createFile(atPath: keyFile, contents: Data("# no key here\n\n".utf8))
+        _ = FileManager.default.createFile(atPath: keyFile, contents: Data("# no key here\n\n".utf8))
         let goodKeyFile = keyFile + "-good"
-        FileManager.default.createFile(atPath: goodKeyFile, contents: Data("a-key\n".utf8))
+        _ = FileManager.default.createFile(atPath: goodKeyFile, contents: Data("a-key\n".utf8))
         let cases: [([String], String)] = [
             (["--layer", "nonsense"], "is not pubsub"),
             (["--layer", "core", "--encryption-key-file", keyFile], "holds no key"),
