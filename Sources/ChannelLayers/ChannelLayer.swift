@@ -10,8 +10,8 @@ import ChannelsProtocol
 /// apart from presence and history: ``InboxChannelLayer`` (pushes a channel's messages to an inbox: what a
 /// node's WebSocket connections need), ``PresenceChannelLayer`` (who is in a group), ``HistoryChannelLayer``
 /// (offsets, epochs and recent messages for recovering clients). A layer of your own implements this one
-/// and ``InboxChannelLayer`` to serve a node; its engine types (``InboxDispatcher``, ``GroupIndex``,
-/// ``Delivery``) are internal to this package for now (see the guide).
+/// and ``InboxChannelLayer`` to serve a node, and delivers ``Delivery`` values to ``ChannelInbox``es; the
+/// engine's helpers for that (`InboxDispatcher`, `GroupIndex`) are `package` types for now (see the guide).
 public protocol ChannelLayer: Sendable {
     /// A new channel name unique to this process, ready to receive (`{prefix}specific.<32 hex>` by default).
     func newChannel(prefix: String) async throws(ChannelLayerError) -> String

@@ -185,7 +185,7 @@ final class RedisCommandQueue: Sendable {
             return (state.waiters, state.unwritten)
         }
         let written = waiters.count - unwritten
-        Self.fail(waiters.prefix(written), with: error)
+        Self.fail(waiters.prefix(written), with: error.mayHaveRunAnyway())
         Self.fail(waiters.suffix(unwritten), with: error.notSent())
     }
 

@@ -91,6 +91,13 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         return error
     }
 
+    /// This error, for a command that was written and not answered: whatever ended the connection, it may have run.
+    func mayHaveRunAnyway() -> RedisError {
+        var error = self
+        error.mayHaveRun = true
+        return error
+    }
+
     /// Whether retrying the same connection settings can succeed (false for bad credentials and bad URLs).
     public var isRetryable: Bool {
         switch code {

@@ -91,4 +91,18 @@ struct RecoveryStateTests {
         _ = state.page(history, limit: 4)
         #expect(state.pageLimit == RecoveryState.maxPageMessages, "small messages: a full page")
     }
+
+    @Test func aLiveOffsetTheHistoryNeverReachesEndsTheReplayAfterPausedRereads() {
+        var state = RecoveryState(group: "g", epoch: "E", delivered: 10, replaying: true)
+        #expect(state.live(Self.at(99)) == .skip, "seen live, left to the pages")
+        var page = RecoveryState.Page()
+        for _ in 0...RecoveryState.maxEmptyReads {
+            page = state.page(Self.history(nil, top: 10), limit: 16)
+            if !page.more { break }
+            #expect(page.pause != nil, "an empty reread waits a little")
+        }
+        #expect(!page.more && !state.replaying)
+        #expect(page.notice?.offset == 99, "the client is told it may have missed up to the live offset")
+        #expect(state.live(Self.at(100)) == .deliver)
+    }
 }

@@ -37,6 +37,7 @@ final class EngineTestConsumer: WebSocketConsumer {
 
     func connect() async throws -> ConnectDecision {
         try await context.groupAdd("chat_room")
+        if context.scope.query["close"] == "1" { context.close(code: 4000, reason: "closed in connect") }
         return .accept
     }
 
@@ -77,7 +78,7 @@ struct ConnectionHarness {
     let metrics: NodeMetrics
 
     static func make(
-        query: String = "", limits: ConnectionLimits = ConnectionLimits(), pingInterval: Duration = .seconds(30),
+        query: String = "", limits: ConnectionLimits = ConnectionLimits(), pingInterval: Duration = .seconds(30), runLoopBeforeUpgrade: Bool = false,
         layer: InMemoryChannelLayer = InMemoryChannelLayer(configuration: .init(history: HistoryConfiguration(patterns: ["chat_*"])))
     ) async throws -> ConnectionHarness {
         let log = ConsumerLog()
@@ -93,6 +94,8 @@ struct ConnectionHarness {
             pingInterval: pingInterval, onClosed: { _ in }
         )
         await connection.prepare()
+        // What connect() asked of the loop happens before the upgrade completes.
+        if runLoopBeforeUpgrade { await channel.testingEventLoop.run() }
         try await channel.pipeline.addHandler(connection)
         return ConnectionHarness(channel: channel, connection: connection, layer: layer, log: log, metrics: metrics)
     }
@@ -173,12 +176,26 @@ final class WritabilityFlipper: ChannelOutboundHandler, @unchecked Sendable {
 @Suite(.serialized) struct WebSocketConnectionTests {
     @Test func forwardedMessagesOfOneBatchAreOneWrite() async throws {
         let harness = try await ConnectionHarness.make()
-        for n in 1...3 { try await harness.publish("fwd.message", Int64(n)) }
+        // One batch, as the dispatcher hands it over: three deliveries, then the end of the batch.
+        let connection = harness.connection
+        try await harness.channel.testingEventLoop.submit {
+            for n in 1...3 {
+                let delivery = Delivery(["type": "fwd.message", "n": .int(Int64(n))], group: "chat_room", position: HistoryPosition(offset: Int64(n), epoch: "E"))
+                _ = connection.receive(delivery)
+            }
+            connection.endOfBatch()
+        }.get()
         let (frames, writes) = try await harness.written(atLeast: 3)
         #expect(frames.map { $0.json?["n"] as? Int } == [1, 2, 3])
         #expect(writes == 1, "one gathered write and one flush for the batch, not one per frame")
         // Offsets of the history group ride along.
         #expect(frames.map { $0.json?["offset"] as? Int } == [1, 2, 3])
+    }
+
+    @Test func aCloseAskedBeforeTheUpgradeCompletedIsSentWhenItDoes() async throws {
+        let harness = try await ConnectionHarness.make(query: "close=1", runLoopBeforeUpgrade: true)
+        let (frames, _) = try await harness.written(atLeast: 1)
+        #expect(frames.first?.closeCode == 4000 && frames.first?.closeReason == "closed in connect")
     }
 
     @Test func handlerCodeAndForwardRulesKeepArrivalOrder() async throws {

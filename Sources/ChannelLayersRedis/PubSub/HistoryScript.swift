@@ -27,8 +27,9 @@ package enum HistoryScript {
     package static func streamKey(prefix: String, group: String) -> String { "\(prefix):history:{\(group)}:stream" }
 
     /// KEYS: meta, stream. ARGV: channel, msgpack map, size, stream ttl (s), meta ttl (s), a new epoch, the
-    /// publish command (`PUBLISH`, or `SPUBLISH` on a cluster, where the channel shares the keys' slot), max
-    /// bytes. Returns {offset, epoch}.
+    /// publish command (`PUBLISH`, or `SPUBLISH` on a cluster, where the channel shares the keys' slot;
+    /// optional), max bytes (optional: callers of the earlier six-argument form keep working, unbounded by
+    /// bytes). Returns {offset, epoch}.
     package static let publish = #"""
         local function str(s)
           local n = #s
@@ -71,7 +72,7 @@ package enum HistoryScript {
         redis.call('XADD', KEYS[2], offset .. '-0', 'm', message)
         local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', #message)
         local size = tonumber(ARGV[3])
-        local maxBytes = tonumber(ARGV[8])
+        local maxBytes = tonumber(ARGV[8]) or 9007199254740992
         local length = redis.call('XLEN', KEYS[2])
         if length > size + math.floor(size / 16) or bytes > maxBytes then
           -- Trims the oldest until both bounds hold with some room (so trims come in batches), newest kept.

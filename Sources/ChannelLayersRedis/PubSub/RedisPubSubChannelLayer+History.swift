@@ -106,14 +106,19 @@ extension RedisPubSubChannelLayer {
     }
 
     /// Checks a claimed position against the group's history (off the subscriber's event loop), then delivers
-    /// it and the group's messages that waited behind it.
+    /// it and the group's messages that waited behind it. They are handed to the inboxes under the check's
+    /// lock, as the subscriber's admitted messages are: a message that arrives meanwhile and follows them
+    /// cannot overtake them.
     func verify(_ position: HistoryPosition, payload: [UInt8], group: String) {
         Task {
             let genuine = await isAssigned(position, payload: payload, group: group)
-            let release = positionCheck.withLock { $0.verified(group: group, genuine: genuine) }
-            let (pushed, queued) = local.withMembership { ($0.pushed.members(of: group), $0.queuedMembers[group]) }
-            for (message, position) in release.deliveries {
-                deliver(message, position: position, group: group, pushed: pushed, queued: queued)
+            let release = positionCheck.withLock { check in
+                let release = check.verified(group: group, genuine: genuine)
+                let (pushed, queued) = local.withMembership { ($0.pushed.members(of: group), $0.queuedMembers[group]) }
+                for (message, position) in release.deliveries {
+                    deliver(message, position: position, group: group, pushed: pushed, queued: queued)
+                }
+                return release
             }
             if release.untrusted > 0 {
                 state.withLock { $0.untrustedOffsets += release.untrusted }

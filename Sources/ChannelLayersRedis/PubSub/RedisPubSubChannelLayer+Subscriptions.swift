@@ -22,14 +22,19 @@ extension RedisPubSubChannelLayer {
                     continue
                 }
                 let item = HistoryPositionCheck.Item(message: stripped, claimed: claimed, payload: message.payload)
-                switch positionCheck.withLock({ $0.admit(item, group: group) }) {
-                case .deliver(let message, let position):
-                    deliver(message, position: position, group: group, pushed: pushed, queued: queued)
-                case .held:
-                    break
-                case .verify(let position, let payload):
-                    verify(position, payload: payload, group: group)
+                // Handed on under the check's lock, like the messages a check releases: group order holds.
+                let check = positionCheck.withLock { check -> (position: HistoryPosition, payload: [UInt8])? in
+                    switch check.admit(item, group: group) {
+                    case .deliver(let message, let position):
+                        deliver(message, position: position, group: group, pushed: pushed, queued: queued)
+                        return nil
+                    case .held:
+                        return nil
+                    case .verify(let position, let payload):
+                        return (position, payload)
+                    }
                 }
+                if let check { verify(check.position, payload: check.payload, group: group) }
             } else if let group = group(in: message.channel, after: presencePrefix) {
                 let pushed = local.withMembership { $0.pushed.members(of: group) }
                 guard !pushed.isEmpty, let decoded = decode(message) else { continue }

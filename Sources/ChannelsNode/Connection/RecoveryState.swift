@@ -32,6 +32,8 @@ struct RecoveryState: Sendable {
         var messages: [(offset: Int64, message: Message)] = []
         /// Whether another page must be read.
         var more = false
+        /// Wait this long before reading it: the last page brought nothing although a newer message was seen live.
+        var pause: Duration?
     }
 
     let group: String
@@ -45,6 +47,12 @@ struct RecoveryState: Sendable {
     /// How many messages the next page reads: sized from the last page so that a page holds about
     /// ``pageBytes``, between 1 and ``maxPageMessages``.
     private(set) var pageLimit = Self.firstPageMessages
+
+    /// Reads in a row that found nothing although a newer message of the epoch was seen live (it is on its
+    /// way into the history, or a publisher other than the script claimed that offset).
+    private var emptyReads = 0
+    /// Past this many, the replay ends: live delivery takes over, and the client is told of the gap.
+    static let maxEmptyReads = 20
 
     /// The first read of a recovery: most clients missed a few messages, and large ones cost one page.
     static let firstPageMessages = 16
@@ -114,6 +122,17 @@ struct RecoveryState: Sendable {
         // A short page reached the top as it was when read; a live message seen since may be newer.
         if history.messages.count < limit, newestLive <= delivered {
             replaying = false
+        } else if fresh.isEmpty {
+            emptyReads += 1
+            if emptyReads > Self.maxEmptyReads {
+                page.notice = (epoch, newestLive)
+                delivered = newestLive
+                replaying = false
+            } else {
+                page.pause = .milliseconds(20)
+            }
+        } else {
+            emptyReads = 0
         }
         page.more = replaying
         return page

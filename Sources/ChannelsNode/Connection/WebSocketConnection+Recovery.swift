@@ -51,8 +51,9 @@ extension WebSocketConnection {
             // Not a reason to refuse the connection: say it could not recover; the app reloads.
             logger.warning("could not read a group's history for a recovering client", metadata: ["group": "\(group)", "error": "\(error.message)"])
             metrics.recoveries.increment()
-            let state = RecoveryState(group: group, epoch: "", delivered: 0, replaying: false)
-            await installRecovery(state, answer: (false, "", 0), page: nil)
+            // No position to filter on: live messages pass as they come (the client reloads anyway).
+            let frame = ServerFrame.recovery(recovered: false, epoch: "", offset: 0)
+            try? await eventLoop.submit { [self] in mailbox.prepend(.frame(frame)) }.get()
             return
         }
         metrics.recoveries.increment()
@@ -162,23 +163,24 @@ extension WebSocketConnection {
                     logger.warning("could not read a group's history while replaying it", metadata: ["group": "\(group)", "error": "\(error.message)"])
                     page = nil
                 }
-                let more = try? await eventLoop.submit({ [self] () -> Bool in
-                    guard lifecycle.isOpen, var current = self.recovery, current.replaying else { return false }
+                let next = try? await eventLoop.submit({ [self] () -> (more: Bool, pause: Duration?) in
+                    guard lifecycle.isOpen, var current = self.recovery, current.replaying else { return (false, nil) }
                     guard let page else {
                         let notice = current.abandonReplay()
                         self.recovery = current
                         metrics.historyRestarts.increment()
                         enqueue(.frame(ServerFrame.recovery(recovered: false, epoch: notice.epoch, offset: notice.offset)))
                         releaseHeld()
-                        return false
+                        return (false, nil)
                     }
                     let next = current.page(page, limit: limit)
                     self.recovery = current
                     for event in pageEvents(next, state: current) { enqueue(event) }
                     if !next.more { releaseHeld() }
-                    return next.more
+                    return (next.more, next.pause)
                 }).get()
-                guard more == true else { return }
+                guard let next, next.more else { return }
+                if let pause = next.pause { try? await Task.sleep(for: pause) }
             }
         }
     }

@@ -122,7 +122,12 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         handlerContext = context
         if let refusal {
             // A refused consumer gets no disconnect, but its channel and memberships go when the socket closes.
-            close(code: refusal.code, reason: refusal.reason)
+            // A close asked before the upgrade completed (the consumer's own, a bound passed) is sent now.
+            if lifecycle.isOpen {
+                close(code: refusal.code, reason: refusal.reason)
+            } else {
+                writeCloseFrame(code: refusal.code, reason: refusal.reason, timeout: .seconds(3))
+            }
             return
         }
         let interval = pingInterval
@@ -388,7 +393,8 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         guard lifecycle.isOpen, let handlerContext else { return }
         let ready = batch.add(frame)
         if let first = ready.first { handlerContext.write(wrapOutboundOut(first), promise: nil) }
-        if let second = ready.second { handlerContext.write(wrapOutboundOut(second), promise: nil) }
+        // The first write may have filled the buffer and closed the client: nothing goes after a close frame.
+        if let second = ready.second, lifecycle.isOpen { handlerContext.write(wrapOutboundOut(second), promise: nil) }
     }
 
     func flush() {
@@ -414,6 +420,15 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     func close(code: UInt16, reason: String, timeout: TimeAmount = .seconds(3)) {
         guard lifecycle.close(code: code) else { return }
         closingCode.store(code, ordering: .relaxed)
+        guard handlerContext != nil else {
+            // Before the upgrade completed: the close frame goes out as soon as it does.
+            refusal = (code, reason)
+            return
+        }
+        writeCloseFrame(code: code, reason: reason, timeout: timeout)
+    }
+
+    private func writeCloseFrame(code: UInt16, reason: String, timeout: TimeAmount) {
         guard let handlerContext else { return }
         flush()
         handlerContext.writeAndFlush(wrapOutboundOut(ServerFrame.close(code: code, reason: reason)), promise: nil)

@@ -178,6 +178,8 @@ public final class RedisClusterClient: RedisCommandSender {
                     }
                 }
             } catch where Self.isUnreachable(error) {
+                // A batch that may have run is sent again only when running it twice changes nothing.
+                if error.mayHaveRun, indices.contains(where: { !Self.isRepeatable(commands[$0]) }) { throw error }
                 retry += indices
             }
         }
@@ -244,7 +246,9 @@ public final class RedisClusterClient: RedisCommandSender {
                     if !redirection.asking { Task { _ = try? await self.refreshTopology() } }
                     continue
                 }
-                if Self.isUnreachable(error), ContinuousClock.now < deadline {
+                // Sent again only when it surely did not run, or running it twice changes nothing: a PUBLISH or
+                // the history script that may have run is reported as such (`mayHaveRun`), never sent twice.
+                if Self.isUnreachable(error), ContinuousClock.now < deadline, !error.mayHaveRun || Self.isRepeatable(command) {
                     target = nil
                     try? await Task.sleep(for: reconnectPolicy.delay(forAttempt: attempt))
                     _ = try? await refreshTopology()
@@ -256,6 +260,12 @@ public final class RedisClusterClient: RedisCommandSender {
     }
 
     static func isRedirection(_ text: String) -> Bool { text.hasPrefix("MOVED ") || text.hasPrefix("ASK ") }
+
+    /// Commands whose second run would deliver or count something twice.
+    static let unrepeatable: Set<String> = ["PUBLISH", "SPUBLISH", "EVAL", "EVALSHA", "XADD", "INCR", "INCRBY", "HINCRBY", "LPUSH", "RPUSH", "ZINCRBY"]
+
+    /// Whether running `command` again after a run whose outcome is unknown is harmless.
+    static func isRepeatable(_ command: RedisCommand) -> Bool { !unrepeatable.contains(command.name.uppercased()) }
 
     /// `MOVED 3999 127.0.0.1:6381` or `ASK 3999 127.0.0.1:6381`.
     static func redirection(_ text: String) -> (node: RedisClusterTopology.Node, asking: Bool)? {

@@ -98,7 +98,13 @@ public final class RedisClusterSubscriber: Sendable {
         }
         for (node, group) in byNode {
             guard let subscriber = holder(for: node) else { throw RedisError(.clientClosed, "the cluster subscriber has stopped") }
-            try await subscriber.subscribe(group)
+            do {
+                try await subscriber.subscribe(group)
+            } catch {
+                // Refused at once (the primary is unreachable): not kept, so not made later behind the caller's back.
+                if !error.mayHaveRun, error.code != .timeout { state.withLock { $0.wanted.subtract(group) } }
+                throw error
+            }
             state.withLock { state in
                 for name in group where state.wanted.contains(name) { state.assigned[name] = node }
             }

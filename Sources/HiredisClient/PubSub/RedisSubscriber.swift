@@ -357,6 +357,11 @@ public final class RedisSubscriber: Sendable {
                 channel.flush()
             }
             startHealthCheck(channel, id: id)
+            // A connection that drops before every subscription is confirmed fails the restore (a completed
+            // promise ignores this), so run() reconnects instead of waiting forever.
+            channel.closeFuture.whenComplete { _ in
+                promise.fail(RedisError(.connectionClosed, "the pub/sub connection to Redis at \(self.configuration.address) closed while restoring subscriptions"))
+            }
             return promise.futureResult.map {
                 for waiter in restore.waiting { self.complete(.waiter(waiter), with: .success(())) }
                 return (restore.channelCount, restore.patternCount)
