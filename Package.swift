@@ -132,6 +132,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Django's consumers stay in Python: bridged paths go to swift-channels-worker processes (docs/django-bridge.md).
+        .target(
+            name: "ChannelsDjangoBridge",
+            dependencies: [
+                "ChannelsNode",
+                "ChannelLayers",
+                "ChannelsProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "OrderedCollections", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // A small WebSocket client on SwiftNIO for tests and the load generator.
         .target(
             name: "ChannelsWebSocketClient",
@@ -148,6 +165,7 @@ let package = Package(
             name: "ChannelsNodeRunner",
             dependencies: [
                 "ChannelsNode",
+                "ChannelsDjangoBridge",
                 "ChannelLayers",
                 "ChannelLayersRedis",
                 "HiredisClient",
@@ -253,6 +271,16 @@ let package = Package(
             name: "ClusterTests",
             dependencies: [
                 "ChannelsTestSupport", "ChannelsWebSocketClient", "HiredisClient", "ChannelLayers", "ChannelLayersRedis", "ChannelsProtocol",
+            ],
+            exclude: ["Browser"],
+            swiftSettings: swiftSettings
+        ),
+        // The Django bridge end to end: examples/django-chat's workers behind real nodes on real Redis (and Chromium).
+        .testTarget(
+            name: "DjangoBridgeTests",
+            dependencies: [
+                "ChannelsDjangoBridge", "ChannelsNode", "ChannelsProtocol", "ChannelsTestSupport", "ChannelsWebSocketClient",
+                .product(name: "OrderedCollections", package: "swift-collections"),
             ],
             exclude: ["Browser"],
             swiftSettings: swiftSettings

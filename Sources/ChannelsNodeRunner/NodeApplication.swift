@@ -1,6 +1,7 @@
 import ArgumentParser
 import ChannelLayers
 import ChannelLayersRedis
+import ChannelsDjangoBridge
 import ChannelsNode
 import Foundation
 import HiredisClient
@@ -67,6 +68,10 @@ public struct NodeApplication: Sendable {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.durationHistogramBuckets["channels_publish_to_deliver_seconds"] = [
+            .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+            .milliseconds(20), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
+        ]
+        factory.durationHistogramBuckets["channels_django_event_seconds"] = [
             .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
             .milliseconds(20), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
         ]
@@ -151,7 +156,7 @@ public struct NodeApplication: Sendable {
             settings.prefix = setting(options.prefix, "CHANNELS_PREFIX") ?? "asgi"
             settings.nodeID = node_id
             settings.capacity = queueCapacity
-            settings.unlistedGroupPrefixes = ChannelsNode.unlistedGroupPrefixes
+            settings.unlistedGroupPrefixes = ChannelsNode.unlistedGroupPrefixes + DjangoBridge.unlistedGroupPrefixes
             settings.authFingerprint = authFingerprint
             settings.expiry = .milliseconds(Int64(try number(options.expiry, "CHANNELS_EXPIRY", 60.0) * 1000))
             settings.groupExpiry = .milliseconds(Int64(try number(options.groupExpiry, "CHANNELS_GROUP_EXPIRY", 86_400.0) * 1000))
@@ -203,6 +208,25 @@ public struct NodeApplication: Sendable {
             )
         }
 
+        // Bridged Django paths come before every route of the app's router.
+        var router = self.router
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        let djangoPaths = try list(options.djangoPaths, "CHANNELS_DJANGO_PATHS").map { text throws(ValidationError) in
+            do throws(DjangoBridgeError) { return try DjangoBridgeConfiguration.prefix(text) } catch { throw ValidationError(error.message) }
+        }
+        if !djangoPaths.isEmpty {
+            let bridge = DjangoBridge(
+                configuration: DjangoBridgeConfiguration(
+                    pathPrefixes: djangoPaths, server: (configuration.host, configuration.port), connectTimeout: configuration.handshakeTimeout
+                ),
+                layer: channelLayer, logger: Logger(label: "channels-django")
+            )
+            bridge.install(in: &router)
+            // First in the group: a graceful shutdown stops the node (its drain tells the workers) before the bridge.
+            services.append(.init(service: bridge))
+            logger.info("WebSocket paths bridged to Django workers (swift-channels-worker)", metadata: ["prefixes": "\(djangoPaths)"])
+        }
+
         let node = ChannelsNode(
             configuration: configuration, layer: channelLayer, layerRunner: layerRunner, router: router, middleware: authMiddleware + self.middleware,
             pages: pages, metricsExport: { registry.emitToString() },
@@ -211,7 +235,7 @@ public struct NodeApplication: Sendable {
         if apiConfiguration.isEnabled { logger.info("HTTP API on /api and admin page on /admin", metadata: ["keys": "\(apiConfiguration.keys.count)"]) }
         connectionCount.set(node)
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: node)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            configuration: .init(services: services + [.init(service: node)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
         do {
             try await group.run()

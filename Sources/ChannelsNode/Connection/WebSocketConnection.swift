@@ -71,6 +71,12 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     private var accepted = false
     /// Close at once with this after the upgrade (a refused handshake or `connect()`).
     private var refusal: (code: UInt16, reason: String)?
+    /// `connect()` denied the handshake: answer with this HTTP status instead of upgrading.
+    private(set) var denial: HandshakeRejection?
+    /// Headers for the handshake's answer, from `connect()`.
+    private(set) var handshakeHeaders: [(name: String, value: String)] = []
+    /// The connection's own forward rules, from `connect()`, in place of the route's.
+    private var connectionRules: [String: ForwardRule]?
 
     // Event-loop state.
     private var handlerContext: ChannelHandlerContext?
@@ -141,6 +147,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
             switch try await consumer.connect() {
             case .accept: accepted = true
             case .reject(let code, let reason): refusal = (code, reason ?? "connection rejected")
+            case .deny(let status, let reason): denial = HandshakeRejection(status: status, reason: reason)
             }
         } catch let error as ChannelLayerError where error.code == .redis {
             // The consumer could not join its groups: the layer is down, not the consumer. Come back later.
@@ -148,6 +155,10 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         } catch {
             logger.warning("consumer connect() failed", metadata: ["error": "\(error)", "path": "\(scope.path)"])
             refusal = (CloseCode.internalError, "internal error")
+        }
+        if accepted {
+            connectionRules = context.forwardRules
+            handshakeHeaders = context.handshakeHeaders
         }
         if accepted, wantsPresence, let group = context.presenceGroups.sorted().first {
             await sendPresence(of: group)
@@ -572,12 +583,18 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         return (try? ClientFrame.encode(object)).map { ServerFrame.text($0) }
     }
 
-    /// The route's rule for a handler name; the last answer is kept, since a connection mostly gets one type.
+    /// The rule for a handler name; the last answer is kept, since a connection mostly gets one type.
     private func rule(for name: String) -> ForwardRule? {
         if let lastRule, lastRule.name == name { return lastRule.rule }
-        let rule = route?.rules[name]
+        let rule = forwardRule(named: name)
         lastRule = (name, rule)
         return rule
+    }
+
+    /// The connection's own rule when `connect()` chose rules, else the route's.
+    private func forwardRule(named name: String) -> ForwardRule? {
+        if let connectionRules { return connectionRules[name] }
+        return route?.rules[name]
     }
 
     /// The rule's frame for a delivery, made by the first member that needs it and shared by the others.
@@ -681,11 +698,11 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
             metrics.noHandler.increment()
             return
         }
-        if let rule = route?.rules[name] {
+        if let rule = forwardRule(named: name) {
             if let frame = frame(rule, delivery) { post(frame) }
             return
         }
-        guard route?.handlers.contains(name) == true else {
+        guard route?.handlers.contains(name) == true || route?.handlesEveryMessage == true else {
             warnings.warn("no handler for a layer message", metadata: ["type": "\(delivery.message.type ?? "?")", "path": "\(scope.path)"])
             metrics.noHandler.increment()
             return

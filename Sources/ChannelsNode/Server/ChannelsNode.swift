@@ -231,11 +231,17 @@ public final class ChannelsNode: Service {
         let prepared = PreparedConnection()
         let upgrader = WebSocketUpgrader(
             shouldUpgrade: { [self] channel, head in
-                let promise = channel.eventLoop.makePromise(of: Bool.self)
+                let promise = channel.eventLoop.makePromise(of: HTTPHeaders?.self)
                 promise.completeWithTask {
-                    guard let connection = await self.prepareConnection(head, channel: channel) else { return false }
+                    guard let connection = await self.prepareConnection(head, channel: channel) else { return nil }
+                    if let denial = connection.denial {
+                        // No WebSocket: the HTTP handler answers with the consumer's status.
+                        self.metrics.refusedHandshakes.increment()
+                        connection.abandon()
+                        throw WebSocketHandshakeError.denied(status: denial.status, reason: denial.reason)
+                    }
                     prepared.connection.withLock { $0 = connection }
-                    return true
+                    return HTTPHeaders(connection.handshakeHeaders.map { ($0.name, $0.value) })
                 }
                 return promise.futureResult
             },
@@ -313,7 +319,8 @@ public final class ChannelsNode: Service {
                 parameters: parameters,
                 query: Scope.parseQuery(query),
                 headers: headers.map { (name: $0.name.lowercased(), value: $0.value) },
-                clientAddress: clientAddress
+                clientAddress: clientAddress,
+                queryString: String(query)
             )
         )
         for step in middleware {
@@ -447,6 +454,9 @@ public final class ChannelsNode: Service {
             return HTTPAnswer(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: ByteBuffer(string: metricsExport()))
         default:
             break
+        }
+        if case .denied(let status, let reason)? = upgradeError as? WebSocketHandshakeError {
+            return .text(HTTPResponseStatus(statusCode: status), reason + "\n")
         }
         // A request to a WebSocket path that was not upgraded: say why.
         switch await handshake(uri: head.uri, headers: head.headers, clientAddress: nil) {
