@@ -5,7 +5,7 @@ public struct DjangoBridgeConfiguration: Sendable {
     /// The node's listening address, the ASGI scope's `server`.
     public var server: (host: String, port: Int)
     /// How long a worker has to accept or close a new connection before the handshake is refused with 504
-    /// (the node's handshake timeout).
+    /// (just under the node's handshake timeout, ``connectTimeout(handshakeTimeout:)``).
     public var connectTimeout: Duration
     /// Events of one connection the node sends before its application took them; beyond, the connection waits.
     public var window: Int
@@ -32,6 +32,12 @@ public struct DjangoBridgeConfiguration: Sendable {
         self.holeTimeout = holeTimeout
         self.sendRetryTime = sendRetryTime
         self.heartbeatInterval = heartbeatInterval
+    }
+
+    /// The connect timeout for a node's handshake timeout: a little shorter, so that the client gets the 504
+    /// before the node drops a handshake that took too long.
+    public static func connectTimeout(handshakeTimeout: Duration) -> Duration {
+        handshakeTimeout - min(.seconds(1), handshakeTimeout / 4)
     }
 
     /// Checks a prefix given on the command line: it starts with `/`; `/ws` is read as `/ws/` so that it does

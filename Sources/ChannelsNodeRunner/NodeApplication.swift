@@ -217,7 +217,8 @@ public struct NodeApplication: Sendable {
         if !djangoPaths.isEmpty {
             let bridge = DjangoBridge(
                 configuration: DjangoBridgeConfiguration(
-                    pathPrefixes: djangoPaths, server: (configuration.host, configuration.port), connectTimeout: configuration.handshakeTimeout
+                    pathPrefixes: djangoPaths, server: (configuration.host, configuration.port),
+                    connectTimeout: DjangoBridgeConfiguration.connectTimeout(handshakeTimeout: configuration.handshakeTimeout)
                 ),
                 layer: channelLayer, logger: Logger(label: "channels-django")
             )

@@ -60,7 +60,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 async def _serve(worker: Worker, application: str) -> None:
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    signals = {signal.SIGTERM, signal.SIGINT}
+    # A parent may have started us with these blocked (the mask is inherited): SIGTERM must drain.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+    for signum in signals:
         loop.add_signal_handler(signum, worker.request_stop)
     await worker.start()
     layer = type(worker.layer)

@@ -187,6 +187,8 @@ class Worker:
         await self._heartbeat()
         for task in self._tasks:
             task.cancel()
+        # Let them end (the pub/sub layer unsubscribes a cancelled receive) before the loop closes.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.layer.group_discard(NODES_GROUP, self.channel)
         for executor in self._executors:
