@@ -62,6 +62,8 @@ enum BridgeWire {
         case close(code: UInt16, reason: String)
         case groupAdd(String, presenceUser: String??)
         case groupDiscard(String)
+        /// A `group_send` into a history group: the node's engine publishes it, numbered.
+        case groupSend(String, Message)
         case end(error: String?)
         case reject(reason: String)
 
@@ -99,6 +101,9 @@ enum BridgeWire {
                 } else {
                     self = .groupDiscard(group)
                 }
+            case "group_send":
+                guard let group = body["group"]?.string, let fields = body["message"]?.map else { return nil }
+                self = .groupSend(group, Message(fields))
             case "end":
                 self = .end(error: body["error"]?.string)
             case "reject":

@@ -113,7 +113,7 @@ public final class DjangoBridge: Service, Sendable {
     private func heartbeat(_ channel: String, state: String) async {
         let beat: Message = [
             "type": .string(BridgeWire.nodeHeartbeat), "v": .int(BridgeWire.version), "node": .string(channel), "state": .string(state),
-            "lease": .double(BridgeWire.nodeLease),
+            "lease": .double(BridgeWire.nodeLease), "history": .array(configuration.historyPatterns.map(MessageValue.string)),
         ]
         try? await layer.groupSend(beat, to: BridgeWire.nodesGroup)
     }

@@ -15,6 +15,9 @@ public struct DjangoBridgeConfiguration: Sendable {
     public var sendRetryTime: Duration
     /// Seconds between the node's heartbeats to the workers.
     public var heartbeatInterval: Duration
+    /// The groups the node's layer keeps a history for (`--history`): the workers send their consumers'
+    /// `group_send` into those through the node, numbered, so that clients recover them.
+    public var historyPatterns: [String]
 
     public init(
         pathPrefixes: [String],
@@ -23,8 +26,10 @@ public struct DjangoBridgeConfiguration: Sendable {
         window: Int = 64,
         holeTimeout: Duration = .seconds(5),
         sendRetryTime: Duration = .seconds(10),
-        heartbeatInterval: Duration = .seconds(1)
+        heartbeatInterval: Duration = .seconds(1),
+        historyPatterns: [String] = []
     ) {
+        self.historyPatterns = historyPatterns
         self.pathPrefixes = pathPrefixes
         self.server = server
         self.connectTimeout = connectTimeout

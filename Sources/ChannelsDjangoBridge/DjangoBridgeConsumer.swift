@@ -97,7 +97,7 @@ final class DjangoBridgeConsumer: WebSocketConsumer, AnyMessageConsumer {
                             : .deny(status: 500, reason: "the application failed; see the Django worker's log")
                     case .reject:
                         return .retry
-                    case .groupAdd, .groupDiscard:
+                    case .groupAdd, .groupDiscard, .groupSend:
                         await apply(seq, action, connection)
                     case .sendText, .sendBytes:
                         // The worker refuses sends before accept (the application sees the error).
@@ -191,6 +191,14 @@ final class DjangoBridgeConsumer: WebSocketConsumer, AnyMessageConsumer {
             var failure: String?
             do throws(ChannelLayerError) {
                 try await context.groupDiscard(group)
+            } catch {
+                failure = error.message
+            }
+            connection.sendDone(action: seq, error: failure)
+        case .groupSend(let group, let message):
+            var failure: String?
+            do throws(ChannelLayerError) {
+                try await context.groupSend(message, to: group)
             } catch {
                 failure = error.message
             }

@@ -142,6 +142,8 @@ public struct NodeApplication: Sendable {
         var directory: (any ClusterDirectory)?
         let connectionCount = NodeReference()
         let layerName = setting(options.layer, "CHANNELS_LAYER") ?? "pubsub"
+        // The groups the layer keeps a history for, as the Django bridge tells its workers.
+        var historyPatterns: [String] = []
         let kind: RedisLayerSettings.Kind
         do { kind = try RedisLayerSettings.kind(named: layerName) } catch { throw ValidationError(error.message) }
         if urls.isEmpty && clusterSeeds.isEmpty {
@@ -149,6 +151,7 @@ public struct NodeApplication: Sendable {
                 throw ValidationError("--layer \(kind) needs Redis: pass --redis redis://HOST:PORT (or CHANNELS_REDIS_URL)")
             }
             channelLayer = InMemoryChannelLayer(configuration: .init(capacity: queueCapacity, history: history))
+            historyPatterns = history.patterns
             logger.info("using the in-memory channel layer (single process); pass --redis to share groups between nodes")
         } else {
             var settings = RedisLayerSettings(kind: kind, urls: urls)
@@ -188,6 +191,7 @@ public struct NodeApplication: Sendable {
                     logger.info("encrypted messages keep no history: recovery is off (pass --history none to say so)")
                 }
                 settings.history = history
+                historyPatterns = history.patterns
                 if !settings.channelCapacities.isEmpty {
                     throw ValidationError("--channel-capacity is a core layer setting; the pubsub layer has one --capacity")
                 }
@@ -218,7 +222,8 @@ public struct NodeApplication: Sendable {
             let bridge = DjangoBridge(
                 configuration: DjangoBridgeConfiguration(
                     pathPrefixes: djangoPaths, server: (configuration.host, configuration.port),
-                    connectTimeout: DjangoBridgeConfiguration.connectTimeout(handshakeTimeout: configuration.handshakeTimeout)
+                    connectTimeout: DjangoBridgeConfiguration.connectTimeout(handshakeTimeout: configuration.handshakeTimeout),
+                    historyPatterns: historyPatterns
                 ),
                 layer: channelLayer, logger: Logger(label: "channels-django")
             )

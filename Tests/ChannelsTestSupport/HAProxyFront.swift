@@ -8,7 +8,8 @@ public final class HAProxyFront: Sendable {
     private let process: PythonProcess
     private let configPath: String
 
-    public static func start(webSocketPrefix: String = "/ws/", nodes: [Int], django: Int) async throws -> HAProxyFront {
+    /// - Parameter nodePaths: more exact paths for the nodes (`/channels.js`).
+    public static func start(webSocketPrefix: String = "/ws/", nodePaths: [String] = ["/channels.js"], nodes: [Int], django: Int) async throws -> HAProxyFront {
         guard let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy", "/usr/local/sbin/haproxy"].first(where: FileManager.default.isExecutableFile) else {
             throw TestSupportError("haproxy is not installed: apt-get install -y haproxy")
         }
@@ -26,7 +27,8 @@ public final class HAProxyFront: Sendable {
             frontend site
                 bind 127.0.0.1:\(port)
                 acl websocket path_beg \(webSocketPrefix)
-                use_backend nodes if websocket
+                acl node_path path \(nodePaths.joined(separator: " "))
+                use_backend nodes if websocket or node_path
                 default_backend django
             backend nodes
                 balance roundrobin

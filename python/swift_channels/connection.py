@@ -205,12 +205,17 @@ class Connection:
         self._took()
         return message
 
-    async def group_call(self, kind: str, group: str) -> None:
-        """`group_add`/`group_discard` of this connection's channel, carried out by the node."""
+    async def group_call(self, kind: str, group: str, message: Optional[Message] = None) -> None:
+        """`group_add`/`group_discard` of this connection's channel, or a `group_send` into a history group,
+        carried out by the node."""
         if self.disconnected:
+            if kind == "group_send" and message is not None:
+                await self.worker.layer.group_send(group, message)
             # The node leaves every group of a connection that ended; nothing to ask.
             return
         body: Dict[str, Any] = {"group": group}
+        if message is not None:
+            body["message"] = message
         if kind == "group_add" and self.worker.presence.applies_to(self.consumer_class):
             body["presence"] = {"user": self._username()}
         seq = self._act(kind, body)

@@ -67,6 +67,12 @@ class BridgeLayer:
         await connection.group_call("group_discard", require_valid_group_name(group))
 
     async def group_send(self, group: str, message: Message) -> None:
+        connection = current_connection.get()
+        if connection is not None and not connection.disconnected and self._worker.keeps_history(connection.node, group):
+            # A history group: the node's engine publishes it, numbered in the group's history, so that clients
+            # recover it (channels_redis' own PUBLISH would bypass the history).
+            await connection.group_call("group_send", require_valid_group_name(group), message)
+            return
         await self.real.group_send(group, message)
 
     async def flush(self) -> None:

@@ -51,6 +51,12 @@ def require_valid_group_name(name: object) -> str:
     return name
 
 
+def glob_matches(pattern: str, name: str) -> bool:
+    """The nodes' patterns: `*` any run of characters, `?` one, everything else itself (no `[...]`)."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, name, re.DOTALL) is not None
+
+
 def handler_name(message_type: str) -> str:
     """The consumer method a message type calls (``chat.message`` -> ``chat_message``), as Channels names it."""
     return message_type.replace(".", "_")

@@ -30,6 +30,7 @@ from .protocol import (
     WORKERS_GROUP,
     Item,
     Message,
+    glob_matches,
 )
 from .settings import ForwardRules, PresenceClasses
 
@@ -121,6 +122,8 @@ class Worker:
         self._ended_set: Set[str] = set()
         self._outboxes: Dict[str, Outbox] = {}
         self._nodes: Dict[str, float] = {}
+        #: Each node's history patterns (from its heartbeats): group_send into those goes through the node.
+        self._history: Dict[str, List[str]] = {}
         self._stop = asyncio.Event()
         self._tasks: List["asyncio.Task[None]"] = []
         self._executors = self._make_executors(threads)
@@ -293,6 +296,7 @@ class Worker:
                 self._node_lost(node)
             else:
                 self._nodes[node] = now
+                self._history[node] = [p for p in message.get("history") or [] if isinstance(p, str)]
         elif kind != WORKER_HEARTBEAT:
             logger.warning("ignored a message of type %r on the worker's channel", kind)
 
@@ -315,8 +319,13 @@ class Worker:
         self.stats["events"] += 1
         connection.deliver(seq, kind, body)
 
+    def keeps_history(self, node: str, group: str) -> bool:
+        """Whether `node` keeps a history for `group` (its `--history` patterns, as its heartbeats say)."""
+        return any(glob_matches(pattern, group) for pattern in self._history.get(node, ()))
+
     def _node_lost(self, node: str) -> None:
         self._nodes.pop(node, None)
+        self._history.pop(node, None)
         lost = [connection for connection in self._connections.values() if connection.node == node]
         if lost:
             logger.warning("node %s is gone: ending its %d connections", node, len(lost))

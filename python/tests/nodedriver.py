@@ -70,8 +70,10 @@ class NodeDriver:
         await asyncio.gather(*self.tasks, *(c.forwarder for c in self.connections.values() if c.forwarder), return_exceptions=True)
         await self.layer.group_discard(WORKERS_GROUP, self.channel)
 
-    async def heartbeat(self, state="up"):
-        await self.layer.group_send(NODES_GROUP, {"type": NODE_HEARTBEAT, "v": VERSION, "node": self.channel, "state": state, "lease": 10.0})
+    async def heartbeat(self, state="up", history=()):
+        await self.layer.group_send(
+            NODES_GROUP, {"type": NODE_HEARTBEAT, "v": VERSION, "node": self.channel, "state": state, "lease": 10.0, "history": list(history)}
+        )
 
     async def wait_for_worker(self, timeout=10.0, state="ready"):
         deadline = asyncio.get_running_loop().time() + timeout
@@ -124,11 +126,13 @@ class NodeDriver:
                         continue
                     connection.actions.append((seq, kind, body))
                     connection.changed.set()
-                    if kind in ("group_add", "group_discard") and self.answer_group_calls:
+                    if kind in ("group_add", "group_discard", "group_send") and self.answer_group_calls:
                         if kind == "group_add":
                             await self.layer.group_add(body["group"], name)
-                        else:
+                        elif kind == "group_discard":
                             await self.layer.group_discard(body["group"], name)
+                        else:
+                            await self.layer.group_send(body["group"], dict(body["message"], numbered_by_the_node=True))
                         await self.send_events(message["worker"], [[name, 0, "done", {"action": seq, "error": None}]])
                 for name, count in message["taken"].items():
                     self.taken[name] = count

@@ -247,3 +247,29 @@ def test_an_unanswered_group_call_raises_in_the_consumer(redis_url, monkeypatch)
             assert "did not confirm group_add('chat_lobby')" in ended["error"]
 
     run(main())
+
+
+def test_group_send_into_a_history_group_goes_through_the_node(redis_url):
+    async def main():
+        async with bridge(redis_url) as (worker, driver, name):
+            # The node says chat_* keeps a history: the consumer's group_send there becomes an action it publishes.
+            await driver.heartbeat(history=["chat_*"])
+            await eventually(lambda: worker.keeps_history(driver.channel, "chat_lobby"))
+            assert not worker.keeps_history(driver.channel, "notes")
+            chat = await driver.connect(name, "/ws/chat/lobby/")
+            await chat.action("accept")
+            await chat.receive_text(json.dumps({"message": "numbered"}))
+            published = await chat.action("group_send")
+            assert published == {"group": "chat_lobby", "message": {"type": "chat.message", "message": "numbered"}}
+            # The node published it (the driver marks what it publishes), and the room heard it.
+            await driver.layer.group_send("chat_lobby", {"type": "chat.shout", "message": "direct"})
+            await eventually(lambda: len([1 for _, k, _ in chat.actions if k == "send"]) == 2)
+
+    run(main())
+
+
+def test_glob_patterns_match_as_the_nodes_do():
+    from swift_channels.protocol import glob_matches
+
+    assert glob_matches("chat_*", "chat_lobby") and glob_matches("*", "x") and glob_matches("news?", "news1")
+    assert not glob_matches("chat_*", "notes") and not glob_matches("news?", "news12") and not glob_matches("a.b", "aXb")

@@ -12,6 +12,11 @@ def index(request):
     return render(request, "chat/index.html", {"ws_url": settings.CHAT_WS_URL})
 
 
+def live(request):
+    """The chat room on the nodes' browser client (/channels.js): reconnects, recovers missed messages, presence."""
+    return render(request, "chat/live.html")
+
+
 @csrf_exempt  # a demo endpoint for scripts; a real one would require a login and its CSRF token
 @require_POST
 def announce(request, room_name):
