@@ -281,6 +281,7 @@ let package = Package(
             dependencies: [
                 "ChannelsDjangoBridge", "ChannelsNode", "ChannelsProtocol", "ChannelsTestSupport", "ChannelsWebSocketClient",
                 .product(name: "OrderedCollections", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ],
             exclude: ["Browser"],
             swiftSettings: swiftSettings

@@ -17,8 +17,12 @@ final class BridgedConnection: Sendable {
     let name: String
     /// The worker serving it, for its life.
     let worker: String
-    let handle: ConnectionHandle
-    private let link: WorkerLink
+    /// Sends an item to the worker (its link).
+    private let emit: @Sendable (MessageValue) -> Void
+    /// Closes the socket, from any thread.
+    private let close: @Sendable (UInt16, String) -> Void
+    /// Wakes the connection's task through its mailbox.
+    private let wake: @Sendable () -> Void
     private let metrics: DjangoBridgeMetrics
     private let window: Int64
     private let state = Mutex(State())
@@ -57,13 +61,25 @@ final class BridgedConnection: Sendable {
         case progress
     }
 
-    init(name: String, worker: String, handle: ConnectionHandle, link: WorkerLink, metrics: DjangoBridgeMetrics, window: Int) {
+    init(
+        name: String, worker: String, window: Int, metrics: DjangoBridgeMetrics, emit: @escaping @Sendable (MessageValue) -> Void,
+        close: @escaping @Sendable (UInt16, String) -> Void, wake: @escaping @Sendable () -> Void
+    ) {
         self.name = name
         self.worker = worker
-        self.handle = handle
-        self.link = link
-        self.metrics = metrics
         self.window = Int64(window)
+        self.metrics = metrics
+        self.emit = emit
+        self.close = close
+        self.wake = wake
+    }
+
+    /// A connection of a node's socket: items go to the worker's link, closes and wake-ups to the socket.
+    convenience init(name: String, worker: String, handle: ConnectionHandle, link: WorkerLink, metrics: DjangoBridgeMetrics, window: Int) {
+        self.init(
+            name: name, worker: worker, window: window, metrics: metrics, emit: { link.enqueue($0) },
+            close: { handle.close(code: $0, reason: $1) }, wake: { handle.deliverToSelf(["type": .string(BridgeWire.wake)]) }
+        )
     }
 
     // MARK: - The connection's task
@@ -76,12 +92,12 @@ final class BridgedConnection: Sendable {
             return state.sent
         }
         metrics.events.increment()
-        link.enqueue(event.item(connection: name, seq: seq))
+        emit(event.item(connection: name, seq: seq))
     }
 
     /// Confirms group call `action` to the worker.
     func sendDone(action: Int64, error: String?) {
-        link.enqueue(BridgeWire.Event.done(action: action, error: error).item(connection: name, seq: 0))
+        emit(BridgeWire.Event.done(action: action, error: error).item(connection: name, seq: 0))
     }
 
     /// Waits until there are actions to apply, the connection is lost, the connect deadline passed, or (with
@@ -134,7 +150,7 @@ final class BridgedConnection: Sendable {
             state.wakePending = true
             return true
         }
-        if wake { handle.deliverToSelf(["type": .string(BridgeWire.wake)]) }
+        if wake { self.wake() }
     }
 
     /// The application instance returned: no events go to it any more.
@@ -179,7 +195,7 @@ final class BridgedConnection: Sendable {
             return (nil, true)
         }
         waiter?.resume()
-        if wake { handle.deliverToSelf(["type": .string(BridgeWire.wake)]) }
+        if wake { self.wake() }
     }
 
     /// The application took `count` events so far.
@@ -212,7 +228,7 @@ final class BridgedConnection: Sendable {
             return (waiter, state.phase == .open, true)
         }
         waiter?.resume()
-        if close { handle.close(code: 1012, reason: why) }
+        if close { self.close(1012, why) }
         return first
     }
 

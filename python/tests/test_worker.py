@@ -273,3 +273,19 @@ def test_glob_patterns_match_as_the_nodes_do():
 
     assert glob_matches("chat_*", "chat_lobby") and glob_matches("*", "x") and glob_matches("news?", "news1")
     assert not glob_matches("chat_*", "notes") and not glob_matches("news?", "news12") and not glob_matches("a.b", "aXb")
+
+
+def test_a_hole_that_stays_open_gives_the_connection_up_with_1012(redis_url, monkeypatch):
+    monkeypatch.setattr(connection_module, "GAP_TIMEOUT", 0.3)
+
+    async def main():
+        async with bridge(redis_url) as (worker, driver, name):
+            connection = await driver.connect(name, "/ws/scope/a/")
+            await connection.action("accept")
+            # Event 2 never comes (Redis lost it): event 3 waits, then the connection is given up.
+            await driver.send_events(name, [[connection.name, 3, "receive", {"text": "third"}]])
+            assert (await connection.action("close"))["code"] == 1012
+            await eventually(lambda: worker.connection(connection.name) is None)
+            assert "third" not in [b.get("text") for _, k, b in connection.actions if k == "send"]
+
+    run(main())
