@@ -68,6 +68,7 @@ public final class DjangoBridge: Service, Sendable {
         guard let channel = await join() else { return }
         logger.info("Django bridge ready", metadata: ["prefixes": "\(configuration.pathPrefixes)", "channel": "\(channel)"])
         var lastBeat = ContinuousClock.now - configuration.heartbeatInterval
+        var lastHoleCheck = ContinuousClock.now
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let now = ContinuousClock.now
             if now - lastBeat >= configuration.heartbeatInterval {
@@ -75,6 +76,11 @@ public final class DjangoBridge: Service, Sendable {
                 await heartbeat(channel, state: "up")
             }
             checkLeases(at: now)
+            // Holes last seconds: every connection is looked at once a second, not at every tick.
+            if now - lastHoleCheck >= .seconds(1) {
+                lastHoleCheck = now
+                checkHoles(at: now)
+            }
             try? await Task.sleep(for: .milliseconds(250))
         }
         await heartbeat(channel, state: "gone")
@@ -126,6 +132,9 @@ public final class DjangoBridge: Service, Sendable {
             let count = endConnections(of: worker, why: "Django worker lost")
             logger.warning("a Django worker stopped answering; its connections were closed with 1012", metadata: ["worker": "\(worker)", "connections": "\(count)"])
         }
+    }
+
+    private func checkHoles(at now: ContinuousClock.Instant) {
         let holes = connections.withLock { connections in
             connections.values.filter { $0.holeOpen(longerThan: configuration.holeTimeout, at: now) }
         }
@@ -152,13 +161,14 @@ public final class DjangoBridge: Service, Sendable {
     private func received(_ message: Message) {
         switch message.type {
         case BridgeWire.actions:
-            let open = connections.withLock { $0 }
+            // One lookup at a time: a copy of the table would be copied again by the next open or close.
+            func connection(_ name: String) -> BridgedConnection? { connections.withLock { $0[name] } }
             for item in message["actions"]?.array ?? [] {
                 guard let parts = item.array, parts.count == 4, let name = parts[0].string, let seq = parts[1].int, let kind = parts[2].string else {
                     logger.warning("ignored a malformed action from a Django worker", metadata: ["item": "\(item)"])
                     continue
                 }
-                guard let connection = open[name] else { continue }
+                guard let connection = connection(name) else { continue }
                 guard let action = BridgeWire.Action(kind: kind, body: parts[3]) else {
                     logger.warning("ignored an action this node does not know", metadata: ["kind": "\(kind)"])
                     continue
@@ -166,7 +176,7 @@ public final class DjangoBridge: Service, Sendable {
                 connection.received(seq, action)
             }
             for (name, count) in message["taken"]?.map ?? [:] {
-                if let count = count.int { open[name]?.took(count) }
+                if let count = count.int { connection(name)?.took(count) }
             }
         case BridgeWire.workerHeartbeat:
             guard let worker = message["worker"]?.string, let state = message["state"]?.string.flatMap(WorkerPool.State.init(rawValue:)) else { return }
