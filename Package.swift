@@ -283,7 +283,7 @@ let package = Package(
                 .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
-            exclude: ["Browser"],
+            exclude: ["Browser", "Scripts"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

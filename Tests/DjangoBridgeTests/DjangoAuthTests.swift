@@ -7,7 +7,7 @@ import Testing
 /// cookie the node passes in the scope; a sync JsonWebsocketConsumer writes with the ORM; Django's own refusals
 /// (origin, unknown path) come back as Daphne gives them. Also in headless Chromium behind haproxy.
 @Suite(.serialized) struct DjangoAuthTests {
-    static let loginScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Browser/login.sh").path
+    static let loginScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/login.sh").path
     static let (user, password) = ("ada", "lovelace-1815")
 
     @Test(arguments: ["pubsub", "core"])

@@ -7,7 +7,7 @@ import Testing
 /// consumers: numbered frames, recovery after a reconnect to any node, presence with the Django user, and the
 /// nodes' /channels.js reconnecting and recovering when a worker dies.
 @Suite(.serialized) struct DjangoFastPathTests {
-    static let loginScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Browser/login.sh").path
+    static let loginScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/login.sh").path
 
     @Test func recoveryAndPresenceWorkForBridgedConnections() async throws {
         let redis = try await RedisServer.start()
