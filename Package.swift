@@ -140,6 +140,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Django's consumers stay in Python: bridged paths go to swift-channels-worker processes (docs/django-bridge.md).
+        .target(
+            name: "ChannelsDjangoBridge",
+            dependencies: [
+                "ChannelsNode",
+                "ChannelLayers",
+                "ChannelsProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "OrderedCollections", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // A small WebSocket client on SwiftNIO for tests and the load generator.
         .target(
             name: "ChannelsWebSocketClient",
@@ -156,6 +173,7 @@ let package = Package(
             name: "ChannelsNodeRunner",
             dependencies: [
                 "ChannelsNode",
+                "ChannelsDjangoBridge",
                 "ChannelLayers",
                 "ChannelLayersRedis",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -298,6 +316,23 @@ let package = Package(
             name: "NodeBrowserTests",
             dependencies: ["ChannelsTestSupport", "ChannelsWebSocketClient", "HiredisClient", "ChannelsProtocol"],
             exclude: ["Browser"],
+            swiftSettings: swiftSettings
+        ),
+        // The bridge's node-side state alone: worker pool, scope, wire, a connection's window and reordering.
+        .testTarget(
+            name: "ChannelsDjangoBridgeUnitTests",
+            dependencies: ["ChannelsDjangoBridge", "ChannelsNode", "ChannelsProtocol"],
+            swiftSettings: swiftSettings
+        ),
+        // The Django bridge end to end: examples/django-chat's workers behind real nodes on real Redis (and Chromium).
+        .testTarget(
+            name: "DjangoBridgeTests",
+            dependencies: [
+                "ChannelsDjangoBridge", "ChannelsNode", "ChannelsProtocol", "ChannelsTestSupport", "ChannelsWebSocketClient",
+                .product(name: "OrderedCollections", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            exclude: ["Browser", "Scripts"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -29,6 +29,7 @@ struct FanoutCommand: AsyncParsableCommand {
     @Option(help: "Seconds of sending.") var duration = 10.0
     @Option(help: "Seconds to wait for stragglers after sending.") var drain = 2.0
     @Option(help: "Path template; {room} is replaced.") var path = "/ws/chat/{room}/"
+    @Option(help: "An Origin header for every client (Django's AllowedHostsOriginValidator wants one).") var origin: String?
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     func validate() throws {
@@ -55,6 +56,7 @@ struct FanoutCommand: AsyncParsableCommand {
                     group.addTask {
                         let client = try? await WebSocketClient.connect(
                             host: host, port: port, path: path.replacingOccurrences(of: "{room}", with: "bench\(room)"),
+                            headers: origin.map { [("Origin", $0)] } ?? [],
                             onMessage: { shared.received($0, by: index) }
                         )
                         return (index, client)
@@ -298,6 +300,7 @@ struct IdleCommand: AsyncParsableCommand {
     @Option(help: "Connections.") var connections = 1000
     @Option(help: "Seconds to hold them.") var duration = 10.0
     @Option(help: "Path.") var path = "/ws/chat/idle/"
+    @Option(help: "An Origin header for every connection.") var origin: String?
     @Option(help: "Spread the connections over this many chat rooms, /ws/chat/idle-<n>/ (0: every one on --path).") var rooms = 0
     @Option(help: "Connect from this many loopback addresses, 127.0.0.1 up (one has ~28,000 ports towards a server).")
     var sourceAddresses = 1
@@ -319,7 +322,7 @@ struct IdleCommand: AsyncParsableCommand {
                     group.addTask {
                         let target = rooms > 0 ? "/ws/chat/idle-\(index % rooms)/" : path
                         return try? await WebSocketClient.connect(
-                            host: String(node[0]), port: Int(node[1]) ?? 8000, path: target,
+                            host: String(node[0]), port: Int(node[1]) ?? 8000, path: target, headers: origin.map { [("Origin", $0)] } ?? [],
                             localAddress: sources > 1 ? "127.0.0.\(1 + index % sources)" : nil,
                             onMessage: { message in
                                 if message.text != nil { received.value.add(1, ordering: .relaxed) }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ChannelLayers
 import ChannelLayersRedis
+import ChannelsDjangoBridge
 import ChannelsNode
 import Foundation
 import Logging
@@ -66,6 +67,10 @@ public struct NodeApplication: Sendable {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.durationHistogramBuckets["channels_publish_to_deliver_seconds"] = [
+            .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+            .milliseconds(20), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
+        ]
+        factory.durationHistogramBuckets["channels_django_event_seconds"] = [
             .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
             .milliseconds(20), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
         ]
@@ -140,6 +145,8 @@ public struct NodeApplication: Sendable {
         var directory: (any ClusterDirectory)?
         let connectionCount = NodeReference()
         let layerName = setting(options.layer, "CHANNELS_LAYER") ?? "pubsub"
+        // The groups the layer keeps a history for, as the Django bridge tells its workers.
+        var historyPatterns: [String] = []
         let kind: RedisLayerSettings.Kind
         do { kind = try RedisLayerSettings.kind(named: layerName) } catch { throw ValidationError(error.message) }
         if urls.isEmpty && clusterSeeds.isEmpty {
@@ -147,6 +154,7 @@ public struct NodeApplication: Sendable {
                 throw ValidationError("--layer \(kind) needs Redis: pass --redis redis://HOST:PORT (or CHANNELS_REDIS_URL)")
             }
             channelLayer = InMemoryChannelLayer(configuration: .init(capacity: queueCapacity, history: history))
+            historyPatterns = history.patterns
             logger.info("using the in-memory channel layer (single process); pass --redis to share groups between nodes")
         } else {
             var settings = RedisLayerSettings(kind: kind, urls: urls)
@@ -154,7 +162,7 @@ public struct NodeApplication: Sendable {
             settings.prefix = setting(options.prefix, "CHANNELS_PREFIX") ?? "asgi"
             settings.nodeID = node_id
             settings.capacity = queueCapacity
-            settings.unlistedGroupPrefixes = ChannelsNode.unlistedGroupPrefixes
+            settings.unlistedGroupPrefixes = ChannelsNode.unlistedGroupPrefixes + DjangoBridge.unlistedGroupPrefixes
             settings.authFingerprint = authFingerprint
             settings.expiry = .milliseconds(Int64(try number(options.expiry, "CHANNELS_EXPIRY", 60.0) * 1000))
             settings.groupExpiry = .milliseconds(Int64(try number(options.groupExpiry, "CHANNELS_GROUP_EXPIRY", 86_400.0) * 1000))
@@ -186,6 +194,7 @@ public struct NodeApplication: Sendable {
                     logger.info("encrypted messages keep no history: recovery is off (pass --history none to say so)")
                 }
                 settings.history = history
+                historyPatterns = history.patterns
                 if !settings.channelCapacities.isEmpty {
                     throw ValidationError("--channel-capacity is a core layer setting; the pubsub layer has one --capacity")
                 }
@@ -206,6 +215,27 @@ public struct NodeApplication: Sendable {
             )
         }
 
+        // Bridged Django paths come before every route of the app's router.
+        var router = self.router
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        let djangoPaths = try list(options.djangoPaths, "CHANNELS_DJANGO_PATHS").map { text throws(ValidationError) in
+            do throws(DjangoBridgeError) { return try DjangoBridgeConfiguration.prefix(text) } catch { throw ValidationError(error.message) }
+        }
+        if !djangoPaths.isEmpty {
+            let bridge = DjangoBridge(
+                configuration: DjangoBridgeConfiguration(
+                    pathPrefixes: djangoPaths, server: (configuration.host, configuration.port),
+                    connectTimeout: DjangoBridgeConfiguration.connectTimeout(handshakeTimeout: configuration.handshakeTimeout),
+                    historyPatterns: historyPatterns
+                ),
+                layer: channelLayer, logger: Logger(label: "channels-django")
+            )
+            bridge.install(in: &router)
+            // First in the group: a graceful shutdown stops the node (its drain tells the workers) before the bridge.
+            services.append(.init(service: bridge))
+            logger.info("WebSocket paths bridged to Django workers (swift-channels-worker)", metadata: ["prefixes": "\(djangoPaths)"])
+        }
+
         let node = ChannelsNode(
             configuration: configuration, layer: channelLayer, layerRunner: layerRunner, router: router, middleware: authMiddleware + self.middleware,
             pages: pages, metricsExport: { registry.emitToString() },
@@ -214,7 +244,7 @@ public struct NodeApplication: Sendable {
         if apiConfiguration.isEnabled { logger.info("HTTP API on /api and admin page on /admin", metadata: ["keys": "\(apiConfiguration.keys.count)"]) }
         connectionCount.set(node)
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: node)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            configuration: .init(services: services + [.init(service: node)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
         do {
             try await group.run()

@@ -144,6 +144,9 @@ public struct NodeOptions: ParsableArguments, Sendable {
     @Option(help: "The kid RS256 tokens must carry (CHANNELS_JWT_RS256_KEY_ID). [default: any]")
     var jwtRs256KeyId: String?
 
+    @Option(name: .customLong("django-path"), help: "A path prefix (/ws/) whose WebSocket upgrades go to Django workers (swift-channels-worker) ahead of every Swift route, repeatable (CHANNELS_DJANGO_PATHS, comma-separated).")
+    var djangoPaths: [String] = []
+
     @Flag(help: "Log one info line per WebSocket connection opened and closed (CHANNELS_LOG_CONNECTIONS=1).")
     var logConnections = false
 

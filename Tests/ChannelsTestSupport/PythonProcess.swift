@@ -98,6 +98,17 @@ public final class PythonProcess: Sendable {
     /// What the process wrote to stderr so far.
     public var standardError: String { errors.text.withLock { $0 } }
 
+    /// The process id (the leader of its process group).
+    public var processIdentifier: Int32 { process.withLock { $0.processIdentifier } }
+
+    /// SIGKILLs the process and what it started, like a crash.
+    public func kill() {
+        let pid = processIdentifier
+        guard pid > 0 else { return }
+        _ = Glibc.kill(-pid, SIGKILL)
+        ChildProcesses.waitForExit(pid, timeout: .seconds(5))
+    }
+
     /// Sends SIGTERM to the process and what it started (Foundation starts each child in a process group of its
     /// own: a script's server goes too).
     public func terminate() {

@@ -30,8 +30,8 @@ import Testing
         #expect(expressions.count >= panels.count, "every panel queries something")
         let queried = expressions.reduce(into: Set<String>()) { $0.formUnion(Self.metricNames(in: $1)) }
 
-        // A node with the API on, so that its metrics exist too.
-        let node = try await NodeProcess.start(environment: ["CHANNELS_API_KEYS": "grafana-test-key-0123456789"])
+        // With the API and a Django bridge on, so that their metrics exist too.
+        let node = try await NodeProcess.start(environment: ["CHANNELS_API_KEYS": "grafana-test-key-0123456789", "CHANNELS_DJANGO_PATHS": "/ws/django/"])
         defer { node.terminate() }
         let exported = Set(try await node.get("/metrics").body.split(whereSeparator: \.isNewline).compactMap { line -> String? in
             guard !line.hasPrefix("#"), let end = line.firstIndex(where: { $0 == "{" || $0 == " " }) else { return nil }

@@ -54,11 +54,11 @@ extension WebSocketConnection {
             metrics.noHandler.increment()
             return
         }
-        if let rule = route?.rules[name] {
+        if let rule = forwardRule(named: name) {
             if let frame = frame(rule, delivery) { post(frame) }
             return
         }
-        guard route?.handlers.contains(name) == true else {
+        guard route?.handlers.contains(name) == true || route?.handlesEveryMessage == true else {
             warnings.warn("no handler for a layer message", metadata: ["type": "\(delivery.message.type ?? "?")", "path": "\(scope.path)"])
             metrics.noHandler.increment()
             return

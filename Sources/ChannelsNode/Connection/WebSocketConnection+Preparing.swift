@@ -26,6 +26,7 @@ extension WebSocketConnection {
             switch try await consumer.connect() {
             case .accept: accepted = true
             case .reject(let code, let reason): refusal = (code, reason ?? "connection rejected")
+            case .deny(let status, let reason): denial = HandshakeRejection(status: status, reason: reason)
             }
         } catch let error as ChannelLayerError where error.code == .unavailable {
             // The consumer could not join its groups: the layer is down, not the consumer. Come back later.
@@ -33,6 +34,10 @@ extension WebSocketConnection {
         } catch {
             logger.warning("consumer connect() failed", metadata: ["error": "\(error)", "path": "\(scope.path)"])
             refusal = (CloseCode.internalError, "internal error")
+        }
+        if accepted {
+            connectionRules = context.forwardRules
+            handshakeHeaders = context.handshakeHeaders
         }
         if accepted, wantsPresence, let group = context.presenceGroups.sorted().first {
             await sendPresence(of: group)

@@ -70,6 +70,12 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     var accepted = false
     /// Close at once with this after the upgrade (a refused handshake or `connect()`).
     var refusal: (code: UInt16, reason: String)?
+    /// `connect()` denied the handshake: answer with this HTTP status instead of upgrading.
+    var denial: HandshakeRejection?
+    /// Headers for the handshake's answer, from `connect()`.
+    var handshakeHeaders: [(name: String, value: String)] = []
+    /// The connection's own forward rules, from `connect()`, in place of the route's.
+    var connectionRules: [String: ForwardRule]?
 
     // Event-loop state.
     var handlerContext: ChannelHandlerContext?
@@ -322,12 +328,18 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
 
     var wantsPresence: Bool { scope.query["presence"] == "1" }
 
-    /// The route's rule for a handler name; the last answer is kept, since a connection mostly gets one type.
+    /// The rule for a handler name; the last answer is kept, since a connection mostly gets one type.
     func rule(for name: String) -> ForwardRule? {
         if let lastRule, lastRule.name == name { return lastRule.rule }
-        let rule = route?.rules[name]
+        let rule = forwardRule(named: name)
         lastRule = (name, rule)
         return rule
+    }
+
+    /// The connection's own rule when `connect()` chose rules, else the route's.
+    func forwardRule(named name: String) -> ForwardRule? {
+        if let connectionRules { return connectionRules[name] }
+        return route?.rules[name]
     }
 
     /// The rule's frame for a delivery, made by the first member that needs it and shared by the others.

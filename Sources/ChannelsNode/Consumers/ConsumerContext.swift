@@ -17,6 +17,12 @@ public final class ConsumerContext {
     public let limits: ConnectionLimits
     /// Groups joined through ``groupAdd(_:)``; the node leaves them when the connection ends.
     public private(set) var groups: Set<String> = []
+    /// This connection's forward rules by handler name, in place of the consumer type's
+    /// ``WebSocketConsumer/forwardRules``; set in ``WebSocketConsumer/connect()`` (read once it accepted).
+    /// Share the rule objects between connections: a group message's frame is made once per rule.
+    public var forwardRules: [String: ForwardRule]?
+    /// Headers the handshake's answer carries (`Sec-WebSocket-Protocol`, say); set in ``WebSocketConsumer/connect()``.
+    public var handshakeHeaders: [(name: String, value: String)] = []
 
     private let connection: WebSocketConnection
 
@@ -27,6 +33,9 @@ public final class ConsumerContext {
         self.limits = limits
         self.connection = connection
     }
+
+    /// This connection for code outside the consumer's task (``ConnectionHandle``).
+    public var handle: ConnectionHandle { ConnectionHandle(connection: connection) }
 
     /// Sends a text frame to the client. Never waits: a client that does not read is closed with
     /// ``CloseCode/slowClient`` once its outbound buffer is full.
@@ -72,8 +81,15 @@ public final class ConsumerContext {
     /// Big rooms may prefer ``groupAdd(_:)``: no presence, no events.
     /// On a layer without presence (``PresenceChannelLayer``) this is a plain ``groupAdd(_:)``.
     public func groupAdd(_ group: String, presence: Bool) async throws(ChannelLayerError) {
-        guard presence, let layer = layer as? any PresenceChannelLayer else { return try await groupAdd(group) }
-        let info = PresenceInfo(user: scope.userID, info: scope.user?["info"])
+        guard presence else { return try await groupAdd(group) }
+        try await groupAdd(group, presence: PresenceInfo(user: scope.userID, info: scope.user?["info"]))
+    }
+
+    /// Joins a group with presence under `info` (who the connection is, for other members), for consumers that
+    /// know their user otherwise than by a token's claims. On a layer without presence (``PresenceChannelLayer``)
+    /// this is a plain ``groupAdd(_:)``.
+    public func groupAdd(_ group: String, presence info: PresenceInfo) async throws(ChannelLayerError) {
+        guard let layer = layer as? any PresenceChannelLayer else { return try await groupAdd(group) }
         try await layer.groupAdd(group, channel: channelName, presence: info)
         groups.insert(group)
         presenceGroups.insert(group)

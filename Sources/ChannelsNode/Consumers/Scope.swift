@@ -8,6 +8,8 @@ public struct Scope: Sendable {
     public var parameters: [String: String]
     /// The query string's parameters (the last value of a repeated name wins).
     public var query: [String: String]
+    /// The query string as the client sent it, without the `?` (ASGI's `query_string`).
+    public var queryString: String
     /// The request headers, names lowercased, in order.
     public var headers: [(name: String, value: String)]
     /// The client's address (`ip:port`) as the node saw it.
@@ -21,11 +23,13 @@ public struct Scope: Sendable {
         query: [String: String] = [:],
         headers: [(name: String, value: String)] = [],
         clientAddress: String? = nil,
-        user: [String: MessageValue]? = nil
+        user: [String: MessageValue]? = nil,
+        queryString: String = ""
     ) {
         self.path = path
         self.parameters = parameters
         self.query = query
+        self.queryString = queryString
         self.headers = headers
         self.clientAddress = clientAddress
         self.user = user

@@ -57,6 +57,9 @@ public enum ConnectDecision: Sendable, Equatable {
     /// Refuse the connection: the node accepts the upgrade and closes at once with `code` and `reason`
     /// (browsers cannot see an HTTP status for a refused WebSocket, but they see these).
     case reject(code: UInt16, reason: String? = nil)
+    /// Refuse the handshake itself with an HTTP status and a short reason: the WebSocket never opens. Daphne
+    /// answers a Django consumer that closes before accepting this way (403), and one that fails (500).
+    case deny(status: Int, reason: String)
 }
 
 extension WebSocketConsumer {

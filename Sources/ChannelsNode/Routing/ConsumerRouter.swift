@@ -20,9 +20,13 @@ public struct ConsumerRouter: Sendable {
         let handlers: Set<String>
         /// Whether the consumer takes binary frames.
         let acceptsBinary: Bool
+        /// Whether every layer message reaches the consumer (``AnyMessageConsumer``), not only named ones.
+        let handlesEveryMessage: Bool
     }
 
     private(set) var routes: [Route] = []
+    /// Routes by path prefix, matched before ``routes``.
+    private(set) var prefixRoutes: [(prefix: String, route: Route)] = []
 
     public init() {}
 
@@ -36,16 +40,29 @@ public struct ConsumerRouter: Sendable {
             }
             return .literal(String(part))
         }
-        routes.append(
-            Route(
-                pattern: pattern, segments: segments, makeDriver: { ConsumerDriver.make(C.self, context: $0) },
-                rules: C.forwardRules, handlers: Set(C.messageHandlers.keys), acceptsBinary: C.acceptsBinary
-            )
+        routes.append(Self.route(pattern, segments: segments, C.self) { ConsumerDriver.make(C(context: $0)) })
+    }
+
+    /// Routes every path that starts with `prefix` (`/ws/`) to consumers that `make` creates, ahead of every
+    /// pattern route: a bridge that serves a whole subtree (the Django bridge, `--django-path`).
+    public mutating func add<C: WebSocketConsumer & SendableMetatype>(
+        prefix: String, _ consumer: C.Type, make: @escaping @Sendable (ConsumerContext) -> C
+    ) {
+        prefixRoutes.append((prefix, Self.route(prefix + "*", segments: [], C.self) { ConsumerDriver.make(make($0)) }))
+    }
+
+    private static func route<C: WebSocketConsumer & SendableMetatype>(
+        _ pattern: String, segments: [Segment], _ type: C.Type, makeDriver: @escaping @Sendable (ConsumerContext) -> ConsumerDriver
+    ) -> Route {
+        Route(
+            pattern: pattern, segments: segments, makeDriver: makeDriver, rules: C.forwardRules, handlers: Set(C.messageHandlers.keys),
+            acceptsBinary: C.acceptsBinary, handlesEveryMessage: C.self is any AnyMessageConsumer.Type
         )
     }
 
     /// The route for `path` and its parameters, or `nil`.
     func match(_ path: Substring) -> (Route, [String: String])? {
+        if let (_, route) = prefixRoutes.first(where: { path.hasPrefix($0.prefix) }) { return (route, [:]) }
         let parts = path.split(separator: "/")
         for route in routes where route.segments.count == parts.count {
             var parameters: [String: String] = [:]
@@ -77,16 +94,20 @@ struct ConsumerDriver: @unchecked Sendable {
     let handle: (Message) async throws -> Bool
     let disconnect: (UInt16) async -> Void
 
-    static func make<C: WebSocketConsumer>(_ type: C.Type, context: ConsumerContext) -> ConsumerDriver {
-        let consumer = C(context: context)
+    static func make<C: WebSocketConsumer>(_ consumer: C) -> ConsumerDriver {
         let handlers = C.messageHandlers
+        let takesAny = consumer as? any AnyMessageConsumer
         return ConsumerDriver(
             connect: { try await consumer.connect() },
             receiveText: { try await consumer.receive(text: $0) },
             receiveBinary: { try await consumer.receive(binary: $0) },
             handle: { message in
-                guard let name = try? message.handlerName(), let handler = handlers[name] else { return false }
-                try await handler(consumer)(message)
+                if let name = try? message.handlerName(), let handler = handlers[name] {
+                    try await handler(consumer)(message)
+                    return true
+                }
+                guard let takesAny else { return false }
+                try await takesAny.handle(message: message)
                 return true
             },
             disconnect: { await consumer.disconnect(code: $0) }

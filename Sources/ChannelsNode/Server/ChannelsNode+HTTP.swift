@@ -69,6 +69,9 @@ extension ChannelsNode {
         default:
             break
         }
+        if case .denied(let status, let reason)? = upgradeError as? WebSocketHandshakeError {
+            return .text(HTTPResponseStatus(statusCode: status), reason + "\n")
+        }
         // A request to a WebSocket path that was not upgraded: say why.
         switch await handshake(uri: head.uri, headers: head.headers, clientAddress: nil) {
         case .notFound:

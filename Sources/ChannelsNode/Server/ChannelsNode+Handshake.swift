@@ -30,7 +30,8 @@ extension ChannelsNode {
                 parameters: parameters,
                 query: Scope.parseQuery(query),
                 headers: headers.map { (name: $0.name.lowercased(), value: $0.value) },
-                clientAddress: clientAddress
+                clientAddress: clientAddress,
+                queryString: String(query)
             )
         )
         for step in middleware {

@@ -236,11 +236,17 @@ public final class ChannelsNode: Service {
         let prepared = PreparedConnection()
         let upgrader = WebSocketUpgrader(
             shouldUpgrade: { [self] channel, head in
-                let promise = channel.eventLoop.makePromise(of: Bool.self)
+                let promise = channel.eventLoop.makePromise(of: HTTPHeaders?.self)
                 promise.completeWithTask {
-                    guard let connection = await self.prepareConnection(head, channel: channel) else { return false }
+                    guard let connection = await self.prepareConnection(head, channel: channel) else { return nil }
+                    if let denial = connection.denial {
+                        // No WebSocket: the HTTP handler answers with the consumer's status.
+                        self.metrics.refusedHandshakes.increment()
+                        connection.abandon()
+                        throw WebSocketHandshakeError.denied(status: denial.status, reason: denial.reason)
+                    }
                     prepared.connection.withLock { $0 = connection }
-                    return true
+                    return HTTPHeaders(connection.handshakeHeaders.map { ($0.name, $0.value) })
                 }
                 return promise.futureResult
             },

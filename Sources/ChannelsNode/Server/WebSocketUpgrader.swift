@@ -13,14 +13,15 @@ final class WebSocketUpgrader: HTTPServerProtocolUpgrader, Sendable {
     // Checked in buildUpgradeResponse, so that a bad handshake gets its own answer rather than a generic one.
     let requiredUpgradeHeaders: [String] = []
 
-    private let shouldUpgrade: @Sendable (any Channel, HTTPRequestHead) -> EventLoopFuture<Bool>
+    private let shouldUpgrade: @Sendable (any Channel, HTTPRequestHead) -> EventLoopFuture<HTTPHeaders?>
     private let installHandlers: @Sendable (any Channel, HTTPRequestHead) -> EventLoopFuture<Void>
 
     /// - Parameters:
-    ///   - shouldUpgrade: `false` leaves the request to the HTTP handler (an unknown path).
+    ///   - shouldUpgrade: the headers the answer adds, or `nil` to leave the request to the HTTP handler (an
+    ///     unknown path); a failure with a ``WebSocketHandshakeError`` is answered by that handler too.
     ///   - installHandlers: adds the connection's handlers after the frame decoder.
     init(
-        shouldUpgrade: @escaping @Sendable (any Channel, HTTPRequestHead) -> EventLoopFuture<Bool>,
+        shouldUpgrade: @escaping @Sendable (any Channel, HTTPRequestHead) -> EventLoopFuture<HTTPHeaders?>,
         installHandlers: @escaping @Sendable (any Channel, HTTPRequestHead) -> EventLoopFuture<Void>
     ) {
         self.shouldUpgrade = shouldUpgrade
@@ -36,9 +37,10 @@ final class WebSocketUpgrader: HTTPServerProtocolUpgrader, Sendable {
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
-        return shouldUpgrade(channel, upgradeRequest).flatMapThrowing { upgrade in
-            guard upgrade else { throw WebSocketHandshakeError.notAWebSocketPath }
+        return shouldUpgrade(channel, upgradeRequest).flatMapThrowing { extra in
+            guard let extra else { throw WebSocketHandshakeError.notAWebSocketPath }
             var headers = initialResponseHeaders
+            headers.add(contentsOf: extra)
             headers.replaceOrAdd(name: "Upgrade", value: "websocket")
             headers.replaceOrAdd(name: "Connection", value: "upgrade")
             headers.add(name: "Sec-WebSocket-Accept", value: accept)
@@ -70,6 +72,8 @@ enum WebSocketHandshakeError: Error {
     case duplicateKey
     case invalidKey
     case notAWebSocketPath
+    /// The consumer refused the handshake with this HTTP status (``ConnectDecision/deny(status:reason:)``).
+    case denied(status: Int, reason: String)
 
     var reason: String {
         switch self {
@@ -78,6 +82,7 @@ enum WebSocketHandshakeError: Error {
         case .duplicateKey: "more than one Sec-WebSocket-Key header"
         case .invalidKey: "Sec-WebSocket-Key must be 16 bytes in base64"
         case .notAWebSocketPath: "not a WebSocket path"
+        case .denied(_, let reason): reason
         }
     }
 }

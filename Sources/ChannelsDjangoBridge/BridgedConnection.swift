@@ -1,0 +1,256 @@
+import ChannelsNode
+import ChannelsProtocol
+import CoreMetrics
+import DequeModule
+import OrderedCollections
+import Synchronization
+
+/// The node's side of one bridged connection: its events to the worker (numbered, within the window) and the
+/// worker's actions (put back in order), handed to the connection's own task to apply.
+///
+/// Actions are applied only by the connection's task (the consumer's `connect()` until it accepted, its
+/// mailbox after): the context they use is the consumer's, one event at a time. Actions that arrive while that
+/// task is idle wake it through the connection's mailbox (``BridgeWire/wake``); while it waits for room in the
+/// window it applies them itself, so a worker waiting for a `done` never waits on a full window.
+final class BridgedConnection: Sendable {
+    /// The connection's channel: its name on both sides.
+    let name: String
+    /// The worker serving it, for its life.
+    let worker: String
+    /// Sends an item to the worker (its link).
+    private let emit: @Sendable (MessageValue) -> Void
+    /// Closes the socket, from any thread.
+    private let close: @Sendable (UInt16, String) -> Void
+    /// Wakes the connection's task through its mailbox.
+    private let wake: @Sendable () -> Void
+    private let metrics: DjangoBridgeMetrics
+    private let window: Int64
+    private let state = Mutex(State())
+
+    enum Phase {
+        case connecting
+        case open
+        case ended
+    }
+
+    private struct State {
+        var phase = Phase.connecting
+        /// Numbered events sent, and how many the application took.
+        var sent: Int64 = 0
+        var taken: Int64 = 0
+        var sentAt = Deque<ContinuousClock.Instant>()
+        var nextAction: Int64 = 1
+        var early: [Int64: BridgeWire.Action] = [:]
+        var holeSince: ContinuousClock.Instant?
+        var ready = Deque<(seq: Int64, action: BridgeWire.Action)>()
+        var waiter: CheckedContinuation<Void, Never>?
+        var wakePending = false
+        var timedOut = false
+        /// Why the connection cannot go on (its worker was lost, events were lost); set once.
+        var lost: String?
+        /// The application instance ended (the worker will take no more events).
+        var applicationEnded = false
+    }
+
+    /// What the connection's task should do next.
+    enum Step {
+        case actions([(seq: Int64, action: BridgeWire.Action)])
+        case windowOpen
+        case lost(String)
+        case timedOut
+        case progress
+    }
+
+    init(
+        name: String, worker: String, window: Int, metrics: DjangoBridgeMetrics, emit: @escaping @Sendable (MessageValue) -> Void,
+        close: @escaping @Sendable (UInt16, String) -> Void, wake: @escaping @Sendable () -> Void
+    ) {
+        self.name = name
+        self.worker = worker
+        self.window = Int64(window)
+        self.metrics = metrics
+        self.emit = emit
+        self.close = close
+        self.wake = wake
+    }
+
+    /// A connection of a node's socket: items go to the worker's link, closes and wake-ups to the socket.
+    convenience init(name: String, worker: String, handle: ConnectionHandle, link: WorkerLink, metrics: DjangoBridgeMetrics, window: Int) {
+        self.init(
+            name: name, worker: worker, window: window, metrics: metrics, emit: { link.enqueue($0) },
+            close: { handle.close(code: $0, reason: $1) }, wake: { handle.deliverToSelf(["type": .string(BridgeWire.wake)]) }
+        )
+    }
+
+    // MARK: - The connection's task
+
+    /// Sends a numbered event to the worker.
+    func send(_ event: BridgeWire.Event) {
+        let seq = state.withLock { state -> Int64 in
+            state.sent += 1
+            state.sentAt.append(.now)
+            return state.sent
+        }
+        metrics.events.increment()
+        emit(event.item(connection: name, seq: seq))
+    }
+
+    /// Confirms group call `action` to the worker.
+    func sendDone(action: Int64, error: String?) {
+        emit(BridgeWire.Event.done(action: action, error: error).item(connection: name, seq: 0))
+    }
+
+    /// Waits until there are actions to apply, the connection is lost, the connect deadline passed, or (with
+    /// `wantWindow`) there is room for another event; `.progress` when woken for nothing of that.
+    func next(wantWindow: Bool) async -> Step {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state -> Bool in
+                if state.lost != nil || (state.timedOut && state.phase == .connecting) || !state.ready.isEmpty || (wantWindow && state.sent - state.taken < window) {
+                    return true
+                }
+                state.waiter = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+        return state.withLock { state -> Step in
+            if let lost = state.lost { return .lost(lost) }
+            if !state.ready.isEmpty {
+                let actions = Array(state.ready)
+                state.ready.removeAll()
+                return .actions(actions)
+            }
+            if state.timedOut && state.phase == .connecting { return .timedOut }
+            if wantWindow && state.sent - state.taken < window { return .windowOpen }
+            return .progress
+        }
+    }
+
+    /// The actions waiting, for the mailbox's wake-up; clears the wake-up so the next actions send another.
+    func takeReady() -> [(seq: Int64, action: BridgeWire.Action)] {
+        state.withLock { state in
+            state.wakePending = false
+            let actions = Array(state.ready)
+            state.ready.removeAll()
+            return actions
+        }
+    }
+
+    /// Puts actions the task took but did not apply back in front of the queue.
+    func requeue(_ actions: [(seq: Int64, action: BridgeWire.Action)]) {
+        guard !actions.isEmpty else { return }
+        state.withLock { state in state.ready.insert(contentsOf: actions, at: 0) }
+    }
+
+    /// `connect()` accepted: from now on idle moments are woken through the mailbox.
+    func opened() {
+        let wake = state.withLock { state -> Bool in
+            state.phase = .open
+            guard !state.ready.isEmpty, !state.wakePending else { return false }
+            state.wakePending = true
+            return true
+        }
+        if wake { self.wake() }
+    }
+
+    /// The application instance returned: no events go to it any more.
+    func applicationEnded() {
+        state.withLock { $0.applicationEnded = true }
+    }
+
+    /// The socket closed: tells the worker (unless it is gone or already ended) and stops applying actions.
+    func disconnected(code: UInt16) {
+        let tell = state.withLock { state -> Bool in
+            defer { state.phase = .ended }
+            state.ready.removeAll()
+            return state.lost == nil && !state.applicationEnded
+        }
+        if tell { send(.disconnect(code: code)) }
+    }
+
+    // MARK: - From the bridge's inbox and timers
+
+    /// An action of the worker, number `seq`: queued in order, or held until the ones before it came.
+    func received(_ seq: Int64, _ action: BridgeWire.Action) {
+        let (waiter, wake) = state.withLock { state -> (CheckedContinuation<Void, Never>?, Bool) in
+            guard state.phase != .ended, seq >= state.nextAction, state.early[seq] == nil else { return (nil, false) }
+            if seq > state.nextAction {
+                state.early[seq] = action
+                if state.holeSince == nil { state.holeSince = .now }
+                return (nil, false)
+            }
+            state.ready.append((seq, action))
+            state.nextAction += 1
+            while let next = state.early.removeValue(forKey: state.nextAction) {
+                state.ready.append((state.nextAction, next))
+                state.nextAction += 1
+            }
+            state.holeSince = state.early.isEmpty ? nil : .now
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return (waiter, false)
+            }
+            guard state.phase == .open, !state.wakePending else { return (nil, false) }
+            state.wakePending = true
+            return (nil, true)
+        }
+        waiter?.resume()
+        if wake { self.wake() }
+    }
+
+    /// The application took `count` events so far.
+    func took(_ count: Int64) {
+        let (waiter, latencies) = state.withLock { state -> (CheckedContinuation<Void, Never>?, [Duration]) in
+            guard count > state.taken else { return (nil, []) }
+            let now = ContinuousClock.now
+            var latencies: [Duration] = []
+            for _ in state.taken..<min(count, state.sent) {
+                if let sentAt = state.sentAt.popFirst() { latencies.append(now - sentAt) }
+            }
+            state.taken = count
+            let waiter = state.waiter
+            state.waiter = nil
+            return (waiter, latencies)
+        }
+        for latency in latencies { metrics.eventLatency.recordNanoseconds(latency.nanoseconds) }
+        waiter?.resume()
+    }
+
+    /// The connection cannot go on: its task stops waiting; an open socket closes with 1012 (reconnect).
+    /// - Returns: whether this call lost it (it was not lost or ended before).
+    @discardableResult
+    func lose(_ why: String) -> Bool {
+        let (waiter, close, first) = state.withLock { state -> (CheckedContinuation<Void, Never>?, Bool, Bool) in
+            guard state.lost == nil, state.phase != .ended else { return (nil, false, false) }
+            state.lost = why
+            let waiter = state.waiter
+            state.waiter = nil
+            return (waiter, state.phase == .open, true)
+        }
+        waiter?.resume()
+        if close { self.close(1012, why) }
+        return first
+    }
+
+    /// The connect deadline passed.
+    func timeOut() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.timedOut = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Whether a hole in the worker's actions has stayed open longer than `limit`.
+    func holeOpen(longerThan limit: Duration, at now: ContinuousClock.Instant) -> Bool {
+        state.withLock { state in state.holeSince.map { now - $0 > limit } ?? false }
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

@@ -1,0 +1,26 @@
+import ChannelLayers
+import ChannelsProtocol
+import NIOCore
+
+/// What code outside a consumer's task may do with its connection, from any thread: answers that arrive on
+/// their own (a bridge's replies, a timer) without waiting for the consumer's next event.
+public struct ConnectionHandle: Sendable {
+    private let connection: WebSocketConnection
+
+    init(connection: WebSocketConnection) {
+        self.connection = connection
+    }
+
+    /// Closes the connection after the frames already sent.
+    public func close(code: UInt16, reason: String) {
+        connection.requestClose(code: code, reason: reason)
+    }
+
+    /// Hands `message` to the connection's own mailbox, as if the layer had delivered it to its channel: the
+    /// consumer's handler for it runs in order with its other events, one at a time.
+    public func deliverToSelf(_ message: Message) {
+        connection.eventLoop.execute { [connection] in
+            if connection.receive(Delivery(message)) { connection.endOfBatch() }
+        }
+    }
+}
