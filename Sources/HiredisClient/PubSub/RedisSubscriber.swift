@@ -23,6 +23,9 @@ import Synchronization
 ///
 /// All changes to the subscription set run on one event loop, the one the connection lives on, so the
 /// commands on the wire are always in the order the calls made them.
+///
+/// The decisions are `SubscriptionStateMachine`'s and the replies are read in `+Replies`; this file (about
+/// 430 lines) keeps the connect loop, the restore and the health check, which drive one connection together.
 public final class RedisSubscriber: Sendable {
 
     typealias ConfirmationKind = SubscriptionStateMachine.Kind
