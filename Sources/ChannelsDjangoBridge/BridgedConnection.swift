@@ -23,6 +23,8 @@ final class BridgedConnection: Sendable {
     private let close: @Sendable (UInt16, String) -> Void
     /// Wakes the connection's task through its mailbox.
     private let wake: @Sendable () -> Void
+    /// Holds (`true`) or releases reading the client's socket.
+    private let hold: @Sendable (Bool) -> Void
     private let metrics: DjangoBridgeMetrics
     private let window: Int64
     private let state = Mutex(State())
@@ -50,12 +52,30 @@ final class BridgedConnection: Sendable {
         var lost: String?
         /// The application instance ended (the worker will take no more events).
         var applicationEnded = false
+        /// Events waiting for room in the window, in order; while any wait, the client's socket is not read.
+        var pending = Deque<BridgeWire.Event>()
+        var readingHeld = false
     }
+
+    /// What ``submit(_:)`` did with an event.
+    enum Submitted {
+        /// Sent to the worker.
+        case sent
+        /// Waits for room in the window (the worker is behind); the client is not read meanwhile.
+        case waiting
+        /// More than ``maxPending`` wait: the connection is too far behind its worker.
+        case overflow
+        /// The connection is lost or ended: dropped.
+        case dropped
+    }
+
+    /// Events that may wait for the window before the connection is closed as slow (4008): what the
+    /// client sent before its socket stopped being read, and layer messages for the application.
+    static let maxPending = 1024
 
     /// What the connection's task should do next.
     enum Step {
         case actions([(seq: Int64, action: BridgeWire.Action)])
-        case windowOpen
         case lost(String)
         case timedOut
         case progress
@@ -63,7 +83,8 @@ final class BridgedConnection: Sendable {
 
     init(
         name: String, worker: String, window: Int, metrics: DjangoBridgeMetrics, emit: @escaping @Sendable (MessageValue) -> Void,
-        close: @escaping @Sendable (UInt16, String) -> Void, wake: @escaping @Sendable () -> Void
+        close: @escaping @Sendable (UInt16, String) -> Void, wake: @escaping @Sendable () -> Void,
+        hold: @escaping @Sendable (Bool) -> Void = { _ in }
     ) {
         self.name = name
         self.worker = worker
@@ -72,13 +93,15 @@ final class BridgedConnection: Sendable {
         self.emit = emit
         self.close = close
         self.wake = wake
+        self.hold = hold
     }
 
     /// A connection of a node's socket: items go to the worker's link, closes and wake-ups to the socket.
     convenience init(name: String, worker: String, handle: ConnectionHandle, link: WorkerLink, metrics: DjangoBridgeMetrics, window: Int) {
         self.init(
             name: name, worker: worker, window: window, metrics: metrics, emit: { link.enqueue($0) },
-            close: { handle.close(code: $0, reason: $1) }, wake: { handle.deliverToSelf(["type": .string(BridgeWire.wake)]) }
+            close: { handle.close(code: $0, reason: $1) }, wake: { handle.deliverToSelf(["type": .string(BridgeWire.wake)]) },
+            hold: { $0 ? handle.holdReading() : handle.releaseReading() }
         )
     }
 
@@ -95,17 +118,41 @@ final class BridgedConnection: Sendable {
         emit(event.item(connection: name, seq: seq))
     }
 
+    /// Sends an event to the worker now if the window has room and nothing waits before it, or keeps it, in
+    /// order, until the worker takes more (``took(_:)`` sends it then): the connection's task never waits on
+    /// its worker, so frames of forward rules and actions keep flowing while the client is slowed by TCP.
+    func submit(_ event: BridgeWire.Event) -> Submitted {
+        let (outcome, item, holdNow) = state.withLock { state -> (Submitted, MessageValue?, Bool) in
+            guard state.lost == nil, state.phase != .ended else { return (.dropped, nil, false) }
+            if state.pending.isEmpty, state.sent - state.taken < window {
+                state.sent += 1
+                state.sentAt.append(.now)
+                return (.sent, event.item(connection: name, seq: state.sent), false)
+            }
+            guard state.pending.count < Self.maxPending else { return (.overflow, nil, false) }
+            state.pending.append(event)
+            defer { state.readingHeld = true }
+            return (.waiting, nil, !state.readingHeld)
+        }
+        if let item {
+            metrics.events.increment()
+            emit(item)
+        }
+        if holdNow { hold(true) }
+        return outcome
+    }
+
     /// Confirms group call `action` to the worker.
     func sendDone(action: Int64, error: String?) {
         emit(BridgeWire.Event.done(action: action, error: error).item(connection: name, seq: 0))
     }
 
-    /// Waits until there are actions to apply, the connection is lost, the connect deadline passed, or (with
-    /// `wantWindow`) there is room for another event; `.progress` when woken for nothing of that.
-    func next(wantWindow: Bool) async -> Step {
+    /// Waits until there are actions to apply, the connection is lost or the connect deadline passed;
+    /// `.progress` when woken for nothing of that.
+    func next() async -> Step {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let resumeNow = state.withLock { state -> Bool in
-                if state.lost != nil || (state.timedOut && state.phase == .connecting) || !state.ready.isEmpty || (wantWindow && state.sent - state.taken < window) {
+                if state.lost != nil || (state.timedOut && state.phase == .connecting) || !state.ready.isEmpty {
                     return true
                 }
                 state.waiter = continuation
@@ -121,7 +168,6 @@ final class BridgedConnection: Sendable {
                 return .actions(actions)
             }
             if state.timedOut && state.phase == .connecting { return .timedOut }
-            if wantWindow && state.sent - state.taken < window { return .windowOpen }
             return .progress
         }
     }
@@ -159,11 +205,29 @@ final class BridgedConnection: Sendable {
     }
 
     /// The socket closed: tells the worker (unless it is gone or already ended) and stops applying actions.
+    ///
+    /// What still waited for the window goes first, past the window (at most ``maxPending``): the client sent
+    /// it before it left, and under Daphne the application would receive it before `websocket.disconnect`.
     func disconnected(code: UInt16) {
-        let tell = state.withLock { state -> Bool in
+        let (items, tell) = state.withLock { state -> ([MessageValue], Bool) in
             defer { state.phase = .ended }
             state.ready.removeAll()
-            return state.lost == nil && !state.applicationEnded
+            let tell = state.lost == nil && !state.applicationEnded
+            var items: [MessageValue] = []
+            if tell {
+                let now = ContinuousClock.now
+                while let event = state.pending.popFirst() {
+                    state.sent += 1
+                    state.sentAt.append(now)
+                    items.append(event.item(connection: name, seq: state.sent))
+                }
+            }
+            state.pending.removeAll()
+            return (items, tell)
+        }
+        for item in items {
+            metrics.events.increment()
+            emit(item)
         }
         if tell { send(.disconnect(code: code)) }
     }
@@ -200,20 +264,31 @@ final class BridgedConnection: Sendable {
 
     /// The application took `count` events so far.
     func took(_ count: Int64) {
-        let (waiter, latencies) = state.withLock { state -> (CheckedContinuation<Void, Never>?, [Duration]) in
-            guard count > state.taken else { return (nil, []) }
+        let (latencies, items, release) = state.withLock { state -> ([Duration], [MessageValue], Bool) in
+            guard count > state.taken else { return ([], [], false) }
             let now = ContinuousClock.now
             var latencies: [Duration] = []
             for _ in state.taken..<min(count, state.sent) {
                 if let sentAt = state.sentAt.popFirst() { latencies.append(now - sentAt) }
             }
             state.taken = count
-            let waiter = state.waiter
-            state.waiter = nil
-            return (waiter, latencies)
+            // Room again: what waited goes now, numbered in order (the worker puts items back in order).
+            var items: [MessageValue] = []
+            while state.sent - state.taken < window, state.lost == nil, state.phase != .ended, let event = state.pending.popFirst() {
+                state.sent += 1
+                state.sentAt.append(now)
+                items.append(event.item(connection: name, seq: state.sent))
+            }
+            let release = state.readingHeld && state.pending.isEmpty
+            if release { state.readingHeld = false }
+            return (latencies, items, release)
         }
         for latency in latencies { metrics.eventLatency.recordNanoseconds(latency.nanoseconds) }
-        waiter?.resume()
+        for item in items {
+            metrics.events.increment()
+            emit(item)
+        }
+        if release { hold(false) }
     }
 
     /// The connection cannot go on: its task stops waiting; an open socket closes with 1012 (reconnect).

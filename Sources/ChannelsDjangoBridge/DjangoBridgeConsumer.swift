@@ -76,7 +76,7 @@ final class DjangoBridgeConsumer: WebSocketConsumer, AnyMessageConsumer {
         let timer = bridge.after(bridge.configuration.connectTimeout) { connection.timeOut() }
         defer { timer.cancel() }
         while true {
-            switch await connection.next(wantWindow: false) {
+            switch await connection.next() {
             case .actions(let actions):
                 for (index, (seq, action)) in actions.enumerated() {
                     switch action {
@@ -108,7 +108,7 @@ final class DjangoBridgeConsumer: WebSocketConsumer, AnyMessageConsumer {
                 return .retry
             case .timedOut:
                 return .timedOut
-            case .windowOpen, .progress:
+            case .progress:
                 continue
             }
         }
@@ -139,22 +139,19 @@ final class DjangoBridgeConsumer: WebSocketConsumer, AnyMessageConsumer {
         self.connection = nil
     }
 
-    /// Sends an event once the window has room, applying the worker's actions while it waits.
+    /// Passes an event to the worker without waiting: when the worker's window is full it waits in the
+    /// connection, in order, and the client is not read until the worker caught up. The worker's actions are
+    /// applied when they come (a wake-up through the mailbox), so a worker waiting for a `done` never waits
+    /// behind a full window, and frames of forward rules never wait behind a slow worker.
     private func forward(_ event: BridgeWire.Event) async {
         guard let connection else { return }
-        while true {
-            switch await connection.next(wantWindow: true) {
-            case .windowOpen:
-                connection.send(event)
-                return
-            case .actions(let actions):
-                for (seq, action) in actions { await apply(seq, action, connection) }
-            case .lost:
-                // Closing with 1012; what the client sent last goes nowhere, like any message to a closing socket.
-                return
-            case .timedOut, .progress:
-                continue
-            }
+        switch connection.submit(event) {
+        case .sent, .waiting, .dropped:
+            // Dropped: closing with 1012; what the client sent last goes nowhere, like any message to a closing socket.
+            break
+        case .overflow:
+            bridge?.metrics.slowClosed.increment()
+            context.close(code: CloseCode.slowClient, reason: "the Django worker is too far behind this connection")
         }
     }
 

@@ -69,41 +69,69 @@ import Testing
         let items = Mutex<[MessageValue]>([])
         let closes = Mutex<[UInt16]>([])
         let wakes = Atomic<Int>(0)
+        let holds = Mutex<[Bool]>([])
 
         func connection(window: Int = 2) -> BridgedConnection {
             BridgedConnection(
                 name: "c", worker: "w", window: window, metrics: DjangoBridgeMetrics(), emit: { item in self.items.withLock { $0.append(item) } },
-                close: { code, _ in self.closes.withLock { $0.append(code) } }, wake: { self.wakes.add(1, ordering: .relaxed) }
+                close: { code, _ in self.closes.withLock { $0.append(code) } }, wake: { self.wakes.add(1, ordering: .relaxed) },
+                hold: { held in self.holds.withLock { $0.append(held) } }
             )
+        }
+
+        /// `[seq, kind]` of every item sent so far.
+        var sent: [String] {
+            items.withLock { $0 }.compactMap { item in
+                guard let fields = item.array, let seq = fields[1].int, let kind = fields[2].string else { return nil }
+                return "\(seq) \(kind)"
+            }
         }
     }
 
-    @Test func eventsAreNumberedAndWaitForTheWindow() async {
+    @Test func submittedEventsWaitInOrderWhileTheClientIsNotRead() {
+        let recorder = Recorder()
+        let connection = recorder.connection(window: 2)
+        connection.opened()
+        #expect(connection.submit(.receiveText("1")) == .sent)
+        #expect(connection.submit(.receiveText("2")) == .sent)
+        // The window is full: the next ones wait in the node and reading the client is held, once.
+        #expect(connection.submit(.receiveText("3")) == .waiting)
+        #expect(connection.submit(.layer(["type": "chat.message"])) == .waiting)
+        #expect(recorder.holds.withLock { $0 } == [true])
+        #expect(recorder.sent == ["1 receive", "2 receive"])
+        // The application took one: one more goes, the client stays held while something waits.
+        connection.took(1)
+        #expect(recorder.sent == ["1 receive", "2 receive", "3 receive"])
+        #expect(recorder.holds.withLock { $0 } == [true])
+        connection.took(3)
+        #expect(recorder.sent == ["1 receive", "2 receive", "3 receive", "4 layer"])
+        #expect(recorder.holds.withLock { $0 } == [true, false])
+        // Nothing waits any more: the next one goes at once.
+        #expect(connection.submit(.receiveText("5")) == .sent)
+    }
+
+    @Test func tooManyWaitingEventsOverflowAndWhatWaitsGoesBeforeTheDisconnect() {
+        let recorder = Recorder()
+        let connection = recorder.connection(window: 1)
+        connection.opened()
+        #expect(connection.submit(.receiveText("first")) == .sent)
+        for _ in 0..<BridgedConnection.maxPending { #expect(connection.submit(.receiveText("x")) == .waiting) }
+        #expect(connection.submit(.receiveText("one too many")) == .overflow)
+        // The client leaves: what it sent reaches the application, then the disconnect.
+        connection.disconnected(code: 4008)
+        let sent = recorder.sent
+        #expect(sent.count == BridgedConnection.maxPending + 2)
+        #expect(sent.last == "\(BridgedConnection.maxPending + 2) disconnect")
+        #expect(connection.submit(.receiveText("late")) == .dropped)
+    }
+
+    @Test func eventsAreNumberedAndConfirmationsAreNot() {
         let recorder = Recorder()
         let connection = recorder.connection(window: 2)
         connection.send(.connect(scope: [:]))
-        #expect(await Self.isWindowOpen(connection))
         connection.send(.receiveText("a"))
-        // Two in flight, none taken: the next event waits until the application takes one.
-        let returned = Atomic<Bool>(false)
-        let waiting = Task {
-            let step = await connection.next(wantWindow: true)
-            returned.store(true, ordering: .relaxed)
-            return step
-        }
-        try? await Task.sleep(for: .milliseconds(50))
-        let returnedEarly = returned.load(ordering: .relaxed)
-        #expect(!returnedEarly, "the window was full: the event must wait")
-        connection.took(1)
-        guard case .windowOpen = await waiting.value else { Issue.record("not woken by the take"); return }
-        #expect(recorder.items.withLock { $0 }.compactMap { $0.array?[1].int } == [1, 2])
         connection.sendDone(action: 7, error: nil)
-        #expect(recorder.items.withLock { $0 }.last?.array?[1] == 0)
-    }
-
-    static func isWindowOpen(_ connection: BridgedConnection) async -> Bool {
-        if case .windowOpen = await connection.next(wantWindow: true) { return true }
-        return false
+        #expect(recorder.sent == ["1 connect", "2 receive", "0 done"])
     }
 
     @Test func actionsAreAppliedInOrderAndAHoleIsNoticed() async {
@@ -114,7 +142,7 @@ import Testing
         #expect(connection.holeOpen(longerThan: .zero, at: now + .seconds(1)))
         connection.received(1, .sendText("one"))
         connection.received(1, .sendText("again"))
-        guard case .actions(let actions) = await connection.next(wantWindow: false) else { Issue.record("no actions"); return }
+        guard case .actions(let actions) = await connection.next() else { Issue.record("no actions"); return }
         #expect(actions.map(\.seq) == [1, 2])
         #expect(!connection.holeOpen(longerThan: .zero, at: .now + .seconds(1)))
         // Once open, actions that arrive while the task is idle wake it through the mailbox, once.
@@ -132,7 +160,7 @@ import Testing
         #expect(connection.lose("worker lost"))
         #expect(!connection.lose("again"))
         #expect(recorder.closes.withLock { $0 } == [1012])
-        guard case .lost(let why) = await connection.next(wantWindow: true) else { Issue.record("not lost"); return }
+        guard case .lost(let why) = await connection.next() else { Issue.record("not lost"); return }
         #expect(why == "worker lost")
         // It tells the worker nothing more.
         connection.disconnected(code: 1012)

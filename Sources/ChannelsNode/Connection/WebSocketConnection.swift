@@ -88,6 +88,8 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     var heldDuringReplay: [Delivery] = []
     private var batch = FrameBatch()
     private var inBatch = false
+    /// Reading the socket is held by code outside the mailbox (``ConnectionHandle/holdReading()``).
+    private var readingHeld = false
     private var rateLimiter: MessageRateLimiter
     private var pingTask: RepeatedTask?
     private var closeTimeout: Scheduled<Void>?
@@ -177,7 +179,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
             } else {
                 enqueue(.binary(Array(data.readableBytesView), number: clientFrames))
             }
-            if mailbox.clientFrameQueued() {
+            if mailbox.clientFrameQueued(), !readingHeld {
                 try? context.channel.syncOptions?.setOption(.autoRead, value: false)
             }
         case .ping:
@@ -304,6 +306,27 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         eventLoop.execute { [self] in close(code: code, reason: reason) }
     }
 
+    /// Stops reading the client until ``releaseReading()``, whatever the mailbox does: for consumers that pass
+    /// client frames on without waiting (a bridge whose worker's window is full). From any thread.
+    func holdReading() {
+        eventLoop.execute { [self] in
+            guard !readingHeld else { return }
+            readingHeld = true
+            try? channel.syncOptions?.setOption(.autoRead, value: false)
+        }
+    }
+
+    /// Reads the client again after ``holdReading()`` (unless the mailbox holds it itself). From any thread.
+    func releaseReading() {
+        eventLoop.execute { [self] in
+            guard readingHeld else { return }
+            readingHeld = false
+            guard lifecycle.isOpen, !mailbox.readingPaused else { return }
+            try? channel.syncOptions?.setOption(.autoRead, value: true)
+            channel.read()
+        }
+    }
+
     // MARK: - The node's outbound budget
 
     /// Bytes waiting to be written to the client, and whether the connection is still open; on the event loop.
@@ -386,7 +409,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     }
 
     private func taskEnded() {
-        if mailbox.taskEnded(open: lifecycle.isOpen) {
+        if mailbox.taskEnded(open: lifecycle.isOpen), !readingHeld {
             try? channel.syncOptions?.setOption(.autoRead, value: true)
             channel.read()
         }

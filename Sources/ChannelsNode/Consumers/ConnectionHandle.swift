@@ -16,6 +16,18 @@ public struct ConnectionHandle: Sendable {
         connection.requestClose(code: code, reason: reason)
     }
 
+    /// Stops reading the client's frames until ``releaseReading()``: the client is slowed by TCP, nothing it
+    /// sent is lost, and layer messages keep flowing to it. For consumers that pass frames on to a process of
+    /// their own without waiting, when that process falls behind.
+    public func holdReading() {
+        connection.holdReading()
+    }
+
+    /// Reads the client again after ``holdReading()``.
+    public func releaseReading() {
+        connection.releaseReading()
+    }
+
     /// Hands `message` to the connection's own mailbox, as if the layer had delivered it to its channel: the
     /// consumer's handler for it runs in order with its other events, one at a time.
     public func deliverToSelf(_ message: Message) {

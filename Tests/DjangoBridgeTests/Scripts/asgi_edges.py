@@ -33,6 +33,12 @@ async def main(port):
     check(await socket.recv() == "echo", "text echo")
     await socket.send(b"\x01\x02\x03")
     check(await socket.recv() == b"\x03\x02\x01", "bytes echo")
+    # A client far ahead of its consumer (more than the node's window of 64): everything arrives, in order.
+    sent = [f"slow:{i}" for i in range(300)]
+    for text in sent:
+        await socket.send(text)
+    echoed = [await asyncio.wait_for(socket.recv(), 30) for _ in sent]
+    check(echoed == sent, f"slow consumer: {len(echoed)} echoed, first difference at {next((i for i, (a, b) in enumerate(zip(echoed, sent)) if a != b), None)}")
     await socket.send("close")
     try:
         await socket.recv()

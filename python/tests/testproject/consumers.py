@@ -53,6 +53,10 @@ class ScopeConsumer(AsyncWebsocketConsumer):
             await self.close(code=4321, reason="asked to")
         elif text_data == "raise":
             raise RuntimeError("the consumer failed")
+        elif text_data.startswith("slow:"):
+            # A consumer slower than its client: the node's window fills and events wait there.
+            await asyncio.sleep(0.002)
+            await self.send(text_data=text_data)
         else:
             await self.send(text_data=text_data)
 
