@@ -67,6 +67,22 @@ public final class DjangoChatProject: Sendable {
         return (server, port)
     }
 
+    /// Starts two nodes serving the project's WebSockets on `redis` (with `arguments` after the project's) and
+    /// waits until each hears `workers` ready workers; stops them if that fails.
+    public func startNodes(redis: String, hearing workers: Int, arguments: [String] = []) async throws -> [NodeProcess] {
+        let nodes = [
+            try await NodeProcess.start(redis: [redis], arguments: nodeArguments + arguments),
+            try await NodeProcess.start(redis: [redis], arguments: nodeArguments + arguments),
+        ]
+        do {
+            for node in nodes { try await Self.waitForWorkers(workers, on: node) }
+        } catch {
+            for node in nodes { node.terminate() }
+            throw error
+        }
+        return nodes
+    }
+
     /// Waits until `node` hears `count` ready workers (its `channels_django_workers` gauge).
     public static func waitForWorkers(_ count: Int, on node: NodeProcess, timeout: Duration = .seconds(20)) async throws {
         let heard = await eventually(timeout: timeout, every: .milliseconds(50)) {

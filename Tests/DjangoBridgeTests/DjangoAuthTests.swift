@@ -18,12 +18,8 @@ import Testing
         defer { http.process.terminate() }
         let workers = [try await project.startWorker(), try await project.startWorker(arguments: ["--threads", "2"])]
         defer { for worker in workers { worker.terminate() } }
-        let nodes = [
-            try await NodeProcess.start(redis: [redis.url], arguments: project.nodeArguments),
-            try await NodeProcess.start(redis: [redis.url], arguments: project.nodeArguments),
-        ]
+        let nodes = try await project.startNodes(redis: redis.url, hearing: 2)
         defer { for node in nodes { node.terminate() } }
-        for node in nodes { try await DjangoChatProject.waitForWorkers(2, on: node) }
 
         let login = try await run("/bin/bash", [Self.loginScript, "http://127.0.0.1:\(http.port)", Self.user, Self.password], environment: [:])
         #expect(login.status == 0, "\(login.output)")
@@ -79,12 +75,8 @@ import Testing
         defer { http.process.terminate() }
         let workers = [try await project.startWorker(), try await project.startWorker()]
         defer { for worker in workers { worker.terminate() } }
-        let nodes = [
-            try await NodeProcess.start(redis: [redis.url], arguments: project.nodeArguments),
-            try await NodeProcess.start(redis: [redis.url], arguments: project.nodeArguments),
-        ]
+        let nodes = try await project.startNodes(redis: redis.url, hearing: 2)
         defer { for node in nodes { node.terminate() } }
-        for node in nodes { try await DjangoChatProject.waitForWorkers(2, on: node) }
         let front = try await HAProxyFront.start(nodes: nodes.map(\.port), django: http.port)
 
         let root = ScriptedCluster.packageRoot

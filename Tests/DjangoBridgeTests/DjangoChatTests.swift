@@ -16,12 +16,8 @@ import Testing
         let project = try await DjangoChatProject(redisURL: redis.url, layer: layer, fastPath: fastPath)
         let workers = [try await project.startWorker(), try await project.startWorker()]
         defer { for worker in workers { worker.terminate() } }
-        let nodes = [
-            try await NodeProcess.start(redis: [redis.url], arguments: project.nodeArguments),
-            try await NodeProcess.start(redis: [redis.url], arguments: project.nodeArguments),
-        ]
+        let nodes = try await project.startNodes(redis: redis.url, hearing: 2)
         defer { for node in nodes { node.terminate() } }
-        for node in nodes { try await DjangoChatProject.waitForWorkers(2, on: node) }
 
         var clients: [ChatClient] = []
         for index in 0..<6 { clients.append(try await ChatClient.connect(port: nodes[index % 2].port, room: "lobby", headers: Self.origin)) }

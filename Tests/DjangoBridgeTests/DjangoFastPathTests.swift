@@ -16,12 +16,8 @@ import Testing
         defer { http.process.terminate() }
         let worker = try await project.startWorker()
         defer { worker.terminate() }
-        let nodes = [
-            try await NodeProcess.start(redis: [redis.url], arguments: project.nodeArguments),
-            try await NodeProcess.start(redis: [redis.url], arguments: project.nodeArguments),
-        ]
+        let nodes = try await project.startNodes(redis: redis.url, hearing: 1)
         defer { for node in nodes { node.terminate() } }
-        for node in nodes { try await DjangoChatProject.waitForWorkers(1, on: node) }
         let login = try await run("/bin/bash", [Self.loginScript, "http://127.0.0.1:\(http.port)", "ada", "lovelace-1815"], environment: [:])
         let cookie = try #require(login.output.split(separator: "\n").last.map(String.init), "\(login.output)")
 
@@ -78,12 +74,8 @@ import Testing
         defer { http.process.terminate() }
         let first = try await project.startWorker()
         defer { first.terminate() }
-        let nodes = [
-            try await NodeProcess.start(redis: [redis.url], arguments: project.nodeArguments),
-            try await NodeProcess.start(redis: [redis.url], arguments: project.nodeArguments),
-        ]
+        let nodes = try await project.startNodes(redis: redis.url, hearing: 1)
         defer { for node in nodes { node.terminate() } }
-        for node in nodes { try await DjangoChatProject.waitForWorkers(1, on: node) }
         let front = try await HAProxyFront.start(nodes: nodes.map(\.port), django: http.port)
 
         let root = ScriptedCluster.packageRoot

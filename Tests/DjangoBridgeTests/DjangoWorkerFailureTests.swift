@@ -21,11 +21,7 @@ import Testing
             // Without the fast path every chat message goes through the workers: traffic for them.
             let project = try await DjangoChatProject(redisURL: redis.url, layer: layer, fastPath: false)
             let workers = [try await project.startWorker(), try await project.startWorker()]
-            let nodes = [
-                try await NodeProcess.start(redis: [redis.url], arguments: project.nodeArguments + nodeArguments),
-                try await NodeProcess.start(redis: [redis.url], arguments: project.nodeArguments + nodeArguments),
-            ]
-            for node in nodes { try await DjangoChatProject.waitForWorkers(2, on: node) }
+            let nodes = try await project.startNodes(redis: redis.url, hearing: 2, arguments: nodeArguments)
             var clients: [ChatClient] = []
             for index in 0..<count {
                 clients.append(try await ChatClient.connect(port: nodes[index % 2].port, room: "lobby", headers: [FrameClient.origin]))

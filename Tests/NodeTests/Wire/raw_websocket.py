@@ -69,22 +69,6 @@ if case == "huge-headers":
 if case == "nul-path":
     print(http_status(b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n"))
     sys.exit(0)
-if case.startswith("hold-"):
-    # Opens N sockets (some may be refused or never accepted) and holds them for S seconds.
-    _, count, seconds = case.split("-")
-    held = []
-    for _ in range(int(count)):
-        try:
-            held.append(socket.create_connection(("127.0.0.1", port), timeout=1))
-        except OSError:
-            pass
-    print("holding", len(held), flush=True)
-    import time
-    time.sleep(float(seconds))
-    for sock in held:
-        sock.close()
-    print("done", flush=True)
-    sys.exit(0)
 if case.startswith("flood-"):
     # Opens N sockets and holds them, then for S seconds keeps connecting (a new socket every 10 ms, closed
     # again a second later): a node out of descriptors always has connections waiting to be accepted.
