@@ -23,7 +23,7 @@ final class BridgedConnection: Sendable {
     private let close: @Sendable (UInt16, String) -> Void
     /// Wakes the connection's task through its mailbox.
     private let wake: @Sendable () -> Void
-    /// Holds (`true`) or releases reading the client's socket.
+    /// Holds (`true`) or releases reading the client's socket; only schedules that, so it may run under `state`'s lock.
     private let hold: @Sendable (Bool) -> Void
     private let metrics: DjangoBridgeMetrics
     private let window: Int64
@@ -122,23 +122,27 @@ final class BridgedConnection: Sendable {
     /// order, until the worker takes more (``took(_:)`` sends it then): the connection's task never waits on
     /// its worker, so frames of forward rules and actions keep flowing while the client is slowed by TCP.
     func submit(_ event: BridgeWire.Event) -> Submitted {
-        let (outcome, item, holdNow) = state.withLock { state -> (Submitted, MessageValue?, Bool) in
-            guard state.lost == nil, state.phase != .ended else { return (.dropped, nil, false) }
+        let (outcome, item) = state.withLock { state -> (Submitted, MessageValue?) in
+            guard state.lost == nil, state.phase != .ended else { return (.dropped, nil) }
             if state.pending.isEmpty, state.sent - state.taken < window {
                 state.sent += 1
                 state.sentAt.append(.now)
-                return (.sent, event.item(connection: name, seq: state.sent), false)
+                return (.sent, event.item(connection: name, seq: state.sent))
             }
-            guard state.pending.count < Self.maxPending else { return (.overflow, nil, false) }
+            guard state.pending.count < Self.maxPending else { return (.overflow, nil) }
             state.pending.append(event)
-            defer { state.readingHeld = true }
-            return (.waiting, nil, !state.readingHeld)
+            if !state.readingHeld {
+                state.readingHeld = true
+                // Under the lock (`hold` only schedules on the event loop): a release by `took` on another
+                // thread is then always scheduled after this hold, never before it.
+                hold(true)
+            }
+            return (.waiting, nil)
         }
         if let item {
             metrics.events.increment()
             emit(item)
         }
-        if holdNow { hold(true) }
         return outcome
     }
 
@@ -264,8 +268,8 @@ final class BridgedConnection: Sendable {
 
     /// The application took `count` events so far.
     func took(_ count: Int64) {
-        let (latencies, items, release) = state.withLock { state -> ([Duration], [MessageValue], Bool) in
-            guard count > state.taken else { return ([], [], false) }
+        let (latencies, items) = state.withLock { state -> ([Duration], [MessageValue]) in
+            guard count > state.taken else { return ([], []) }
             let now = ContinuousClock.now
             var latencies: [Duration] = []
             for _ in state.taken..<min(count, state.sent) {
@@ -279,16 +283,18 @@ final class BridgedConnection: Sendable {
                 state.sentAt.append(now)
                 items.append(event.item(connection: name, seq: state.sent))
             }
-            let release = state.readingHeld && state.pending.isEmpty
-            if release { state.readingHeld = false }
-            return (latencies, items, release)
+            if state.readingHeld && state.pending.isEmpty {
+                state.readingHeld = false
+                // Under the lock, in the order of the state's changes (see `submit`).
+                hold(false)
+            }
+            return (latencies, items)
         }
         for latency in latencies { metrics.eventLatency.recordNanoseconds(latency.nanoseconds) }
         for item in items {
             metrics.events.increment()
             emit(item)
         }
-        if release { hold(false) }
     }
 
     /// The connection cannot go on: its task stops waiting; an open socket closes with 1012 (reconnect).
