@@ -33,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
@@ -157,6 +158,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Signed webhooks: the cluster's events (group occupied/vacated, members, users online/offline) POSTed to one URL.
+        .target(
+            name: "ChannelsWebhooks",
+            dependencies: [
+                "ChannelLayers",
+                "ChannelsProtocol",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "OrderedCollections", package: "swift-collections"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // A small WebSocket client on SwiftNIO for tests and the load generator.
         .target(
             name: "ChannelsWebSocketClient",
@@ -174,6 +192,7 @@ let package = Package(
             dependencies: [
                 "ChannelsNode",
                 "ChannelsDjangoBridge",
+                "ChannelsWebhooks",
                 "ChannelLayers",
                 "ChannelLayersRedis",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

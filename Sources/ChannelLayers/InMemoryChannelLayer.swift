@@ -63,6 +63,8 @@ public final class InMemoryChannelLayer: InboxChannelLayer, PresenceChannelLayer
     private let queues: ChannelQueues
     private let dispatcher = InboxDispatcher()
     private let state = Mutex(Groups())
+    /// Connections per user (`UserChannelLayer`).
+    let users = Mutex<[String: Int]>([:])
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
@@ -309,4 +311,24 @@ extension InMemoryChannelLayer: ClusterDirectory {
     public func nodes() async throws(ChannelLayerError) -> [DirectoryNode] { [] }
 
     public func backendInfo() async throws(ChannelLayerError) -> [String: String] { [:] }
+}
+
+// MARK: - Users: one process is the whole cluster
+
+extension InMemoryChannelLayer: UserChannelLayer {
+    public func userConnected(_ user: String, limit: Int) async throws(ChannelLayerError) -> UserAdmission {
+        users.withLock { users in
+            let count = users[user, default: 0]
+            if limit > 0, count >= limit { return .refused(connections: count) }
+            users[user] = count + 1
+            return .admitted(connections: count + 1)
+        }
+    }
+
+    public func userDisconnected(_ user: String) {
+        users.withLock { users in
+            users[user, default: 0] -= 1
+            if users[user]! <= 0 { users[user] = nil }
+        }
+    }
 }

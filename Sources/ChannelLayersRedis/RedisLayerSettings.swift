@@ -37,8 +37,11 @@ public struct RedisLayerSettings: Sendable {
     /// `group_expiry` (core layer).
     public var groupExpiry: Duration = .seconds(86_400)
     public var nodeID: String?
-    /// Whether to keep the membership registry.
+    /// Whether to keep the membership registry (and, on the pub/sub layer, the cluster's shared state).
     public var registry = true
+    /// How long a node is counted after its last word to Redis (pub/sub layer): the registry's TTL and the
+    /// node's lease; it writes every third of it.
+    public var nodeLease: Duration = .seconds(30)
     /// Which groups keep a history (pub/sub layer).
     public var history = HistoryConfiguration.none
     public var unlistedGroupPrefixes: [String] = []
@@ -112,6 +115,9 @@ public struct RedisLayerSettings: Sendable {
             configuration.history = history
             configuration.encryptionKeys = encryptionKeys
             configuration.cluster = seeds
+            configuration.registryTTL = nodeLease
+            configuration.heartbeatInterval = nodeLease / 3
+            configuration.reapInterval = min(.seconds(5), nodeLease / 3)
             let layer = try RedisPubSubChannelLayer(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, connectionCount: connectionCount)
             return RunnableRedisLayer(layer: layer, hosts: seeds.isEmpty ? hosts : seeds, clustered: !seeds.isEmpty, prefix: prefix) { () async throws(ChannelLayerError) in
                 try await layer.run()

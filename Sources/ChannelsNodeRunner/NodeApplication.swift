@@ -2,6 +2,7 @@ import ArgumentParser
 import ChannelLayers
 import ChannelLayersRedis
 import ChannelsDjangoBridge
+import ChannelsWebhooks
 import ChannelsNode
 import Foundation
 import Logging
@@ -91,6 +92,10 @@ public struct NodeApplication: Sendable {
         guard limits.maxMessagesPerSecond >= 0, limits.messageBurst > 0 else {
             throw ValidationError("--max-messages-per-second must be 0 or more and --message-burst positive")
         }
+        limits.maxConnectionsPerUser = try number(options.maxConnectionsPerUser, "CHANNELS_MAX_CONNECTIONS_PER_USER", 0)
+        guard limits.maxConnectionsPerUser >= 0 else { throw ValidationError("--max-connections-per-user must be 0 (no limit) or more") }
+        let nodeLease = try number(options.nodeLease, "CHANNELS_NODE_LEASE", 30.0)
+        guard nodeLease >= 1 else { throw ValidationError("--node-lease must be at least 1 second") }
         guard limits.maxMessageSize > 0, limits.maxQueuedMessages > 0, limits.maxQueuedBytes > 0 else {
             throw ValidationError("message and queue limits must be positive")
         }
@@ -164,6 +169,7 @@ public struct NodeApplication: Sendable {
             settings.capacity = queueCapacity
             settings.unlistedGroupPrefixes = ChannelsNode.unlistedGroupPrefixes + DjangoBridge.unlistedGroupPrefixes
             settings.authFingerprint = authFingerprint
+            settings.nodeLease = .milliseconds(Int64(nodeLease * 1000))
             settings.expiry = .milliseconds(Int64(try number(options.expiry, "CHANNELS_EXPIRY", 60.0) * 1000))
             settings.groupExpiry = .milliseconds(Int64(try number(options.groupExpiry, "CHANNELS_GROUP_EXPIRY", 86_400.0) * 1000))
             guard settings.expiry >= .seconds(1), settings.groupExpiry >= .seconds(1) else {
@@ -234,6 +240,32 @@ public struct NodeApplication: Sendable {
             // First in the group: a graceful shutdown stops the node (its drain tells the workers) before the bridge.
             services.append(.init(service: bridge))
             logger.info("WebSocket paths bridged to Django workers (swift-channels-worker)", metadata: ["prefixes": "\(djangoPaths)"])
+        }
+
+        if let url = setting(options.webhookUrl, "CHANNELS_WEBHOOK_URL"), !url.isEmpty {
+            guard let queue = (channelLayer as? any WebhookChannelLayer)?.webhookEvents else {
+                throw ValidationError("--webhook-url needs the Redis pub/sub layer (--redis URL, --layer pubsub): the events come from the cluster's shared state there")
+            }
+            guard let path = setting(options.webhookSecretFile, "CHANNELS_WEBHOOK_SECRET_FILE") else {
+                throw ValidationError("--webhook-url needs --webhook-secret-file PATH: a file holding the secret the bodies are signed with")
+            }
+            let secret: [UInt8]
+            do {
+                secret = Array(try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+            } catch {
+                throw ValidationError("cannot read --webhook-secret-file \(path): \(error)")
+            }
+            do throws(WebhookConfigurationError) {
+                let sender = try WebhookSender(configuration: WebhookConfiguration(url: url, secret: secret), queue: queue, logger: Logger(label: "channels-webhooks"))
+                // First in the group, so it stops after the node: the node's last leaves still make events.
+                services.insert(.init(service: sender), at: 0)
+            } catch {
+                throw ValidationError(error.description)
+            }
+            logger.info("webhooks on", metadata: ["url": "\(url)"])
+        }
+        if limits.maxConnectionsPerUser > 0, !(channelLayer is any UserChannelLayer) {
+            throw ValidationError("--max-connections-per-user needs the in-memory or the Redis pub/sub layer; the core layer keeps no shared user counts")
         }
 
         let node = ChannelsNode(

@@ -147,6 +147,18 @@ public struct NodeOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("django-path"), help: "A path prefix (/ws/) whose WebSocket upgrades go to Django workers (swift-channels-worker) ahead of every Swift route, repeatable (CHANNELS_DJANGO_PATHS, comma-separated).")
     var djangoPaths: [String] = []
 
+    @Option(help: "Connections a user (a token's sub) may hold on all nodes together, counted in Redis; one more is closed with 4429, 0 = no limit (CHANNELS_MAX_CONNECTIONS_PER_USER). [default: 0]")
+    var maxConnectionsPerUser: Int?
+
+    @Option(help: "Seconds a node is counted after its last word to Redis; then another node takes out its users, groups and presence members (leave events, webhooks) (CHANNELS_NODE_LEASE). [default: 30]")
+    var nodeLease: Double?
+
+    @Option(help: "URL the cluster POSTs its webhook events to, signed with --webhook-secret-file (CHANNELS_WEBHOOK_URL); pub/sub layer.")
+    var webhookUrl: String?
+
+    @Option(help: "File holding the webhooks' HMAC-SHA256 secret (CHANNELS_WEBHOOK_SECRET_FILE).")
+    var webhookSecretFile: String?
+
     @Flag(help: "Log one info line per WebSocket connection opened and closed (CHANNELS_LOG_CONNECTIONS=1).")
     var logConnections = false
 

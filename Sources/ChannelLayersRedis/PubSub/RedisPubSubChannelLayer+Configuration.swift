@@ -25,8 +25,13 @@ extension RedisPubSubChannelLayer {
         public var registry: Bool
         /// How often the registry's heartbeat is written.
         public var heartbeatInterval: Duration
-        /// How long registry entries outlive the last heartbeat.
+        /// How long registry entries outlive the last heartbeat; also the node's lease in the cluster's shared
+        /// state (``ClusterState``): a node silent that long is taken out by another node.
         public var registryTTL: Duration
+        /// Webhook events kept in Redis at most while no receiver takes them; more are dropped and counted.
+        public var maxWebhookEvents = 100_000
+        /// How often a node looks for nodes whose lease expired.
+        public var reapInterval: Duration = .seconds(5)
         /// Backoff between reconnection attempts.
         public var reconnectPolicy: RedisReconnectPolicy
         /// Groups whose names start with one of these are kept out of the registry (internal groups such as

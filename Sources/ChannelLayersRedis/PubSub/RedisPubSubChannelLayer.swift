@@ -24,7 +24,7 @@ import Synchronization
 /// - Group memberships are recorded for operators (see ``MembershipRegistry`` keys in the README).
 ///
 /// Call ``run()`` in a task for as long as the layer is used; cancel it to shut down.
-public final class RedisPubSubChannelLayer: InboxChannelLayer, PresenceChannelLayer, HistoryChannelLayer {
+public final class RedisPubSubChannelLayer: InboxChannelLayer, PresenceChannelLayer, HistoryChannelLayer, UserChannelLayer, WebhookChannelLayer {
 
     struct State {
         var messagesSent = 0
@@ -42,6 +42,8 @@ public final class RedisPubSubChannelLayer: InboxChannelLayer, PresenceChannelLa
     let local: LocalChannels
     let reconciler: SubscriptionReconciler
     let registry: MembershipRegistry?
+    /// Users, group occupancy and presence shared by the cluster (with the registry).
+    let cluster: ClusterState?
     let state = Mutex(State())
     let positionCheck = Mutex(HistoryPositionCheck())
     let connectionCount: @Sendable () -> Int?
@@ -133,6 +135,14 @@ public final class RedisPubSubChannelLayer: InboxChannelLayer, PresenceChannelLa
                 client: shards[0].client, prefix: configuration.prefix, nodeID: configuration.nodeID,
                 ttl: configuration.registryTTL, authFingerprint: configuration.authFingerprint, logger: logger
             ) : nil
+        let announcer = ReapAnnouncer()
+        self.cluster =
+            configuration.registry
+            ? ClusterState(
+                client: shards[0].client, prefix: configuration.prefix, nodeID: configuration.nodeID, lease: configuration.registryTTL,
+                maxEvents: configuration.maxWebhookEvents, logger: logger, onReaped: { node, members in await announcer.announce(node, members) }
+            ) : nil
+        announcer.layer.withLock { $0 = self }
         router.layer.withLock { $0 = self }
         router.subscribers.withLock { $0 = shards.map(\.subscriber) }
     }
@@ -175,6 +185,9 @@ public final class RedisPubSubChannelLayer: InboxChannelLayer, PresenceChannelLa
                     group.addTask { await registry.run() }
                     group.addTask { await registry.beat(every: self.configuration.heartbeatInterval) { self.snapshot() } }
                 }
+                if let cluster {
+                    group.addTask { await cluster.run(heartbeat: self.configuration.heartbeatInterval, reapEvery: self.configuration.reapInterval) }
+                }
             }
         } catch let error as RedisError {
             throw ChannelLayerError(error, doing: "connecting to Redis")
@@ -184,6 +197,7 @@ public final class RedisPubSubChannelLayer: InboxChannelLayer, PresenceChannelLa
         if let registry {
             await registry.removeNow(groups: local.withMembership { Array($0.groups.keys) })
         }
+        await cluster?.leave()
         for shard in shards { await shard.close() }
     }
 
@@ -246,7 +260,11 @@ public final class RedisPubSubChannelLayer: InboxChannelLayer, PresenceChannelLa
         try LayerValidation.membership(group, channel)
         try local.requireLocal(channel)
         let joinedAt = WallClock.now()
-        let (isNew, presence) = local.withMembership { ($0.join(group, channel: channel, at: joinedAt), $0.presence(of: channel, in: group)) }
+        let (isNew, first, presence) = local.withMembership {
+            let first = $0.groups[group] == nil
+            return ($0.join(group, channel: channel, at: joinedAt), first, $0.presence(of: channel, in: group))
+        }
+        if first, isListed(group) { cluster?.groupOccupied(group) }
         if isNew, isListed(group) {
             let value = RegistryReader.value(joinedAt: joinedAt, presence: presence)
             registry?.enqueue(.join(group: group, channel: channel, value: value))
@@ -307,6 +325,7 @@ public final class RedisPubSubChannelLayer: InboxChannelLayer, PresenceChannelLa
             }
         }
         if let registry, !groups.isEmpty { registry.enqueue(.remove(groups: groups)) }
+        for group in groups where isListed(group) { cluster?.groupEmptied(group) }
     }
 
     public var statistics: ChannelLayerStatistics {
@@ -365,6 +384,7 @@ public final class RedisPubSubChannelLayer: InboxChannelLayer, PresenceChannelLa
         guard wasMember else { return }
         if isListed(group) { registry?.enqueue(.leave(group: group, channel: channel)) }
         if groupEmpty {
+            if isListed(group) { cluster?.groupEmptied(group) }
             reconciler.unwant(groupChannel(group))
             positionCheck.withLock { $0.forget(group) }
         }

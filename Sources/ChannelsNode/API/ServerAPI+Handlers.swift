@@ -19,6 +19,17 @@ extension ServerAPI {
         return Self.json(.accepted, .map(Self.sent(group: group, position: position)))
     }
 
+    /// `POST /api/users/{user}/send`: a group send to `user.<sub>`, every connection of the user on every node.
+    func sendToUser(_ user: String, group: String, _ message: Message) async throws(APIError) -> HTTPAnswer {
+        do {
+            try await layer.groupSend(message, to: group)
+        } catch {
+            throw Self.failure(error, doing: "sending to user \(user)")
+        }
+        metrics.apiPublished.increment()
+        return Self.json(.accepted, .map(["user": .string(user)]))
+    }
+
     static func sent(group: String, position: HistoryPosition?) -> OrderedDictionary<String, MessageValue> {
         var answer: OrderedDictionary<String, MessageValue> = ["group": .string(group)]
         if let position {

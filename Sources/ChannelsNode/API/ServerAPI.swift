@@ -33,6 +33,7 @@ final class ServerAPI: Sendable {
         Operation(method: "GET", path: "/api/nodes"),
         Operation(method: "POST", path: "/api/channels/{channel}/disconnect"),
         Operation(method: "POST", path: "/api/users/{user}/disconnect"),
+        Operation(method: "POST", path: "/api/users/{user}/send"),
         Operation(method: "GET", path: "/api/events"),
         Operation(method: "GET", path: "/api/openapi.json"),
     ]
@@ -188,6 +189,16 @@ final class ServerAPI: Sendable {
             default:
                 break
             }
+        case 3 where segments[0] == "users" && segments[2] == "send":
+            try only(.POST)
+            let user = try Self.decode(segments[1])
+            guard let group = UserGroup.name(for: user) else {
+                throw .badRequest(
+                    "invalid_user",
+                    "user.<sub> must be a valid group name (ASCII letters, digits, hyphens, underscores, periods; under 100 characters): this user has no group"
+                )
+            }
+            return try await sendToUser(user, group: group, try Self.message(request.body))
         case 3 where segments[0] == "users" && segments[2] == "disconnect":
             try only(.POST)
             let user = try Self.decode(segments[1])

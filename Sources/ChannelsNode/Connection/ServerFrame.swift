@@ -59,10 +59,12 @@ enum ServerFrame {
     /// The key presence frames are kept under in a delivery (one frame per presence event and node).
     static let presenceShape = ForwardRule(fields: [])
 
-    /// `{"type": "join" | "leave", "channel", "user", "info", "node"}`.
+    /// `{"type": "join" | "leave", "channel", "user", "info", "node"}`, and `"reason": "node_lost"` for the
+    /// members of a node that died.
     static func presenceEvent(_ message: Message) -> ByteBuffer? {
         var object: OrderedDictionary<String, MessageValue> = ["type": message["event"] ?? "join"]
         for key in ["channel", "user", "info", "node"] { object[key] = message[key] ?? .null }
+        if let reason = message["reason"] { object["reason"] = reason }
         return (try? ClientFrame.encode(object)).map { text($0) }
     }
 }

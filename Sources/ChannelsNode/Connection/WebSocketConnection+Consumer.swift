@@ -41,6 +41,10 @@ extension WebSocketConnection {
                     }
                 }
                 if !channelName.isEmpty { await layer.deleteChannel(channelName) }
+                if let countedUser, let users = layer as? any UserChannelLayer {
+                    users.userDisconnected(countedUser)
+                    self.countedUser = nil
+                }
                 self.consumer = nil
                 self.consumerContext = nil
                 return

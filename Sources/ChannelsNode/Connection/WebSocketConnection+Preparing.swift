@@ -22,6 +22,9 @@ extension WebSocketConnection {
         let consumer = route.makeDriver(context)
         self.consumerContext = context
         self.consumer = consumer
+        if let user = scope.userID {
+            guard await joinAsUser(user, context: context) else { return }
+        }
         do {
             switch try await consumer.connect() {
             case .accept: accepted = true
@@ -47,6 +50,36 @@ extension WebSocketConnection {
         {
             await recover(group, from: history)
         }
+    }
+
+    /// Counts the connection for its user (refused with 4429 past `--max-connections-per-user`) and joins it to
+    /// the user's group, `user.<sub>`, before `connect()` runs; `false` when it was refused.
+    private func joinAsUser(_ user: String, context: ConsumerContext) async -> Bool {
+        if let users = layer as? any UserChannelLayer {
+            do throws(ChannelLayerError) {
+                switch try await users.userConnected(user, limit: limits.maxConnectionsPerUser) {
+                case .admitted: countedUser = user
+                case .refused(let count):
+                    metrics.userLimitRefusals.increment()
+                    refusal = (
+                        CloseCode.tooManyConnectionsForUser,
+                        "user has \(count) connections, the limit (--max-connections-per-user); close one and connect again"
+                    )
+                    return false
+                }
+            } catch {
+                refuseUnavailable(error)
+                return false
+            }
+        }
+        guard let group = UserGroup.name(for: user) else { return true }
+        do throws(ChannelLayerError) {
+            try await context.groupAdd(group)
+        } catch {
+            refuseUnavailable(error)
+            return false
+        }
+        return true
     }
 
     /// Refuses the connection with 1013 (try again later) because the layer cannot reach its backend.

@@ -69,6 +69,8 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     var consumerContext: ConsumerContext?
     /// Whether `connect()` accepted: only then does the consumer get `disconnect`.
     var accepted = false
+    /// The token's `sub` when the layer counted this connection for it (given back when it ends).
+    var countedUser: String?
     /// Close at once with this after the upgrade (a refused handshake or `connect()`).
     var refusal: (code: UInt16, reason: String)?
     /// `connect()` denied the handshake: answer with this HTTP status instead of upgrading.

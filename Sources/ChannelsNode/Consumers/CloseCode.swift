@@ -24,6 +24,8 @@ public enum CloseCode {
     public static let pingTimeout: UInt16 = 4408
     /// 4029: the client sent messages faster than the node's rate limit allows.
     public static let rateLimited: UInt16 = 4029
+    /// The user already has `--max-connections-per-user` connections on the cluster's nodes.
+    public static let tooManyConnectionsForUser: UInt16 = 4429
     /// 4403: `connect()` rejected the connection (the Django convention for a denied connection is 403).
     public static let rejected: UInt16 = 4403
 

@@ -133,6 +133,9 @@ public struct ConnectionLimits: Sendable, Hashable {
     public var maxMessagesPerSecond: Double
     /// Messages a client may send at once above the rate (the token bucket's size).
     public var messageBurst: Int
+    /// Connections a user (a token's `sub`) may hold on all nodes together; 0 = no limit. One more is closed
+    /// with ``CloseCode/tooManyConnectionsForUser`` (4429).
+    public var maxConnectionsPerUser: Int
 
     public init(
         maxMessageSize: Int = 64 * 1024,
@@ -140,8 +143,10 @@ public struct ConnectionLimits: Sendable, Hashable {
         maxQueuedBytes: Int = 4 * 1024 * 1024,
         invalidFramePolicy: InvalidFramePolicy = .errorFrame,
         maxMessagesPerSecond: Double = 0,
-        messageBurst: Int = 50
+        messageBurst: Int = 50,
+        maxConnectionsPerUser: Int = 0
     ) {
+        self.maxConnectionsPerUser = maxConnectionsPerUser
         self.maxMessageSize = maxMessageSize
         self.maxQueuedMessages = maxQueuedMessages
         self.maxQueuedBytes = maxQueuedBytes

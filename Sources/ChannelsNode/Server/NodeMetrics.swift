@@ -48,6 +48,7 @@ final class NodeMetrics: Sendable {
     let publishToDeliver = Timer(label: "channels_publish_to_deliver_seconds")
     let refusedHandshakes = Counter(label: "channels_handshakes_refused_total")
     let refusedAtLimit = Counter(label: "channels_connection_limit_refusals_total")
+    let userLimitRefusals = Counter(label: "channels_user_limit_refusals_total")
     let rateLimitCloses = Counter(label: "channels_rate_limit_closes_total")
     let publishFailures = Counter(label: "channels_publish_failures_total")
     let unencodable = Counter(label: "channels_unencodable_total")
