@@ -290,6 +290,8 @@ let package = Package(
             dependencies: [
                 "ChannelLayers", "ChannelLayersRedis", "ChannelsProtocol", "HiredisClient", "ChannelsTestSupport",
                 .product(name: "OrderedCollections", package: "swift-collections"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             exclude: ["Interop"],
             swiftSettings: swiftSettings

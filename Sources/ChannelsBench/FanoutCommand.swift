@@ -292,6 +292,11 @@ final class ReceivedCount: Sendable {
     let value = Atomic<Int>(0)
 }
 
+/// How long each connection took to open (TCP, handshake, the node's `connect()`).
+final class ConnectTimes: Sendable {
+    let value = Mutex<[Duration]>([])
+}
+
 /// `channels-bench idle`: holds N connections open.
 struct IdleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "idle", abstract: "Hold N idle WebSocket connections for a while.")
@@ -306,11 +311,17 @@ struct IdleCommand: AsyncParsableCommand {
     var sourceAddresses = 1
     @Flag(help: "Once all are connected, one sends a chat message; report how many received it (one room: --rooms 0).")
     var broadcast = false
+    @Option(help: "A file of tokens, one per line: connection n sends line n (round robin) as Authorization: Bearer.")
+    var tokenFile: String?
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
         raiseFileLimit()
         let rooms = self.rooms, path = self.path, sources = max(1, sourceAddresses)
+        let tokens = try tokenFile.map { path in
+            try String(contentsOfFile: path, encoding: .utf8).split(whereSeparator: \.isNewline).map(String.init)
+        } ?? []
+        let connectTimes = ConnectTimes()
         let received = ReceivedCount()
         let started = ContinuousClock.now
         var sockets: [WebSocketClient] = []
@@ -321,8 +332,12 @@ struct IdleCommand: AsyncParsableCommand {
                     let node = nodes[index % nodes.count].split(separator: ":")
                     group.addTask {
                         let target = rooms > 0 ? "/ws/chat/idle-\(index % rooms)/" : path
+                        var headers = origin.map { [("Origin", $0)] } ?? []
+                        if !tokens.isEmpty { headers.append(("Authorization", "Bearer " + tokens[index % tokens.count])) }
+                        let began = ContinuousClock.now
+                        defer { connectTimes.value.withLock { $0.append(ContinuousClock.now - began) } }
                         return try? await WebSocketClient.connect(
-                            host: String(node[0]), port: Int(node[1]) ?? 8000, path: target, headers: origin.map { [("Origin", $0)] } ?? [],
+                            host: String(node[0]), port: Int(node[1]) ?? 8000, path: target, headers: headers,
                             localAddress: sources > 1 ? "127.0.0.\(1 + index % sources)" : nil,
                             onMessage: { message in
                                 if message.text != nil { received.value.add(1, ordering: .relaxed) }
@@ -337,6 +352,10 @@ struct IdleCommand: AsyncParsableCommand {
             }
         }
         let connectSeconds = ((ContinuousClock.now - started) / .seconds(1))
+        let times = connectTimes.value.withLock { $0 }.sorted()
+        let percentile = { (p: Double) -> String in
+            times.isEmpty ? "0" : ms(UInt64(max(0, times[min(times.count - 1, Int(Double(times.count) * p))] / .nanoseconds(1))))
+        }
         FileHandle.standardError.write(Data("holding \(sockets.count) connections (\(failures) failed) for \(duration) s\n".utf8))
         try? await Task.sleep(for: .milliseconds(Int64(duration * 1000)))
         var broadcastReceived = -1
@@ -352,9 +371,11 @@ struct IdleCommand: AsyncParsableCommand {
         for socket in sockets { socket.abort() }
         let broadcastJSON = broadcast ? #","broadcast_received":\#(broadcastReceived)"# : ""
         if json {
-            print(#"{"connections":\#(sockets.count),"connect_failures":\#(failures),"connect_seconds":\#(format(connectSeconds)),"still_open":\#(stillOpen)\#(broadcastJSON)}"#)
+            print(
+                #"{"connections":\#(sockets.count),"connect_failures":\#(failures),"connect_seconds":\#(format(connectSeconds)),"connect_p50_ms":\#(percentile(0.5)),"connect_p99_ms":\#(percentile(0.99)),"still_open":\#(stillOpen)\#(broadcastJSON)}"#
+            )
         } else {
-            print("connected \(sockets.count), failures \(failures), in \(format(connectSeconds)) s; still open after \(duration) s: \(stillOpen)"
+            print("connected \(sockets.count), failures \(failures), in \(format(connectSeconds)) s (each p50 \(percentile(0.5)) ms, p99 \(percentile(0.99)) ms); still open after \(duration) s: \(stillOpen)"
                 + (broadcast ? "; broadcast received by \(broadcastReceived)" : ""))
         }
         if sockets.isEmpty && connections > 0 {

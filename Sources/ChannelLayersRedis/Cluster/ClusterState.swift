@@ -217,7 +217,7 @@ final class ClusterState: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let ready = queue.withLock { queue -> Bool in
-                    if !queue.operations.isEmpty || Task.isCancelled { return true }
+                    if !queue.operations.isEmpty || queue.restate || Task.isCancelled { return true }
                     queue.waiter = continuation
                     return false
                 }
