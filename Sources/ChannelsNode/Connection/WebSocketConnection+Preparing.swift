@@ -63,7 +63,7 @@ extension WebSocketConnection {
                     metrics.userLimitRefusals.increment()
                     refusal = (
                         CloseCode.tooManyConnectionsForUser,
-                        "user has \(count) connections, the limit (--max-connections-per-user); close one and connect again"
+                        "this user already has \(count) connections, the limit (--max-connections-per-user); close one and connect again"
                     )
                     return false
                 }
