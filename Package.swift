@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "ChannelsNode", targets: ["ChannelsNode"]),
         .library(name: "ChannelsNodeRunner", targets: ["ChannelsNodeRunner"]),
         .library(name: "ChannelsWebSocketClient", targets: ["ChannelsWebSocketClient"]),
+        .library(name: "PerMessageDeflate", targets: ["PerMessageDeflate"]),
         .executable(name: "channels-node", targets: ["ChannelsNodeMain"]),
         .executable(name: "channels-ctl", targets: ["ChannelsCtl"]),
         .executable(name: "channels-bench", targets: ["ChannelsBench"]),
@@ -34,6 +35,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
@@ -110,6 +112,7 @@ let package = Package(
                 "ChannelLayers",
                 "CMalloc",
                 "ChannelsProtocol",
+                "PerMessageDeflate",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -175,11 +178,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // permessage-deflate (RFC 7692): negotiation and one message's compression, on zlib through compress-nio.
+        .target(
+            name: "PerMessageDeflate",
+            dependencies: [
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // A small WebSocket client on SwiftNIO for tests and the load generator.
         .target(
             name: "ChannelsWebSocketClient",
             dependencies: [
                 "ChannelsProtocol",
+                "PerMessageDeflate",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
@@ -248,6 +262,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Unit tests (no process, no network): `scripts/test --fast` runs these alone.
+        .testTarget(
+            name: "PerMessageDeflateTests",
+            dependencies: ["PerMessageDeflate", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "HiredisClientUnitTests",
             dependencies: ["HiredisClient"],

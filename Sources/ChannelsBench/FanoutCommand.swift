@@ -30,6 +30,7 @@ struct FanoutCommand: AsyncParsableCommand {
     @Option(help: "Seconds to wait for stragglers after sending.") var drain = 2.0
     @Option(help: "Path template; {room} is replaced.") var path = "/ws/chat/{room}/"
     @Option(help: "An Origin header for every client (Django's AllowedHostsOriginValidator wants one).") var origin: String?
+    @Flag(help: "Offer permessage-deflate (each client inflates what it receives).") var compression = false
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     func validate() throws {
@@ -56,7 +57,7 @@ struct FanoutCommand: AsyncParsableCommand {
                     group.addTask {
                         let client = try? await WebSocketClient.connect(
                             host: host, port: port, path: path.replacingOccurrences(of: "{room}", with: "bench\(room)"),
-                            headers: origin.map { [("Origin", $0)] } ?? [],
+                            headers: origin.map { [("Origin", $0)] } ?? [], compression: compression,
                             onMessage: { shared.received($0, by: index) }
                         )
                         return (index, client)
@@ -106,7 +107,7 @@ struct FanoutCommand: AsyncParsableCommand {
 
         let result: [(String, String)] = [
             ("nodes", "\(nodes.count)"), ("rooms", "\(rooms)"), ("clients_per_room", "\(clients)"), ("publishers", "\(publishers)"),
-            ("rate", rate == 0 ? "flat out (window \(window))" : "\(Int(rate))/s"), ("payload", "\(payload)"),
+            ("rate", rate == 0 ? "flat out (window \(window))" : "\(Int(rate))/s"), ("payload", "\(payload)"), ("compression", compression ? "on" : "off"),
             ("connected", "\(total - failures)"), ("connect_failures", "\(failures)"), ("connect_seconds", format(connectSeconds)),
             ("messages_sent", "\(report.sent)"), ("messages_per_second", format(Double(report.sent) / sendSeconds)),
             ("deliveries", "\(report.delivered)"), ("deliveries_per_second", format(Double(report.delivered) / deliverySeconds)),

@@ -94,6 +94,13 @@ public struct NodeApplication: Sendable {
         }
         limits.maxConnectionsPerUser = try number(options.maxConnectionsPerUser, "CHANNELS_MAX_CONNECTIONS_PER_USER", 0)
         guard limits.maxConnectionsPerUser >= 0 else { throw ValidationError("--max-connections-per-user must be 0 (no limit) or more") }
+        switch setting(options.compression, "CHANNELS_COMPRESSION") ?? "on" {
+        case "on": limits.compression = true
+        case "off": limits.compression = false
+        case let other: throw ValidationError("--compression must be on or off, not '\(other)'")
+        }
+        limits.compressionMinSize = try number(options.compressionMinSize, "CHANNELS_COMPRESSION_MIN_SIZE", limits.compressionMinSize)
+        guard limits.compressionMinSize >= 0 else { throw ValidationError("--compression-min-size must be 0 or more") }
         let nodeLease = try number(options.nodeLease, "CHANNELS_NODE_LEASE", 30.0)
         guard nodeLease >= 1 else { throw ValidationError("--node-lease must be at least 1 second") }
         guard limits.maxMessageSize > 0, limits.maxQueuedMessages > 0, limits.maxQueuedBytes > 0 else {

@@ -150,6 +150,12 @@ public struct NodeOptions: ParsableArguments, Sendable {
     @Option(help: "Connections a user (a token's sub) may hold on all nodes together, counted in Redis; one more is closed with 4429, 0 = no limit (CHANNELS_MAX_CONNECTIONS_PER_USER). [default: 0]")
     var maxConnectionsPerUser: Int?
 
+    @Option(help: "on or off: permessage-deflate with every client that offers it, each message compressed once for all its receivers (CHANNELS_COMPRESSION). [default: on]")
+    var compression: String?
+
+    @Option(help: "Frames smaller than this many bytes go uncompressed (CHANNELS_COMPRESSION_MIN_SIZE). [default: 256]")
+    var compressionMinSize: Int?
+
     @Option(help: "Seconds a node is counted after its last word to Redis; then another node takes out its users, groups and presence members (leave events, webhooks) (CHANNELS_NODE_LEASE). [default: 30]")
     var nodeLease: Double?
 

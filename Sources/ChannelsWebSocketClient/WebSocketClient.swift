@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import NIOWebSocket
+import PerMessageDeflate
 import Synchronization
 
 /// A small WebSocket client on SwiftNIO, for tests and the load generator.
@@ -39,11 +40,21 @@ public final class WebSocketClient: Sendable {
     private let channel: any Channel
     private let closeBox: CloseBox
 
-    private init(channel: any Channel, messages: AsyncStream<Message>, closeBox: CloseBox) {
+    private let deflate: DeflateAgreement
+
+    private init(channel: any Channel, messages: AsyncStream<Message>, closeBox: CloseBox, deflate: DeflateAgreement) {
         self.channel = channel
         self.messages = messages
         self.closeBox = closeBox
+        self.deflate = deflate
     }
+
+    /// Whether the server agreed on permessage-deflate (asked for with `compression: true`): messages go
+    /// compressed both ways.
+    public var isCompressed: Bool { deflate.agreed.load(ordering: .relaxed) }
+
+    /// Messages that arrived compressed so far.
+    public var compressedMessagesReceived: Int { deflate.inflated.load(ordering: .relaxed) }
 
     /// Connects and upgrades to WebSocket.
     /// - Throws: ``ConnectError`` with the HTTP status when the server refuses the upgrade.
@@ -54,11 +65,14 @@ public final class WebSocketClient: Sendable {
         headers: [(String, String)] = [],
         maxFrameSize: Int = 1 << 20,
         localAddress: String? = nil,
+        compression: Bool = false,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         onMessage: (@Sendable (Message) -> Void)? = nil
     ) async throws -> WebSocketClient {
         let (stream, continuation) = AsyncStream.makeStream(of: Message.self)
         let closeBox = CloseBox()
+        let deflate = DeflateAgreement()
+        let headers = compression ? headers + [("Sec-WebSocket-Extensions", PerMessageDeflate.response)] : headers
         let deliver: @Sendable (Message) -> Void = onMessage ?? { continuation.yield($0) }
         let eventLoop = eventLoopGroup.next()
         let upgraded = eventLoop.makePromise(of: Void.self)
@@ -74,8 +88,10 @@ public final class WebSocketClient: Sendable {
                     try channel.pipeline.syncOperations.addHandler(
                         HandshakeHandler(
                             host: host, port: port, path: path, headers: headers, key: key, maxFrameSize: maxFrameSize,
-                            upgraded: upgraded,
-                            frameHandler: { FrameHandler(deliver: deliver, finish: { continuation.finish() }, closeBox: closeBox) }
+                            upgraded: upgraded, deflate: deflate,
+                            frameHandler: {
+                                FrameHandler(deliver: deliver, finish: { continuation.finish() }, closeBox: closeBox, maxMessageSize: maxFrameSize, deflate: deflate)
+                            }
                         )
                     )
                 }
@@ -106,19 +122,25 @@ public final class WebSocketClient: Sendable {
         }
         upgraded.futureResult.whenComplete { _ in timeout.cancel() }
         try await upgraded.futureResult.get()
-        return WebSocketClient(channel: channel, messages: stream, closeBox: closeBox)
+        return WebSocketClient(channel: channel, messages: stream, closeBox: closeBox, deflate: deflate)
     }
 
     /// Sends a text message.
     public func send(text: String) {
-        let buffer = channel.allocator.buffer(string: text)
-        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: buffer), promise: nil)
+        send(.text, channel.allocator.buffer(string: text))
     }
 
     /// Sends a binary message.
     public func send(binary: [UInt8]) {
-        let buffer = channel.allocator.buffer(bytes: binary)
-        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .binary, maskKey: .random(), data: buffer), promise: nil)
+        send(.binary, channel.allocator.buffer(bytes: binary))
+    }
+
+    private func send(_ opcode: WebSocketOpcode, _ buffer: ByteBuffer) {
+        if isCompressed, let compressed = PerMessageDeflate.deflate(buffer, allocator: channel.allocator) {
+            channel.writeAndFlush(WebSocketFrame(fin: true, rsv1: true, opcode: opcode, maskKey: .random(), data: compressed), promise: nil)
+        } else {
+            channel.writeAndFlush(WebSocketFrame(fin: true, opcode: opcode, maskKey: .random(), data: buffer), promise: nil)
+        }
     }
 
     /// Sends raw bytes as a text frame, unchecked (for tests of bad input such as invalid UTF-8).
@@ -200,13 +222,15 @@ final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHandler {
     let key: String
     let maxFrameSize: Int
     let upgraded: EventLoopPromise<Void>
+    let deflate: DeflateAgreement
     let frameHandler: () -> FrameHandler
     private var response: ByteBuffer?
 
     init(
         host: String, port: Int, path: String, headers: [(String, String)], key: String, maxFrameSize: Int,
-        upgraded: EventLoopPromise<Void>, frameHandler: @escaping () -> FrameHandler
+        upgraded: EventLoopPromise<Void>, deflate: DeflateAgreement, frameHandler: @escaping () -> FrameHandler
     ) {
+        self.deflate = deflate
         self.host = host
         self.port = port
         self.path = path
@@ -243,6 +267,10 @@ final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHandler {
             fail(context, status: status, "the server refused the WebSocket upgrade: \(statusLine.dropFirst(9))")
             return
         }
+        let extensions = head.split(separator: "\r\n").filter { $0.lowercased().hasPrefix("sec-websocket-extensions:") }
+        if extensions.contains(where: { $0.lowercased().contains("permessage-deflate") }) {
+            deflate.agreed.store(true, ordering: .relaxed)
+        }
         do {
             let pipeline = context.pipeline.syncOperations
             try pipeline.addHandler(WebSocketFrameEncoder(), position: .after(self))
@@ -267,7 +295,13 @@ final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHandler {
 @available(*, unavailable)
 extension HandshakeHandler: Sendable {}
 
-/// Joins fragments, answers pings, records the close frame.
+/// Whether the server agreed on permessage-deflate, set once by the handshake.
+final class DeflateAgreement: Sendable {
+    let agreed = Atomic<Bool>(false)
+    let inflated = Atomic<Int>(0)
+}
+
+/// Joins fragments, inflates compressed messages, answers pings, records the close frame.
 final class FrameHandler: ChannelInboundHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
@@ -275,13 +309,21 @@ final class FrameHandler: ChannelInboundHandler {
     let deliver: @Sendable (WebSocketClient.Message) -> Void
     let finish: @Sendable () -> Void
     let closeBox: CloseBox
+    let maxMessageSize: Int
+    let deflate: DeflateAgreement
     private var fragments: ByteBuffer?
     private var fragmentOpcode: WebSocketOpcode = .text
+    private var fragmentsCompressed = false
 
-    init(deliver: @escaping @Sendable (WebSocketClient.Message) -> Void, finish: @escaping @Sendable () -> Void, closeBox: CloseBox) {
+    init(
+        deliver: @escaping @Sendable (WebSocketClient.Message) -> Void, finish: @escaping @Sendable () -> Void, closeBox: CloseBox,
+        maxMessageSize: Int, deflate: DeflateAgreement
+    ) {
+        self.deflate = deflate
         self.deliver = deliver
         self.finish = finish
         self.closeBox = closeBox
+        self.maxMessageSize = maxMessageSize
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -289,9 +331,10 @@ final class FrameHandler: ChannelInboundHandler {
         switch frame.opcode {
         case .text, .binary:
             if frame.fin {
-                emit(frame.opcode, frame.unmaskedData)
+                emit(frame.opcode, frame.unmaskedData, compressed: frame.rsv1, context: context)
             } else {
                 fragmentOpcode = frame.opcode
+                fragmentsCompressed = frame.rsv1
                 fragments = frame.unmaskedData
             }
         case .continuation:
@@ -299,7 +342,7 @@ final class FrameHandler: ChannelInboundHandler {
             fragments?.writeBuffer(&data)
             if frame.fin, let whole = fragments {
                 fragments = nil
-                emit(fragmentOpcode, whole)
+                emit(fragmentOpcode, whole, compressed: fragmentsCompressed, context: context)
             }
         case .ping:
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)), promise: nil)
@@ -323,7 +366,16 @@ final class FrameHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
-    private func emit(_ opcode: WebSocketOpcode, _ data: ByteBuffer) {
+    private func emit(_ opcode: WebSocketOpcode, _ data: ByteBuffer, compressed: Bool, context: ChannelHandlerContext) {
+        var data = data
+        if compressed {
+            guard let inflated = try? PerMessageDeflate.inflate(data, limit: maxMessageSize, allocator: context.channel.allocator) else {
+                context.close(promise: nil)
+                return
+            }
+            data = inflated
+            deflate.inflated.add(1, ordering: .relaxed)
+        }
         if opcode == .text {
             deliver(.text(String(buffer: data)))
         } else {

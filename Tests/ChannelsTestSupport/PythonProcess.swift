@@ -129,6 +129,8 @@ public final class PythonProcess: Sendable {
 }
 
 /// Text appended from a reader thread.
-final class TextBuffer: Sendable {
-    let text = Mutex("")
+/// Text gathered from several threads.
+public final class TextBuffer: Sendable {
+    public let text = Mutex("")
+    public init() {}
 }

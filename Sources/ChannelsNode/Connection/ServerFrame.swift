@@ -3,6 +3,7 @@ import ChannelsProtocol
 import NIOCore
 import NIOWebSocket
 import OrderedCollections
+import PerMessageDeflate
 
 /// Server-to-client WebSocket frames as bytes ready for the socket (RFC 6455 5.2: never masked).
 ///
@@ -32,8 +33,49 @@ enum ServerFrame {
         return make(.connectionClose, payload: payload)
     }
 
+    /// A whole frame with a raw opcode and RSV1 (set: a permessage-deflate payload).
+    static func make(opcode: UInt8, rsv1: Bool, payload: some Collection<UInt8>, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: payload.count + 10)
+        writeHeader(first: 0x80 | (rsv1 ? 0x40 : 0) | (opcode & 0x0f), length: payload.count, into: &buffer)
+        buffer.writeBytes(payload)
+        return buffer
+    }
+
+    /// A text or binary frame compressed (permessage-deflate): RSV1 set, the payload deflated; `nil` for other
+    /// frames, frames already compressed, or when zlib failed (the frame then goes as it is).
+    static func deflated(_ frame: ByteBuffer, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer? {
+        guard let first = frame.getInteger(at: frame.readerIndex, as: UInt8.self), first & 0x40 == 0 else { return nil }
+        let opcode = first & 0x0f
+        guard opcode == 0x1 || opcode == 0x2, let payload = payload(of: frame), let compressed = PerMessageDeflate.deflate(payload, allocator: allocator)
+        else { return nil }
+        return make(opcode: opcode, rsv1: true, payload: compressed.readableBytesView, allocator: allocator)
+    }
+
+    /// The payload of a frame this type made (never masked), or `nil` when the bytes are not one whole frame.
+    static func payload(of frame: ByteBuffer) -> ByteBuffer? {
+        guard let second = frame.getInteger(at: frame.readerIndex + 1, as: UInt8.self) else { return nil }
+        let start: Int
+        let length: Int
+        switch second & 0x7f {
+        case 126:
+            guard let value = frame.getInteger(at: frame.readerIndex + 2, as: UInt16.self) else { return nil }
+            (start, length) = (4, Int(value))
+        case 127:
+            guard let value = frame.getInteger(at: frame.readerIndex + 2, as: UInt64.self) else { return nil }
+            (start, length) = (10, Int(value))
+        case let short:
+            (start, length) = (2, Int(short))
+        }
+        guard frame.readableBytes == start + length else { return nil }
+        return frame.getSlice(at: frame.readerIndex + start, length: length)
+    }
+
     private static func writeHeader(_ opcode: WebSocketOpcode, length: Int, into buffer: inout ByteBuffer) {
-        buffer.writeInteger(UInt8(0x80) | UInt8(webSocketOpcode: opcode))
+        writeHeader(first: UInt8(0x80) | UInt8(webSocketOpcode: opcode), length: length, into: &buffer)
+    }
+
+    private static func writeHeader(first: UInt8, length: Int, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(first)
         switch length {
         case ..<126:
             buffer.writeInteger(UInt8(length))

@@ -3,6 +3,7 @@ import ChannelsProtocol
 import CoreMetrics
 import Logging
 import NIOCore
+import PerMessageDeflate
 import NIOWebSocket
 import Synchronization
 
@@ -71,6 +72,9 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     var accepted = false
     /// The token's `sub` when the layer counted this connection for it (given back when it ends).
     var countedUser: String?
+    /// permessage-deflate was agreed in the handshake: frames of `--compression-min-size` or more go compressed,
+    /// and the client may compress its own.
+    var deflate = false
     /// Close at once with this after the upgrade (a refused handshake or `connect()`).
     var refusal: (code: UInt16, reason: String)?
     /// `connect()` denied the handshake: answer with this HTTP status instead of upgrading.
@@ -165,7 +169,24 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
                 close(code: CloseCode.rateLimited, reason: "more than \(limits.maxMessagesPerSecond) messages per second")
                 return
             }
-            let data = frame.unmaskedData
+            // RFC 6455 5.2: reserved bits only with an extension that defines them (RSV1: permessage-deflate).
+            guard !frame.rsv2, !frame.rsv3, !frame.rsv1 || deflate else {
+                close(code: CloseCode.protocolError, reason: "reserved bits set without an extension that defines them")
+                return
+            }
+            var data = frame.unmaskedData
+            if frame.rsv1 {
+                do {
+                    data = try PerMessageDeflate.inflate(data, limit: limits.maxMessageSize, allocator: context.channel.allocator)
+                } catch is PerMessageDeflate.TooLarge {
+                    metrics.inflatedTooLarge.increment()
+                    close(code: CloseCode.messageTooBig, reason: "a compressed message inflates past \(limits.maxMessageSize) bytes")
+                    return
+                } catch {
+                    close(code: CloseCode.invalidPayload, reason: "a compressed message that is not DEFLATE")
+                    return
+                }
+            }
             clientFrames += 1
             if frame.opcode == .text {
                 guard let text = String(validating: data.readableBytesView, as: UTF8.self) else {
@@ -185,7 +206,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
                 try? context.channel.syncOptions?.setOption(.autoRead, value: false)
             }
         case .ping:
-            guard lifecycle.isOpen else { return }
+            guard lifecycle.isOpen, !frame.rsv1 else { return }
             write(ServerFrame.make(.pong, payload: frame.unmaskedData.readableBytesView))
             flush()
         case .pong:
@@ -246,8 +267,12 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         guard lifecycle.isOpen else { return false }
         if delivery.handlerName == PresenceEvent.handlerName {
             // The node's own event: to clients that asked for presence, a frame made once for all of them.
-            guard wantsPresence, let frame = delivery.prepared(for: ObjectIdentifier(ServerFrame.presenceShape), { ServerFrame.presenceEvent(delivery.message) })
+            guard wantsPresence, var frame = delivery.prepared(for: ObjectIdentifier(ServerFrame.presenceShape), { ServerFrame.presenceEvent(delivery.message) })
             else { return false }
+            if deflate, frame.readableBytes >= limits.compressionMinSize {
+                let plain = frame
+                frame = delivery.prepared(for: ObjectIdentifier(ServerFrame.presenceShape.deflated)) { ServerFrame.deflated(plain) ?? plain } ?? plain
+            }
             if mailbox.isIdle, handlerContext != nil { write(frame) } else { enqueue(.frame(frame)) }
             defer { inBatch = true }
             return !inBatch
@@ -368,9 +393,12 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         return route?.rules[name]
     }
 
-    /// The rule's frame for a delivery, made by the first member that needs it and shared by the others.
+    /// The rule's frame for a delivery, made by the first member that needs it and shared by the others; its
+    /// compressed form too, for connections that agreed on permessage-deflate.
     func frame(_ rule: ForwardRule, _ delivery: Delivery) -> ByteBuffer? {
-        delivery.prepared(for: ObjectIdentifier(rule)) { makeFrame(rule, delivery) }
+        guard let plain = delivery.prepared(for: ObjectIdentifier(rule), { makeFrame(rule, delivery) }) else { return nil }
+        guard deflate, plain.readableBytes >= limits.compressionMinSize else { return plain }
+        return delivery.prepared(for: ObjectIdentifier(rule.deflated)) { ServerFrame.deflated(plain) ?? plain }
     }
 
     private func makeFrame(_ rule: ForwardRule, _ delivery: Delivery) -> ByteBuffer? {
@@ -429,6 +457,11 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
 
     func write(_ frame: ByteBuffer) {
         guard lifecycle.isOpen, let handlerContext else { return }
+        var frame = frame
+        // Frames made for this connection alone (the consumer's, the node's own); a group's come compressed once.
+        if deflate, frame.readableBytes >= limits.compressionMinSize, let compressed = ServerFrame.deflated(frame, allocator: handlerContext.channel.allocator) {
+            frame = compressed
+        }
         let ready = batch.add(frame)
         if let first = ready.first { handlerContext.write(wrapOutboundOut(first), promise: nil) }
         // The first write may have filled the buffer and closed the client: nothing goes after a close frame.

@@ -136,6 +136,10 @@ public struct ConnectionLimits: Sendable, Hashable {
     /// Connections a user (a token's `sub`) may hold on all nodes together; 0 = no limit. One more is closed
     /// with ``CloseCode/tooManyConnectionsForUser`` (4429).
     public var maxConnectionsPerUser: Int
+    /// permessage-deflate (RFC 7692) with every client that offers it.
+    public var compression: Bool
+    /// Frames smaller than this many bytes go uncompressed (compressing them costs more than it saves).
+    public var compressionMinSize: Int
 
     public init(
         maxMessageSize: Int = 64 * 1024,
@@ -144,8 +148,12 @@ public struct ConnectionLimits: Sendable, Hashable {
         invalidFramePolicy: InvalidFramePolicy = .errorFrame,
         maxMessagesPerSecond: Double = 0,
         messageBurst: Int = 50,
-        maxConnectionsPerUser: Int = 0
+        maxConnectionsPerUser: Int = 0,
+        compression: Bool = true,
+        compressionMinSize: Int = 256
     ) {
+        self.compression = compression
+        self.compressionMinSize = compressionMinSize
         self.maxConnectionsPerUser = maxConnectionsPerUser
         self.maxMessageSize = maxMessageSize
         self.maxQueuedMessages = maxQueuedMessages

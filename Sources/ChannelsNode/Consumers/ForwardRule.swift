@@ -18,6 +18,11 @@ public final class ForwardRule: Sendable {
     public let fields: [String]
     /// What a field the event lacks becomes; `nil` leaves it out of the frame.
     public let missing: MessageValue?
+    /// The key of this rule's compressed frame in a delivery (permessage-deflate): made once per message too.
+    let deflated = DeflatedShape()
+
+    /// Identifies a compressed output shape in ``Delivery/prepared(for:_:)``.
+    final class DeflatedShape: Sendable {}
 
     public init(fields: [String], missing: MessageValue? = nil) {
         self.fields = fields

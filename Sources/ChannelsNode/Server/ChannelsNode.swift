@@ -3,6 +3,7 @@ import ChannelsProtocol
 import CoreMetrics
 import Logging
 import NIOCore
+import PerMessageDeflate
 import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
@@ -246,7 +247,13 @@ public final class ChannelsNode: Service {
                         throw WebSocketHandshakeError.denied(status: denial.status, reason: denial.reason)
                     }
                     prepared.connection.withLock { $0 = connection }
-                    return HTTPHeaders(connection.handshakeHeaders.map { ($0.name, $0.value) })
+                    var headers = HTTPHeaders(connection.handshakeHeaders.map { ($0.name, $0.value) })
+                    if self.configuration.limits.compression, PerMessageDeflate.accepts(offers: head.headers["sec-websocket-extensions"]) {
+                        headers.add(name: "Sec-WebSocket-Extensions", value: PerMessageDeflate.response)
+                        try await channel.eventLoop.submit { connection.deflate = true }.get()
+                        self.metrics.compressedConnections.increment()
+                    }
+                    return headers
                 }
                 return promise.futureResult
             },

@@ -49,6 +49,8 @@ final class NodeMetrics: Sendable {
     let refusedHandshakes = Counter(label: "channels_handshakes_refused_total")
     let refusedAtLimit = Counter(label: "channels_connection_limit_refusals_total")
     let userLimitRefusals = Counter(label: "channels_user_limit_refusals_total")
+    let compressedConnections = Counter(label: "channels_compressed_connections_total")
+    let inflatedTooLarge = Counter(label: "channels_inflated_too_large_total")
     let rateLimitCloses = Counter(label: "channels_rate_limit_closes_total")
     let publishFailures = Counter(label: "channels_publish_failures_total")
     let unencodable = Counter(label: "channels_unencodable_total")

@@ -2,7 +2,9 @@
 
 Usage: raw_websocket.py PORT CASE, where CASE is missing-key, version-12, duplicate-key (prints the HTTP
 status and whether Sec-WebSocket-Version: 13 was in the answer), unmasked (prints the close code the node
-answers an unmasked client frame with) or binary (prints the frame the chat endpoint answers a binary frame with).
+answers an unmasked client frame with), binary (prints the frame the chat endpoint answers a binary frame with),
+zip-bomb (offers permessage-deflate and sends 64 KiB that inflate to 16 MiB: prints the close code) or rsv1-plain
+(a compressed-looking frame without the extension: prints the close code).
 """
 import base64
 import os
@@ -120,6 +122,8 @@ elif case == "duplicate-key":
     headers += [("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", key), ("Sec-WebSocket-Key", key)]
 else:
     headers += [("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", key)]
+if case == "zip-bomb":
+    headers += [("Sec-WebSocket-Extensions", "permessage-deflate; client_no_context_takeover")]
 
 sock = socket.create_connection(("127.0.0.1", port), timeout=10)
 sock.sendall(("GET /ws/chat/lobby/ HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n").encode())
@@ -169,7 +173,34 @@ def frame(opcode, payload, masked):
     return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-if case == "unmasked":
+def masked_frame(opcode, payload, rsv1=False):
+    length = len(payload)
+    first = 0x80 | (0x40 if rsv1 else 0) | opcode
+    if length < 126:
+        header = bytes([first, 0x80 | length])
+    elif length < 65536:
+        header = bytes([first, 0x80 | 126]) + struct.pack(">H", length)
+    else:
+        header = bytes([first, 0x80 | 127]) + struct.pack(">Q", length)
+    mask = os.urandom(4)
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def deflated(data):
+    import zlib
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return body[:-4]
+
+
+if case == "zip-bomb":
+    if "permessage-deflate" not in head.lower():
+        print("not negotiated")
+        sys.exit(1)
+    sock.sendall(masked_frame(1, deflated(b" " * (16 << 20)), rsv1=True))
+elif case == "rsv1-plain":
+    sock.sendall(masked_frame(1, deflated(b'{"message": "hi"}'), rsv1=True))
+elif case == "unmasked":
     sock.sendall(frame(1, b'{"message": "unmasked"}', masked=False))
 elif case == "binary":
     sock.sendall(frame(2, b"\x01\x02\x03", masked=True))
