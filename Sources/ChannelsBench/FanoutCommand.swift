@@ -75,7 +75,7 @@ struct FanoutCommand: AsyncParsableCommand {
         for index in 0..<total where sockets[index] != nil { members[index % rooms] += 1 }
 
         // Publisher p is client p: rooms are index % rooms, so publishers spread over the rooms.
-        let padding = String(repeating: "x", count: max(0, payload - 32))
+        let padding = Self.padding(count: max(0, payload - 32))
         let begin = ContinuousClock.now
         let end = begin + .milliseconds(Int64(duration * 1000))
         let progress = Task {
@@ -291,6 +291,23 @@ final class Locked<Value>: @unchecked Sendable {
 /// Text frames received by the idle connections, counted on their event loops.
 final class ReceivedCount: Sendable {
     let value = Atomic<Int>(0)
+}
+
+extension FanoutCommand {
+    /// Text shaped like a model update's JSON (field names and values drawn from a small vocabulary), so that
+    /// compression does what it does on real messages: neither a run of one letter nor random bytes.
+    static func padding(count: Int) -> String {
+        let words = ["id", "title", "status", "done", "updated_at", "owner", "alice", "bob", "todo", "2026-12-06T10:", "true", "false", "priority", "note"]
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        var text = ""
+        text.reserveCapacity(count + 16)
+        while text.utf8.count < count {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            let word = words[Int((state >> 33) % UInt64(words.count))]
+            text += (state >> 20) % 3 == 0 ? "\(word):\((state >> 40) % 1000)," : word + " "
+        }
+        return String(text.utf8.prefix(count))!
+    }
 }
 
 /// How long each connection took to open (TCP, handshake, the node's `connect()`).
