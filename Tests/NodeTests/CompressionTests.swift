@@ -75,6 +75,16 @@ import Testing
         #expect(try await WireTests.run("zip-bomb", port: off.port) == "not negotiated")
     }
 
+    /// A message in several frames, each masked with its own key, plain or compressed (RSV1 on the first).
+    @Test func fragmentedMessagesArriveWholePlainOrCompressed() async throws {
+        let node = try await NodeProcess.start()
+        defer { node.terminate() }
+        let plain = try await WireTests.run("fragments", port: node.port)
+        #expect(plain.hasPrefix("text ") && plain.contains(#""message":"fragmented""#), "\(plain)")
+        let compressed = try await WireTests.run("fragments-deflate", port: node.port)
+        #expect(compressed.hasPrefix("text ") && compressed.contains("fragmented and compressed"), "\(compressed)")
+    }
+
     @Test func aHistoryGroupsReplayComesCompressed() async throws {
         let redis = try await RedisServer.start()
         let node = try await NodeProcess.start(redis: [redis.url])

@@ -263,9 +263,7 @@ public final class ChannelsNode: Service {
                     let maxSize = configuration.limits.maxMessageSize
                     let operations = channel.pipeline.syncOperations
                     try operations.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxSize)))
-                    try operations.addHandler(
-                        NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024, maxAccumulatedFrameSize: maxSize)
-                    )
+                    try operations.addHandler(ClientMessageAssembler(maxMessageSize: maxSize))
                     try operations.addHandler(connection)
                     pending.release()
                     connections.add(connection)

@@ -3,6 +3,7 @@
 Usage: raw_websocket.py PORT CASE, where CASE is missing-key, version-12, duplicate-key (prints the HTTP
 status and whether Sec-WebSocket-Version: 13 was in the answer), unmasked (prints the close code the node
 answers an unmasked client frame with), binary (prints the frame the chat endpoint answers a binary frame with),
+fragments and fragments-deflate (one message in several frames, plain or compressed: prints the echo),
 zip-bomb (offers permessage-deflate and sends 64 KiB that inflate to 16 MiB: prints the close code) or rsv1-plain
 (a compressed-looking frame without the extension: prints the close code).
 """
@@ -122,7 +123,7 @@ elif case == "duplicate-key":
     headers += [("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", key), ("Sec-WebSocket-Key", key)]
 else:
     headers += [("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", key)]
-if case == "zip-bomb":
+if case in ("zip-bomb", "fragments-deflate"):
     headers += [("Sec-WebSocket-Extensions", "permessage-deflate; client_no_context_takeover")]
 
 sock = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -173,9 +174,9 @@ def frame(opcode, payload, masked):
     return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-def masked_frame(opcode, payload, rsv1=False):
+def masked_frame(opcode, payload, rsv1=False, fin=True):
     length = len(payload)
-    first = 0x80 | (0x40 if rsv1 else 0) | opcode
+    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     if length < 126:
         header = bytes([first, 0x80 | length])
     elif length < 65536:
@@ -198,6 +199,12 @@ if case == "zip-bomb":
         print("not negotiated")
         sys.exit(1)
     sock.sendall(masked_frame(1, deflated(b" " * (16 << 20)), rsv1=True))
+elif case == "fragments":
+    # One message in three frames, each masked with its own key.
+    sock.sendall(masked_frame(1, b'{"message": "frag', fin=False) + masked_frame(0, b"men", fin=False) + masked_frame(0, b'ted"}'))
+elif case == "fragments-deflate":
+    body = deflated(b'{"message": "fragmented and compressed"}')
+    sock.sendall(masked_frame(1, body[:5], rsv1=True, fin=False) + masked_frame(0, body[5:]))
 elif case == "rsv1-plain":
     sock.sendall(masked_frame(1, deflated(b'{"message": "hi"}'), rsv1=True))
 elif case == "unmasked":
@@ -211,5 +218,5 @@ while True:
         break
     if opcode == 1:
         print("text", payload.decode())
-        if case == "binary":
+        if case in ("binary", "fragments", "fragments-deflate"):
             break
