@@ -31,9 +31,8 @@ final class ClusterState: Sendable {
         case touch
     }
 
-    private struct Queue {
+    private struct Queue: Sendable {
         var operations: [Operation] = []
-        var waiter: CheckedContinuation<Void, Never>?
         var held = Held()
         /// The next call must state the whole state again.
         var restate = true
@@ -45,7 +44,7 @@ final class ClusterState: Sendable {
     let maxEvents: Int
     private let client: any RedisCommandSender
     private let logger: Logger
-    private let queue = Mutex(Queue())
+    private let queue = WriterQueue(Queue())
     /// Called with the presence members of a node taken out: `(group, channel, value)`.
     private let onReaped: @Sendable (_ node: String, _ members: [(group: String, channel: String, value: String)]) async -> Void
 
@@ -72,33 +71,44 @@ final class ClusterState: Sendable {
         }
     }
 
+    // What the node holds changes in the same step as the change is queued: a restatement (which takes both
+    // at once) never holds a change that its queue then applies a second time.
+
     func userLeave(_ user: String) {
-        queue.withLock { queue in
+        queue.update { queue in
             queue.held.users[user, default: 0] -= 1
             if queue.held.users[user]! <= 0 { queue.held.users[user] = nil }
+            queue.operations.append(.userLeave(user))
         }
-        enqueue(.userLeave(user))
     }
 
     func groupOccupied(_ group: String) {
-        queue.withLock { _ = $0.held.groups.insert(group) }
-        enqueue(.groupOccupied(group))
+        queue.update { queue in
+            queue.held.groups.insert(group)
+            queue.operations.append(.groupOccupied(group))
+        }
     }
 
     func groupEmptied(_ group: String) {
-        queue.withLock { _ = $0.held.groups.remove(group) }
-        enqueue(.groupEmptied(group))
+        queue.update { queue in
+            queue.held.groups.remove(group)
+            queue.operations.append(.groupEmptied(group))
+        }
     }
 
     func presenceAdd(group: String, channel: String, presence: PresenceInfo) {
         let value = Self.presenceValue(presence)
-        queue.withLock { $0.held.presence[group + "\n" + channel] = value }
-        enqueue(.presenceAdd(group: group, channel: channel, value: value))
+        queue.update { queue in
+            queue.held.presence[group + "\n" + channel] = value
+            queue.operations.append(.presenceAdd(group: group, channel: channel, value: value))
+        }
     }
 
     func presenceRemove(group: String, channel: String) {
-        queue.withLock { _ = $0.held.presence.removeValue(forKey: group + "\n" + channel) }
-        enqueue(.presenceRemove(group: group, channel: channel))
+        queue.update { queue in
+            queue.held.presence.removeValue(forKey: group + "\n" + channel)
+            queue.operations.append(.presenceRemove(group: group, channel: channel))
+        }
     }
 
     static func presenceValue(_ presence: PresenceInfo) -> String {
@@ -107,12 +117,7 @@ final class ClusterState: Sendable {
     }
 
     private func enqueue(_ operation: Operation) {
-        let waiter = queue.withLock { queue in
-            queue.operations.append(operation)
-            defer { queue.waiter = nil }
-            return queue.waiter
-        }
-        waiter?.resume()
+        queue.update { $0.operations.append(operation) }
     }
 
     // MARK: - Running
@@ -178,7 +183,7 @@ final class ClusterState: Sendable {
                 if reply.string == "reaped" {
                     // Taken out while alive (a long partition) or Redis lost its data: state everything again.
                     logger.warning("this node's cluster state was gone from Redis; stating it again")
-                    queue.withLock { queue in
+                    queue.withState { queue in
                         queue.restate = true
                         queue.operations.insert(contentsOf: joins.map { Operation.userJoin($0.user, limit: $0.limit, $0.continuation) }, at: 0)
                     }
@@ -188,7 +193,7 @@ final class ClusterState: Sendable {
                 let counts = reply.array?.compactMap(\.integer) ?? []
                 for (index, (user, _, continuation)) in joins.enumerated() {
                     let count = index < counts.count ? Int(counts[index]) : 1
-                    if count > 0 { queue.withLock { $0.held.users[user, default: 0] += 1 } }
+                    if count > 0 { queue.withState { $0.held.users[user, default: 0] += 1 } }
                     continuation.resume(returning: count)
                 }
                 attempt = 0
@@ -196,7 +201,7 @@ final class ClusterState: Sendable {
                 // The call may or may not have run: state everything again next time; a waiting connection
                 // is not held for it.
                 attempt += 1
-                queue.withLock { $0.restate = true }
+                queue.withState { $0.restate = true }
                 for join in joins { join.continuation.resume(throwing: error) }
                 // The layer's own connection reports an unreachable Redis; this says so only if it lasts.
                 if attempt % 30 == 0 {
@@ -208,32 +213,14 @@ final class ClusterState: Sendable {
                 enqueue(.touch)
             }
         }
-        for case .userJoin(_, _, let continuation) in queue.withLock({ $0.operations }) {
+        for case .userJoin(_, _, let continuation) in queue.withState({ $0.operations }) {
             continuation.resume(throwing: CancellationError())
         }
     }
 
     private func nextBatch() async -> (operations: [Operation], restate: Bool, held: Held) {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let ready = queue.withLock { queue -> Bool in
-                    if !queue.operations.isEmpty || queue.restate || Task.isCancelled { return true }
-                    queue.waiter = continuation
-                    return false
-                }
-                if ready { continuation.resume() }
-            }
-        } onCancel: {
-            let waiter = queue.withLock { queue in
-                defer { queue.waiter = nil }
-                return queue.waiter
-            }
-            waiter?.resume()
-        }
-        return queue.withLock { queue in
-            if Task.isCancelled {
-                return ([], false, queue.held)
-            }
+        await queue.next(ready: { !$0.operations.isEmpty || $0.restate }) { queue in
+            if Task.isCancelled { return ([], false, queue.held) }
             // Batches stay small enough for one script call; the rest goes in the next one.
             let count = min(queue.operations.count, 512)
             let operations = Array(queue.operations.prefix(count))

@@ -38,7 +38,7 @@ final class MembershipRegistry: Sendable {
     let startedAt = WallClock.now()
     private let client: any RedisCommandSender
     private let logger: Logger
-    private let queue = Mutex<(operations: [Operation], waiter: CheckedContinuation<Void, Never>?)>(([], nil))
+    private let queue = WriterQueue<[Operation]>([])
 
     init(client: any RedisCommandSender, prefix: String, nodeID: String, ttl: Duration, authFingerprint: String, logger: Logger) {
         self.authFingerprint = authFingerprint
@@ -74,12 +74,7 @@ final class MembershipRegistry: Sendable {
     }
 
     func enqueue(_ operation: Operation) {
-        let waiter = queue.withLock { queue in
-            queue.operations.append(operation)
-            defer { queue.waiter = nil }
-            return queue.waiter
-        }
-        waiter?.resume()
+        queue.update { $0.append(operation) }
     }
 
     /// Sends queued operations until cancelled, then sends what is left.
@@ -88,32 +83,16 @@ final class MembershipRegistry: Sendable {
             let operations = await nextBatch()
             await write(operations)
         }
-        await write(queue.withLock { queue in
-            defer { queue.operations = [] }
-            return queue.operations
+        await write(queue.withState { operations in
+            defer { operations = [] }
+            return operations
         })
     }
 
     private func nextBatch() async -> [Operation] {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let ready = queue.withLock { queue -> Bool in
-                    if !queue.operations.isEmpty || Task.isCancelled { return true }
-                    queue.waiter = continuation
-                    return false
-                }
-                if ready { continuation.resume() }
-            }
-        } onCancel: {
-            let waiter = queue.withLock { queue in
-                defer { queue.waiter = nil }
-                return queue.waiter
-            }
-            waiter?.resume()
-        }
-        return queue.withLock { queue in
-            defer { queue.operations = [] }
-            return queue.operations
+        await queue.next(ready: { !$0.isEmpty }) { operations in
+            defer { operations = [] }
+            return operations
         }
     }
 
