@@ -95,6 +95,15 @@ import Testing
         )
         #expect(ctl.status == 0, "\(ctl.output)")
         for tab in tabs { #expect(await eventually { tab.messages == ["for alice", "from ctl"] }, "\(tab.frames)") }
+        // And Django's own group_send (the real channels_redis) to the same group.
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let django = try PythonProcess(
+            python: try PythonProcess.interpreter(packageRoot: root),
+            script: root.appendingPathComponent("Tests/ChannelLayersRedisTests/Interop/channels_interop.py").path,
+            arguments: ["group-send", redis.url, "user.alice", #"{"type": "chat.message", "message": "from django"}"#]
+        )
+        #expect(try await django.nextLine() == "SENT")
+        for tab in tabs { #expect(await eventually { tab.messages == ["for alice", "from ctl", "from django"] }, "\(tab.frames)") }
         try await Task.sleep(for: .milliseconds(300))
         #expect(bob.messages.isEmpty, "\(bob.frames)")
 
