@@ -26,8 +26,9 @@ import Synchronization
 /// handshake and the ping timeout), ``ConsumerMailbox`` (the consumer's events and its task),
 /// ``FrameBatch`` (gathered writes) and ``RecoveryState`` (`?recover=1`). This type does the I/O; its
 /// extensions prepare the connection before the upgrade (`+Preparing`), run the consumer
-/// (`+Consumer`) and replay history (`+Recovery`). (This file stays under 500 lines: the channel handler, the
-/// inbox and the writes share one event loop's state, and splitting them would scatter that state's I/O.)
+/// (`+Consumer`) and replay history (`+Recovery`); permessage-deflate is ``PerMessageDeflate``'s. (This file is
+/// about 520 lines: the channel handler, the inbox and the writes share one event loop's state, and splitting
+/// them would scatter that state's I/O.)
 ///
 /// Unchecked Sendable: everything mutable is touched on ``eventLoop`` only, except the consumer, its
 /// context and the channel name, which the preparing task sets before the upgrade completes (the
