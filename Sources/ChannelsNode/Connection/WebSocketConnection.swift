@@ -268,12 +268,9 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         guard lifecycle.isOpen else { return false }
         if delivery.handlerName == PresenceEvent.handlerName {
             // The node's own event: to clients that asked for presence, a frame made once for all of them.
-            guard wantsPresence, var frame = delivery.prepared(for: ObjectIdentifier(ServerFrame.presenceShape), { ServerFrame.presenceEvent(delivery.message) })
+            guard wantsPresence, let plain = delivery.prepared(for: ObjectIdentifier(ServerFrame.presenceShape), { ServerFrame.presenceEvent(delivery.message) })
             else { return false }
-            if deflate, frame.readableBytes >= limits.compressionMinSize {
-                let plain = frame
-                frame = delivery.prepared(for: ObjectIdentifier(ServerFrame.presenceShape.deflated)) { ServerFrame.deflated(plain) ?? plain } ?? plain
-            }
+            let frame = compressedOnce(plain, as: ServerFrame.presenceShape, in: delivery)
             if mailbox.isIdle, handlerContext != nil { write(frame) } else { enqueue(.frame(frame)) }
             defer { inBatch = true }
             return !inBatch
@@ -398,8 +395,14 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     /// compressed form too, for connections that agreed on permessage-deflate.
     func frame(_ rule: ForwardRule, _ delivery: Delivery) -> ByteBuffer? {
         guard let plain = delivery.prepared(for: ObjectIdentifier(rule), { makeFrame(rule, delivery) }) else { return nil }
+        return compressedOnce(plain, as: rule, in: delivery)
+    }
+
+    /// A shared frame as this connection sends it: compressed (once per delivery, kept beside the plain one)
+    /// when permessage-deflate was agreed and the frame is large enough.
+    private func compressedOnce(_ plain: ByteBuffer, as rule: ForwardRule, in delivery: Delivery) -> ByteBuffer {
         guard deflate, plain.readableBytes >= limits.compressionMinSize else { return plain }
-        return delivery.prepared(for: ObjectIdentifier(rule.deflated)) { ServerFrame.deflated(plain) ?? plain }
+        return delivery.prepared(for: ObjectIdentifier(rule.deflated)) { ServerFrame.deflated(plain) ?? plain } ?? plain
     }
 
     private func makeFrame(_ rule: ForwardRule, _ delivery: Delivery) -> ByteBuffer? {
