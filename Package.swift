@@ -257,7 +257,10 @@ let package = Package(
         // Starts real redis-server processes for tests; every Redis test goes through it.
         .target(
             name: "ChannelsTestSupport",
-            dependencies: ["HiredisClient", "ChannelsWebSocketClient"],
+            dependencies: [
+                "HiredisClient", "ChannelsWebSocketClient",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             path: "Tests/ChannelsTestSupport",
             swiftSettings: swiftSettings
         ),

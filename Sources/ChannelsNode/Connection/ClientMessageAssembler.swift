@@ -1,7 +1,7 @@
 import NIOCore
 import NIOWebSocket
 
-/// Joins a client's fragmented message (RFC 6455 5.4) into one frame for ``WebSocketConnection``.
+/// Joins a client's fragmented message (RFC 6455 5.4) into one frame for ``ClientConnection``.
 ///
 /// NIO's `NIOWebSocketFrameAggregator` drops the fragments' mask key and RSV1, so a fragmented message looked
 /// unmasked (closed 1002) and a compressed one (RSV1 on its first fragment, RFC 7692 6.1) looked plain. This one

@@ -5,9 +5,9 @@ import NIOCore
 /// What code outside a consumer's task may do with its connection, from any thread: answers that arrive on
 /// their own (a bridge's replies, a timer) without waiting for the consumer's next event.
 public struct ConnectionHandle: Sendable {
-    private let connection: WebSocketConnection
+    private let connection: ClientConnection
 
-    init(connection: WebSocketConnection) {
+    init(connection: ClientConnection) {
         self.connection = connection
     }
 

@@ -24,9 +24,9 @@ public final class ConsumerContext {
     /// Headers the handshake's answer carries (`Sec-WebSocket-Protocol`, say); set in ``WebSocketConsumer/connect()``.
     public var handshakeHeaders: [(name: String, value: String)] = []
 
-    private let connection: WebSocketConnection
+    private let connection: ClientConnection
 
-    init(channelName: String, layer: any ChannelLayer, scope: Scope, limits: ConnectionLimits, connection: WebSocketConnection) {
+    init(channelName: String, layer: any ChannelLayer, scope: Scope, limits: ConnectionLimits, connection: ClientConnection) {
         self.channelName = channelName
         self.layer = layer
         self.scope = scope

@@ -19,10 +19,12 @@ public final class ForwardRule: Sendable {
     /// What a field the event lacks becomes; `nil` leaves it out of the frame.
     public let missing: MessageValue?
     /// The key of this rule's compressed frame in a delivery (permessage-deflate): made once per message too.
-    let deflated = DeflatedShape()
+    let deflated = OutputShape()
+    /// The key of this rule's server-sent event in a delivery: made once per message too.
+    let eventStream = OutputShape()
 
-    /// Identifies a compressed output shape in ``Delivery/prepared(for:_:)``.
-    final class DeflatedShape: Sendable {}
+    /// Identifies another output form of a rule's frame in ``Delivery/prepared(for:_:)``.
+    final class OutputShape: Sendable {}
 
     public init(fields: [String], missing: MessageValue? = nil) {
         self.fields = fields

@@ -16,6 +16,17 @@ public struct Scope: Sendable {
     public var clientAddress: String?
     /// The authenticated user's claims, once an authentication middleware set them.
     public var user: [String: MessageValue]?
+    /// How the client is connected: a WebSocket, or an event stream (`Accept: text/event-stream`), which
+    /// only receives. A consumer that needs the client's messages may refuse event streams in `connect()`.
+    public var transport: Transport
+
+    /// How a client is connected to its consumer.
+    public enum Transport: String, Sendable {
+        /// A WebSocket: frames both ways.
+        case webSocket = "websocket"
+        /// Server-sent events: the client only receives; each text frame the consumer sends is one event.
+        case eventStream = "eventstream"
+    }
 
     public init(
         path: String,
@@ -24,8 +35,10 @@ public struct Scope: Sendable {
         headers: [(name: String, value: String)] = [],
         clientAddress: String? = nil,
         user: [String: MessageValue]? = nil,
-        queryString: String = ""
+        queryString: String = "",
+        transport: Transport = .webSocket
     ) {
+        self.transport = transport
         self.path = path
         self.parameters = parameters
         self.query = query

@@ -26,8 +26,10 @@ public struct HandshakeRejection: Error, Sendable, Hashable {
 
 /// Refuses browsers from origins not in the list (HTTP 403), like Django's `OriginValidator`.
 ///
-/// Entries are full origins (`https://chat.example.com`) or `*`. Requests without an `Origin` header
-/// (non-browser clients) pass only when the list holds `*`, as in Django.
+/// Entries are full origins (`https://chat.example.com`) or `*`. WebSocket handshakes without an `Origin`
+/// header (non-browser clients) pass only when the list holds `*`, as in Django. Event streams without one
+/// pass: browsers send no `Origin` on a same-origin `EventSource`, and a cross-origin one is refused here
+/// by its `Origin` (and would be by CORS: the node allows only these origins to read a stream).
 public struct OriginCheckMiddleware: HandshakeMiddleware {
     public let allowed: Set<String>
 
@@ -38,6 +40,7 @@ public struct OriginCheckMiddleware: HandshakeMiddleware {
     public func handshake(_ request: inout HandshakeRequest) async throws(HandshakeRejection) {
         if allowed.contains("*") { return }
         guard let origin = request.scope.header("origin")?.lowercased() else {
+            if request.scope.transport == .eventStream { return }
             throw HandshakeRejection(status: 403, reason: "no Origin header; this node only accepts browsers from its allowed origins")
         }
         guard allowed.contains(origin) else {

@@ -24,7 +24,7 @@ extension ChannelsNode {
         return .ignoreBody
     }
 
-    func answer(_ request: HTTPRequest, upgradeError: (any Error)?) async -> HTTPAnswer {
+    func answer(_ request: HTTPRequest, upgradeError: (any Error)?, channel: any Channel) async -> HTTPAnswer {
         let head = request.head
         let path = request.path
         if path == "/api" || path.hasPrefix("/api/") {
@@ -68,6 +68,9 @@ extension ChannelsNode {
             return HTTPAnswer(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: ByteBuffer(string: metricsExport()))
         default:
             break
+        }
+        if upgradeError == nil, asksForEventStream(head), router.match(Substring(path)) != nil {
+            return await eventStream(request, channel: channel)
         }
         if case .denied(let status, let reason)? = upgradeError as? WebSocketHandshakeError {
             return .text(HTTPResponseStatus(statusCode: status), reason + "\n")

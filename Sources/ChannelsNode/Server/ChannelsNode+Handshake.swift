@@ -16,7 +16,7 @@ extension ChannelsNode {
         case notFound
     }
 
-    func handshake(uri: String, headers: HTTPHeaders, clientAddress: String?) async -> Handshake {
+    func handshake(uri: String, headers: HTTPHeaders, clientAddress: String?, transport: Scope.Transport = .webSocket) async -> Handshake {
         let pathEnd = uri.firstIndex(of: "?") ?? uri.endIndex
         let path = uri[..<pathEnd]
         let query = pathEnd < uri.endIndex ? uri[uri.index(after: pathEnd)...] : ""
@@ -31,7 +31,8 @@ extension ChannelsNode {
                 query: Scope.parseQuery(query),
                 headers: headers.map { (name: $0.name.lowercased(), value: $0.value) },
                 clientAddress: clientAddress,
-                queryString: String(query)
+                queryString: String(query),
+                transport: transport
             )
         )
         for step in middleware {
@@ -45,9 +46,9 @@ extension ChannelsNode {
     }
 
     /// Runs the handshake and, when it passes, the consumer's `connect()`; `nil` for a path no consumer serves.
-    func prepareConnection(_ head: HTTPRequestHead, channel: any Channel) async -> WebSocketConnection? {
+    func prepareConnection(_ head: HTTPRequestHead, channel: any Channel) async -> ClientConnection? {
         let result = await handshake(uri: head.uri, headers: head.headers, clientAddress: channel.remoteAddress?.description)
-        let connection: WebSocketConnection
+        let connection: ClientConnection
         switch result {
         case .notFound:
             return nil
@@ -80,8 +81,8 @@ extension ChannelsNode {
         }
     }
 
-    func makeConnection(channel: any Channel, route: ConsumerRouter.Route?, scope: Scope) -> WebSocketConnection {
-        WebSocketConnection(
+    func makeConnection(channel: any Channel, route: ConsumerRouter.Route?, scope: Scope) -> ClientConnection {
+        ClientConnection(
             channel: channel, route: route, scope: scope, layer: layer, limits: configuration.limits, metrics: metrics,
             logger: logger, warnings: warnings, pingInterval: configuration.pingInterval,
             onClosed: { [connections, metrics, logger, logConnections = configuration.logConnections] connection in

@@ -16,7 +16,7 @@ import Synchronization
 /// connect to any node and no load balancer needs sticky sessions.
 ///
 /// The node is a SwiftNIO server of its own: a WebSocket connection is a channel handler and the layer's
-/// inbox for its channel (``WebSocketConnection``), with no task while it is idle.
+/// inbox for its channel (``ClientConnection``), with no task while it is idle.
 ///
 /// On graceful shutdown (SIGTERM in `channels-node`): readiness turns false, new WebSocket upgrades are
 /// refused with 503, open connections are closed with 1001 at ``NodeConfiguration/drainCloseRate`` per
@@ -233,7 +233,7 @@ public final class ChannelsNode: Service {
             // A stream (the API's events) is a connection of its own kind, under its own limit.
             onStream: { pending.release() },
             examine: { [self] request in examine(&request) }
-        ) { [self] request, upgradeError in await answer(request, upgradeError: upgradeError) }
+        ) { [self] request, upgradeError in await answer(request, upgradeError: upgradeError, channel: channel) }
         let prepared = PreparedConnection()
         let upgrader = WebSocketUpgrader(
             shouldUpgrade: { [self] channel, head in
@@ -338,5 +338,5 @@ private final class PendingSlot: Sendable {
 
 /// Hands the connection that the handshake prepared to the upgrade's pipeline step.
 private final class PreparedConnection: Sendable {
-    let connection = Mutex<WebSocketConnection?>(nil)
+    let connection = Mutex<ClientConnection?>(nil)
 }

@@ -4,25 +4,25 @@ import Synchronization
 
 /// The live connections of a node, so that a drain can close them.
 final class ConnectionRegistry: Sendable {
-    private let connections = Mutex<[ObjectIdentifier: WebSocketConnection]>([:])
+    private let connections = Mutex<[ObjectIdentifier: ClientConnection]>([:])
 
-    func add(_ connection: WebSocketConnection) {
+    func add(_ connection: ClientConnection) {
         connections.withLock { $0[ObjectIdentifier(connection)] = connection }
     }
 
-    func remove(_ connection: WebSocketConnection) {
+    func remove(_ connection: ClientConnection) {
         _ = connections.withLock { $0.removeValue(forKey: ObjectIdentifier(connection)) }
     }
 
     var count: Int { connections.withLock { $0.count } }
 
     /// Every connection now.
-    func all() -> [WebSocketConnection] {
+    func all() -> [ClientConnection] {
         connections.withLock { Array($0.values) }
     }
 
     /// The connections of a control message's target: one channel, or every connection whose token's `sub` is the user.
-    func matching(_ target: NodeControl.Target) -> [WebSocketConnection] {
+    func matching(_ target: NodeControl.Target) -> [ClientConnection] {
         let all = connections.withLock { Array($0.values) }
         switch target {
         case .channel(let channel): return all.filter { $0.channelName == channel }

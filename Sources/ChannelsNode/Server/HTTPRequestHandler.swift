@@ -10,6 +10,14 @@ struct HTTPAnswer: Sendable {
     var stream: AsyncStream<ByteBuffer>? = nil
     /// Close the connection after this answer (the request's body was not read whole).
     var closesConnection = false
+    /// Instead of an answer, the connection is handed over (an event stream served by a consumer): the HTTP
+    /// handlers leave the pipeline, then this runs on the event loop to write the answer itself and add its handlers.
+    var takeover: (@Sendable (ChannelPipeline.SynchronousOperations) throws -> Void)? = nil
+
+    /// An answer that hands the connection over to `takeover`.
+    static func handOver(_ takeover: @escaping @Sendable (ChannelPipeline.SynchronousOperations) throws -> Void) -> HTTPAnswer {
+        HTTPAnswer(status: .ok, headers: [:], body: ByteBuffer(), takeover: takeover)
+    }
 
     static func text(_ status: HTTPResponseStatus, _ text: String, headers: HTTPHeaders = [:]) -> HTTPAnswer {
         var all = headers
@@ -222,8 +230,43 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 Self.stream(answer, stream, for: request.head, on: context)
                 return
             }
+            if let takeover = answer.takeover {
+                handler.onStream()
+                handler.handOver(context: context, to: takeover)
+                return
+            }
             Self.write(answer, for: request.head, on: context, closing: true)
             if request.head.isKeepAlive, !answer.closesConnection { handler.armTimeout(context: context, handler.headTimeout) }
+        }
+    }
+
+    /// Takes the HTTP handlers out of the pipeline and gives the connection to `takeover`. A sink added first
+    /// takes whatever they still hold or parse (a client of a stream sends nothing more), so no later handler
+    /// sees HTTP parts.
+    private func handOver(context: ChannelHandlerContext, to takeover: (ChannelPipeline.SynchronousOperations) throws -> Void) {
+        let operations = context.pipeline.syncOperations
+        guard context.channel.isActive else { return }
+        do {
+            try operations.addHandler(InboundSink())
+            operations.removeHandler(context: context, promise: nil)
+            if let upgrade = try? operations.context(handlerType: HTTPServerUpgradeHandler.self) {
+                operations.removeHandler(context: upgrade, promise: nil)
+            }
+            if let pipelining = try? operations.context(handlerType: HTTPServerPipelineHandler.self) {
+                operations.removeHandler(context: pipelining, promise: nil)
+            }
+            if let validator = try? operations.context(handlerType: NIOHTTPResponseHeadersValidator.self) {
+                operations.removeHandler(context: validator, promise: nil)
+            }
+            if let decoder = try? operations.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self) {
+                operations.removeHandler(context: decoder, promise: nil)
+            }
+            if let encoder = try? operations.context(handlerType: HTTPResponseEncoder.self) {
+                operations.removeHandler(context: encoder, promise: nil)
+            }
+            try takeover(operations)
+        } catch {
+            context.channel.close(promise: nil)
         }
     }
 
@@ -288,3 +331,11 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
 @available(*, unavailable)
 extension HTTPRequestHandler: Sendable {}
+
+/// Takes every inbound read and passes none on: after a hand-over, what the client still sends (or the
+/// HTTP handlers held) has no reader.
+final class InboundSink: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+}

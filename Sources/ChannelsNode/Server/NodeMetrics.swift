@@ -51,6 +51,10 @@ final class NodeMetrics: Sendable {
     let userLimitRefusals = Counter(label: "channels_user_limit_refusals_total")
     let compressedConnections = Counter(label: "channels_compressed_connections_total")
     let inflatedTooLarge = Counter(label: "channels_inflated_too_large_total")
+    /// Connections served as server-sent events (they count among the connections too).
+    let eventStreamsOpened = Counter(label: "channels_event_streams_opened_total")
+    /// Frames a consumer sent to an event-stream client that a stream cannot carry (binary).
+    let eventStreamDroppedFrames = Counter(label: "channels_event_stream_dropped_frames_total")
     let rateLimitCloses = Counter(label: "channels_rate_limit_closes_total")
     let publishFailures = Counter(label: "channels_publish_failures_total")
     let unencodable = Counter(label: "channels_unencodable_total")

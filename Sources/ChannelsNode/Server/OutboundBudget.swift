@@ -87,14 +87,14 @@ final class OutboundBudget: Sendable {
     }
 
     struct Backlog: Sendable {
-        let connection: WebSocketConnection
+        let connection: ClientConnection
         let bytes: Int
         let open: Bool
     }
 
     /// Every connection's backlog, each read on its own event loop.
-    static func backlogs(of connections: [WebSocketConnection]) async -> [Backlog] {
-        var byLoop: [ObjectIdentifier: (loop: any EventLoop, connections: [WebSocketConnection])] = [:]
+    static func backlogs(of connections: [ClientConnection]) async -> [Backlog] {
+        var byLoop: [ObjectIdentifier: (loop: any EventLoop, connections: [ClientConnection])] = [:]
         for connection in connections {
             byLoop[ObjectIdentifier(connection.eventLoop), default: (connection.eventLoop, [])].connections.append(connection)
         }

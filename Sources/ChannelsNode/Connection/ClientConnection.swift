@@ -7,7 +7,8 @@ import PerMessageDeflate
 import NIOWebSocket
 import Synchronization
 
-/// One WebSocket connection: a channel handler on its event loop, and the layer's inbox for its channel.
+/// One client connection, a WebSocket or an event stream: a channel handler on its event loop, and the
+/// layer's inbox for its channel.
 ///
 /// A group message takes a straight line: the layer hands it to this inbox on the connection's event loop,
 /// a ``ForwardRule`` turns it into a frame made once for every member, the frame is written and the batch
@@ -26,14 +27,18 @@ import Synchronization
 /// handshake and the ping timeout), ``ConsumerMailbox`` (the consumer's events and its task),
 /// ``FrameBatch`` (gathered writes) and ``RecoveryState`` (`?recover=1`). This type does the I/O; its
 /// extensions prepare the connection before the upgrade (`+Preparing`), run the consumer
-/// (`+Consumer`) and replay history (`+Recovery`); permessage-deflate is ``PerMessageDeflate``'s. (This file is
-/// about 520 lines: the channel handler, the inbox and the writes share one event loop's state, and splitting
-/// them would scatter that state's I/O.)
+/// (`+Consumer`), replay history (`+Recovery`) and write event streams (`+EventStream`); permessage-deflate is
+/// ``PerMessageDeflate``'s. (This file is about 540 lines: the channel handler, the inbox and the writes share
+/// one event loop's state, and splitting them would scatter that state's I/O.)
+///
+/// An event stream (``Scope/Transport/eventStream``) is the same connection with another output form: frames
+/// become server-sent events (``ServerEvent``), a close is an `event: close` and the end of the response, a
+/// ping is a comment; nothing is read from the client after its request.
 ///
 /// Unchecked Sendable: everything mutable is touched on ``eventLoop`` only, except the consumer, its
 /// context and the channel name, which the preparing task sets before the upgrade completes (the
 /// upgrade's future orders those writes before any read on the loop) and the mailbox task uses one at a time.
-final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked Sendable {
+final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Sendable {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = ByteBuffer
 
@@ -62,8 +67,10 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     let metrics: NodeMetrics
     let logger: Logger
     let warnings: WarningLimiter
+    /// Served as server-sent events rather than WebSocket frames.
+    let eventStream: Bool
     private let pingInterval: TimeAmount
-    private let onClosed: @Sendable (WebSocketConnection) -> Void
+    private let onClosed: @Sendable (ClientConnection) -> Void
 
     /// Set by ``prepare()`` before the upgrade.
     var channelName = ""
@@ -115,7 +122,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     init(
         channel: any Channel, route: ConsumerRouter.Route?, scope: Scope, layer: any InboxChannelLayer, limits: ConnectionLimits,
         metrics: NodeMetrics, logger: Logger, warnings: WarningLimiter, pingInterval: Duration,
-        onClosed: @escaping @Sendable (WebSocketConnection) -> Void
+        onClosed: @escaping @Sendable (ClientConnection) -> Void
     ) {
         self.eventLoop = channel.eventLoop
         self.channel = channel
@@ -126,6 +133,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
         self.metrics = metrics
         self.logger = logger
         self.warnings = warnings
+        self.eventStream = scope.transport == .eventStream
         self.pingInterval = .nanoseconds(Int64(pingInterval / .nanoseconds(1)))
         self.onClosed = onClosed
         self.rateLimiter = MessageRateLimiter(perSecond: limits.maxMessagesPerSecond, burst: limits.messageBurst)
@@ -270,7 +278,7 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
             // The node's own event: to clients that asked for presence, a frame made once for all of them.
             guard wantsPresence, let plain = delivery.prepared(for: ObjectIdentifier(ServerFrame.presenceShape), { ServerFrame.presenceEvent(delivery.message) })
             else { return false }
-            let frame = compressedOnce(plain, as: ServerFrame.presenceShape, in: delivery)
+            let frame = asSent(plain, as: ServerFrame.presenceShape, event: "presence", in: delivery)
             if mailbox.isIdle, handlerContext != nil { write(frame) } else { enqueue(.frame(frame)) }
             defer { inBatch = true }
             return !inBatch
@@ -392,15 +400,24 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     }
 
     /// The rule's frame for a delivery, made by the first member that needs it and shared by the others; its
-    /// compressed form too, for connections that agreed on permessage-deflate.
+    /// compressed form and its event-stream form too, each made once as well.
     func frame(_ rule: ForwardRule, _ delivery: Delivery) -> ByteBuffer? {
         guard let plain = delivery.prepared(for: ObjectIdentifier(rule), { makeFrame(rule, delivery) }) else { return nil }
-        return compressedOnce(plain, as: rule, in: delivery)
+        return asSent(plain, as: rule, event: nil, in: delivery)
     }
 
-    /// A shared frame as this connection sends it: compressed (once per delivery, kept beside the plain one)
-    /// when permessage-deflate was agreed and the frame is large enough.
-    private func compressedOnce(_ plain: ByteBuffer, as rule: ForwardRule, in delivery: Delivery) -> ByteBuffer {
+    /// A shared frame as this connection sends it, each form made once per delivery and kept beside the plain
+    /// one: an event (named `event`, with the message's history position as its id) on an event stream;
+    /// compressed when permessage-deflate was agreed and the frame is large enough.
+    private func asSent(_ plain: ByteBuffer, as rule: ForwardRule, event name: String?, in delivery: Delivery) -> ByteBuffer {
+        if eventStream {
+            return delivery.prepared(for: ObjectIdentifier(rule.eventStream)) {
+                ServerFrame.payload(of: plain).map { payload in
+                    let id = name == nil ? delivery.position.map { ServerEvent.id(epoch: $0.epoch, offset: $0.offset) } : nil
+                    return ServerEvent.event(name: name, id: id, data: payload.readableBytesView)
+                }
+            } ?? plain
+        }
         guard deflate, plain.readableBytes >= limits.compressionMinSize else { return plain }
         return delivery.prepared(for: ObjectIdentifier(rule.deflated)) { ServerFrame.deflated(plain) ?? plain } ?? plain
     }
@@ -462,8 +479,15 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     func write(_ frame: ByteBuffer) {
         guard lifecycle.isOpen, let handlerContext else { return }
         var frame = frame
-        // Frames made for this connection alone (the consumer's, the node's own); a group's come compressed once.
-        if deflate, frame.readableBytes >= limits.compressionMinSize, let compressed = ServerFrame.deflated(frame, allocator: handlerContext.channel.allocator) {
+        // Frames made for this connection alone (the consumer's, the node's own); a group's come in their form already.
+        if eventStream {
+            if !ServerEvent.isEvent(frame) {
+                guard let event = ServerEvent.converting(frame: frame, allocator: handlerContext.channel.allocator) else {
+                    return droppedFromEventStream(frame)
+                }
+                frame = event
+            }
+        } else if deflate, frame.readableBytes >= limits.compressionMinSize, let compressed = ServerFrame.deflated(frame, allocator: handlerContext.channel.allocator) {
             frame = compressed
         }
         let ready = batch.add(frame)
@@ -506,12 +530,26 @@ final class WebSocketConnection: ChannelInboundHandler, ChannelInbox, @unchecked
     private func writeCloseFrame(code: UInt16, reason: String, timeout: TimeAmount) {
         guard let handlerContext else { return }
         flush()
-        handlerContext.writeAndFlush(wrapOutboundOut(ServerFrame.close(code: code, reason: reason)), promise: nil)
+        if eventStream {
+            // No close handshake: the response ends with the stream (a browser reconnects unless told otherwise).
+            let channel = handlerContext.channel
+            handlerContext.writeAndFlush(wrapOutboundOut(ServerEvent.close(code: code, reason: reason))).whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            handlerContext.writeAndFlush(wrapOutboundOut(ServerFrame.close(code: code, reason: reason)), promise: nil)
+        }
         closeTimeout = eventLoop.scheduleTask(in: timeout) { [channel] in channel.close(promise: nil) }
     }
 
     private func checkAlive() {
         guard let handlerContext else { return }
+        if eventStream {
+            // A stream's client never answers: a comment keeps proxies from timing it out, and a client that
+            // went away without a FIN is found when the bytes cannot be delivered.
+            guard lifecycle.isOpen else { return }
+            flush()
+            handlerContext.writeAndFlush(wrapOutboundOut(ServerEvent.keepAlive), promise: nil)
+            return
+        }
         switch lifecycle.pingDue() {
         case .none:
             break

@@ -5,7 +5,7 @@ import Logging
 import Synchronization
 import NIOCore
 
-extension WebSocketConnection {
+extension ClientConnection {
     // MARK: - The mailbox task
 
     /// Runs in the mailbox task: consumer code, one event at a time.

@@ -51,6 +51,8 @@ final class EngineTestConsumer: WebSocketConsumer {
         }
         let n = message["n"]?.int ?? -1
         log.handled.withLock { $0.append(n) }
+        // A binary answer, for the event-stream tests (a stream cannot carry it).
+        if n == -2 { context.send(binary: [1, 2, 3]) }
         try context.send(json: ["handled": .int(n)])
     }
 
@@ -69,16 +71,17 @@ struct WrittenFrame: Equatable {
     var json: [String: Any]? { try? JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any] }
 }
 
-/// One WebSocketConnection on NIO's testing channel, with an in-memory layer: no socket, no process.
+/// One ClientConnection on NIO's testing channel, with an in-memory layer: no socket, no process.
 struct ConnectionHarness {
     let channel: NIOAsyncTestingChannel
-    let connection: WebSocketConnection
+    let connection: ClientConnection
     let layer: InMemoryChannelLayer
     let log: ConsumerLog
     let metrics: NodeMetrics
 
     static func make(
         query: String = "", limits: ConnectionLimits = ConnectionLimits(), pingInterval: Duration = .seconds(30), runLoopBeforeUpgrade: Bool = false,
+        transport: Scope.Transport = .webSocket,
         layer: InMemoryChannelLayer = InMemoryChannelLayer(configuration: .init(history: HistoryConfiguration(patterns: ["chat_*"])))
     ) async throws -> ConnectionHarness {
         let log = ConsumerLog()
@@ -88,8 +91,8 @@ struct ConnectionHarness {
         router.add("/ws/<room>/", EngineTestConsumer.self)
         let (route, parameters) = try #require(router.match("/ws/room/"))
         let metrics = NodeMetrics()
-        let connection = WebSocketConnection(
-            channel: channel, route: route, scope: Scope(path: "/ws/room/", parameters: parameters, query: Scope.parseQuery(query[...])),
+        let connection = ClientConnection(
+            channel: channel, route: route, scope: Scope(path: "/ws/room/", parameters: parameters, query: Scope.parseQuery(query[...]), transport: transport),
             layer: layer, limits: limits, metrics: metrics, logger: Logger(label: "test"), warnings: WarningLimiter(logger: Logger(label: "test")),
             pingInterval: pingInterval, onClosed: { _ in }
         )
@@ -173,7 +176,7 @@ final class WritabilityFlipper: ChannelOutboundHandler, @unchecked Sendable {
     }
 }
 
-@Suite(.serialized) struct WebSocketConnectionTests {
+@Suite(.serialized) struct ClientConnectionTests {
     @Test func forwardedMessagesOfOneBatchAreOneWrite() async throws {
         let harness = try await ConnectionHarness.make()
         // One batch, as the dispatcher hands it over: three deliveries, then the end of the batch.

@@ -5,7 +5,7 @@ import DequeModule
 import Logging
 import NIOCore
 
-extension WebSocketConnection {
+extension ClientConnection {
     // MARK: - Recovery (`?recover=1`): the I/O around RecoveryState
 
     /// The position a recovering client asked for: `nil` for a fresh client (`?recover=1` alone), `.invalid`
@@ -37,7 +37,7 @@ extension WebSocketConnection {
     /// ones. The group was joined before history is read, so a message is either in what was read or
     /// arrives live (or both: it is sent once).
     func recover(_ group: String, from layer: any HistoryChannelLayer) async {
-        let asked = AskedPosition(query: scope.query)
+        let asked = AskedPosition(scope: scope)
         let after: Int64? =
             switch asked {
             case .at(let position): position.offset
@@ -52,7 +52,7 @@ extension WebSocketConnection {
             logger.warning("could not read a group's history for a recovering client", metadata: ["group": "\(group)", "error": "\(error.message)"])
             metrics.recoveries.increment()
             // No position to filter on: live messages pass as they come (the client reloads anyway).
-            let frame = ServerFrame.recovery(recovered: false, epoch: "", offset: 0)
+            let frame = recoveryFrame(recovered: false, epoch: "", offset: 0)
             try? await eventLoop.submit { [self] in mailbox.prepend(.frame(frame)) }.get()
             return
         }
@@ -75,7 +75,7 @@ extension WebSocketConnection {
     private func installRecovery(
         _ state: RecoveryState, answer: (recovered: Bool, epoch: String, offset: Int64), page: GroupHistory?
     ) async {
-        let frame = ServerFrame.recovery(recovered: answer.recovered, epoch: answer.epoch, offset: answer.offset)
+        let frame = recoveryFrame(recovered: answer.recovered, epoch: answer.epoch, offset: answer.offset)
         try? await eventLoop.submit { [self] in
             var state = state
             var events: [Event] = [.frame(frame)]
@@ -99,7 +99,7 @@ extension WebSocketConnection {
         var events: [Event] = []
         if let notice = page.notice {
             metrics.historyRestarts.increment()
-            events.append(.frame(ServerFrame.recovery(recovered: false, epoch: notice.epoch, offset: notice.offset)))
+            events.append(.frame(recoveryFrame(recovered: false, epoch: notice.epoch, offset: notice.offset)))
         }
         for (offset, message) in page.messages {
             events.append(.layer(Delivery(message, group: state.group, position: HistoryPosition(offset: offset, epoch: state.epoch))))
@@ -127,7 +127,7 @@ extension WebSocketConnection {
         case .restarted:
             metrics.historyRestarts.increment()
             let notice = state.restartNotice(before: delivery.position?.offset ?? 1)
-            enqueue(.frame(ServerFrame.recovery(recovered: false, epoch: notice.epoch, offset: notice.offset)))
+            enqueue(.frame(recoveryFrame(recovered: false, epoch: notice.epoch, offset: notice.offset)))
             enqueue(.layer(delivery))
         case .deliver:
             if direct {
@@ -169,7 +169,7 @@ extension WebSocketConnection {
                         let notice = current.abandonReplay()
                         self.recovery = current
                         metrics.historyRestarts.increment()
-                        enqueue(.frame(ServerFrame.recovery(recovered: false, epoch: notice.epoch, offset: notice.offset)))
+                        enqueue(.frame(recoveryFrame(recovered: false, epoch: notice.epoch, offset: notice.offset)))
                         releaseHeld()
                         return (false, nil)
                     }

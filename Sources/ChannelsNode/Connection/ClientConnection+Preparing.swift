@@ -5,7 +5,7 @@ import Logging
 import NIOCore
 import OrderedCollections
 
-extension WebSocketConnection {
+extension ClientConnection {
     // MARK: - Before the upgrade (in the handshake's task)
 
     /// Makes the connection's channel and consumer and runs `connect()` before the handshake is answered,
@@ -45,7 +45,8 @@ extension WebSocketConnection {
         if accepted, wantsPresence, let group = context.presenceGroups.sorted().first {
             await sendPresence(of: group)
         }
-        if accepted, scope.query["recover"] == "1", let history = layer as? any HistoryChannelLayer,
+        // An event stream always recovers: its browser sends `Last-Event-ID` by itself.
+        if accepted, scope.query["recover"] == "1" || eventStream, let history = layer as? any HistoryChannelLayer,
             let group = context.groups.sorted().first(where: history.keepsHistory)
         {
             await recover(group, from: history)
@@ -105,7 +106,7 @@ extension WebSocketConnection {
             "type": "presence", "group": .string(group), "channel": .string(channelName), "members": .array(list),
         ]
         guard let text = try? ClientFrame.encode(answer) else { return }
-        let frame = ServerFrame.text(text)
+        let frame = nodeFrame(text, event: "presence")
         try? await eventLoop.submit { [self] in mailbox.prepend(.frame(frame)) }.get()
     }
 
