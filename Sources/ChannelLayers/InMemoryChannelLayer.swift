@@ -188,7 +188,7 @@ public final class InMemoryChannelLayer: InboxChannelLayer, PresenceChannelLayer
             state.groupSends += 1
             var position: HistoryPosition?
             if keepsHistory {
-                // Offsets are taken under the same lock as the members, so deliveries follow offset order.
+                // Offsets are taken under the same lock as the members.
                 let offset = state.histories[group, default: HistoryRing(now: now)].append(
                     message, size: configuration.history.size, maxBytes: configuration.history.maxBytes, now: now
                 )
@@ -200,7 +200,14 @@ public final class InMemoryChannelLayer: InboxChannelLayer, PresenceChannelLayer
                 state.queued[group] = members.isEmpty ? nil : members
                 queued = Array(members.keys)
             }
-            return (state.pushed.members(of: group), queued, position)
+            let members = state.pushed.members(of: group)
+            if let position, !members.isEmpty {
+                // Handed to the loops in offset order too: a recovering member takes a lower offset after a
+                // higher one for a copy it already had, so two publishers must not pass each other here.
+                dispatcher.dispatch(Delivery(message, group: group, position: position), to: members)
+                return ([], queued, position)
+            }
+            return (members, queued, position)
         }
         if !pushed.isEmpty { dispatcher.dispatch(Delivery(message, group: group, position: position), to: pushed) }
         // Queued members whose queue is full miss the message; ChannelQueues counts the drop.

@@ -31,6 +31,8 @@ struct FanoutCommand: AsyncParsableCommand {
     @Option(help: "Path template; {room} is replaced.") var path = "/ws/chat/{room}/"
     @Option(help: "An Origin header for every client (Django's AllowedHostsOriginValidator wants one).") var origin: String?
     @Flag(help: "Offer permessage-deflate (each client inflates what it receives).") var compression = false
+    @Option(help: "How the clients that only read connect: websocket, or sse (server-sent events; publishers stay WebSockets).")
+    var transport = BenchTransport.websocket
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     func validate() throws {
@@ -47,20 +49,29 @@ struct FanoutCommand: AsyncParsableCommand {
         let started = ContinuousClock.now
 
         // Connect everyone, 64 at a time.
-        var sockets = [WebSocketClient?](repeating: nil, count: total)
+        var sockets = [BenchClient?](repeating: nil, count: total)
         var failures = 0
         for start in stride(from: 0, to: total, by: 64) {
-            let batch = await withTaskGroup(of: (Int, WebSocketClient?).self) { group in
+            let batch = await withTaskGroup(of: (Int, BenchClient?).self) { group in
                 for index in start..<min(start + 64, total) {
                     let (host, port) = targets[index % targets.count]
                     let room = index % rooms
+                    let target = path.replacingOccurrences(of: "{room}", with: "bench\(room)")
+                    let headers = origin.map { [("Origin", $0)] } ?? []
+                    // Publisher p is client p; the others only read.
+                    let streams = transport == .sse && index >= publishers
                     group.addTask {
+                        if streams {
+                            let reader = try? await EventStreamReader.connect(
+                                host: host, port: port, path: target, headers: headers, onData: { shared.received(text: $0, by: index) }
+                            )
+                            return (index, reader.map(BenchClient.stream))
+                        }
                         let client = try? await WebSocketClient.connect(
-                            host: host, port: port, path: path.replacingOccurrences(of: "{room}", with: "bench\(room)"),
-                            headers: origin.map { [("Origin", $0)] } ?? [], compression: compression,
-                            onMessage: { shared.received($0, by: index) }
+                            host: host, port: port, path: target, headers: headers, compression: compression,
+                            onMessage: { if let text = $0.text { shared.received(text: text, by: index) } }
                         )
-                        return (index, client)
+                        return (index, client.map(BenchClient.socket))
                     }
                 }
                 return await group.reduce(into: []) { $0.append($1) }
@@ -87,7 +98,7 @@ struct FanoutCommand: AsyncParsableCommand {
         }
         await withTaskGroup(of: Void.self) { group in
             for publisher in 0..<publishers {
-                guard let socket = sockets[publisher] else { continue }
+                guard case .socket(let socket)? = sockets[publisher] else { continue }
                 group.addTask {
                     await publish(publisher, on: socket, shared: shared, padding: padding, until: end)
                 }
@@ -107,7 +118,7 @@ struct FanoutCommand: AsyncParsableCommand {
 
         let result: [(String, String)] = [
             ("nodes", "\(nodes.count)"), ("rooms", "\(rooms)"), ("clients_per_room", "\(clients)"), ("publishers", "\(publishers)"),
-            ("rate", rate == 0 ? "flat out (window \(window))" : "\(Int(rate))/s"), ("payload", "\(payload)"), ("compression", compression ? "on" : "off"),
+            ("rate", rate == 0 ? "flat out (window \(window))" : "\(Int(rate))/s"), ("payload", "\(payload)"), ("compression", compression ? "on" : "off"), ("transport", transport.rawValue),
             ("connected", "\(total - failures)"), ("connect_failures", "\(failures)"), ("connect_seconds", format(connectSeconds)),
             ("messages_sent", "\(report.sent)"), ("messages_per_second", format(Double(report.sent) / sendSeconds)),
             ("deliveries", "\(report.delivered)"), ("deliveries_per_second", format(Double(report.delivered) / deliverySeconds)),
@@ -182,9 +193,9 @@ final class FanoutState: Sendable {
         histograms = (0..<8).map { _ in Locked(Histogram<UInt64>(highestTrackableValue: 120_000_000_000, numberOfSignificantValueDigits: .three)) }
     }
 
-    func received(_ message: WebSocketClient.Message, by client: Int) {
+    func received(text: String, by client: Int) {
         let now = DispatchTime.now().uptimeNanoseconds
-        guard let text = message.text, let fields = Self.fields(text) else { return }
+        guard let fields = Self.fields(text) else { return }
         let (publisher, sequence, stamp) = fields
         guard publisher < publisherStates.count else { return }
         receivers[client].withLock { receiver in
@@ -331,6 +342,8 @@ struct IdleCommand: AsyncParsableCommand {
     var broadcast = false
     @Option(help: "A file of tokens, one per line: connection n sends line n (round robin) as Authorization: Bearer.")
     var tokenFile: String?
+    @Option(help: "websocket, or sse: hold event streams (--broadcast then publishes from one more WebSocket).")
+    var transport = BenchTransport.websocket
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
@@ -342,10 +355,11 @@ struct IdleCommand: AsyncParsableCommand {
         let connectTimes = ConnectTimes()
         let received = ReceivedCount()
         let started = ContinuousClock.now
-        var sockets: [WebSocketClient] = []
+        var sockets: [BenchClient] = []
         var failures = 0
+        let transport = self.transport
         for start in stride(from: 0, to: connections, by: 64) {
-            let batch = await withTaskGroup(of: WebSocketClient?.self) { group in
+            let batch = await withTaskGroup(of: BenchClient?.self) { group in
                 for index in start..<min(start + 64, connections) {
                     let node = nodes[index % nodes.count].split(separator: ":")
                     group.addTask {
@@ -354,13 +368,22 @@ struct IdleCommand: AsyncParsableCommand {
                         if !tokens.isEmpty { headers.append(("Authorization", "Bearer " + tokens[index % tokens.count])) }
                         let began = ContinuousClock.now
                         defer { connectTimes.value.withLock { $0.append(ContinuousClock.now - began) } }
-                        return try? await WebSocketClient.connect(
-                            host: String(node[0]), port: Int(node[1]) ?? 8000, path: target, headers: headers,
-                            localAddress: sources > 1 ? "127.0.0.\(1 + index % sources)" : nil,
+                        let host = String(node[0]), port = Int(node[1]) ?? 8000
+                        let local = sources > 1 ? "127.0.0.\(1 + index % sources)" : nil
+                        if transport == .sse {
+                            let reader = try? await EventStreamReader.connect(
+                                host: host, port: port, path: target, headers: headers, localAddress: local,
+                                onData: { text in if text.contains("\"message\"") { received.value.add(1, ordering: .relaxed) } }
+                            )
+                            return reader.map(BenchClient.stream)
+                        }
+                        let socket = try? await WebSocketClient.connect(
+                            host: host, port: port, path: target, headers: headers, localAddress: local,
                             onMessage: { message in
                                 if message.text != nil { received.value.add(1, ordering: .relaxed) }
                             }
                         )
+                        return socket.map(BenchClient.socket)
                     }
                 }
                 return await group.reduce(into: []) { $0.append($1) }
@@ -377,8 +400,18 @@ struct IdleCommand: AsyncParsableCommand {
         FileHandle.standardError.write(Data("holding \(sockets.count) connections (\(failures) failed) for \(duration) s\n".utf8))
         try? await Task.sleep(for: .milliseconds(Int64(duration * 1000)))
         var broadcastReceived = -1
-        if broadcast, let first = sockets.first {
-            first.send(text: #"{"message": "broadcast"}"#)
+        if broadcast, !sockets.isEmpty {
+            let node = nodes[0].split(separator: ":")
+            switch sockets[0] {
+            case .socket(let first):
+                first.send(text: #"{"message": "broadcast"}"#)
+            case .stream:
+                // Streams only read: one more WebSocket (not counted) says it.
+                let sender = try await WebSocketClient.connect(
+                    host: String(node[0]), port: Int(node[1]) ?? 8000, path: path, headers: origin.map { [("Origin", $0)] } ?? [], onMessage: { _ in }
+                )
+                sender.send(text: #"{"message": "broadcast"}"#)
+            }
             let deadline = ContinuousClock.now + .seconds(60)
             while received.value.load(ordering: .relaxed) < sockets.count, ContinuousClock.now < deadline {
                 try? await Task.sleep(for: .milliseconds(50))
@@ -410,4 +443,30 @@ func raiseFileLimit() {
     getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     limit.rlim_cur = limit.rlim_max
     setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+}
+
+/// How benchmark clients that only read connect.
+enum BenchTransport: String, ExpressibleByArgument, Sendable {
+    case websocket
+    case sse
+}
+
+/// A benchmark's connection: a WebSocket, or an event stream.
+enum BenchClient: Sendable {
+    case socket(WebSocketClient)
+    case stream(EventStreamReader)
+
+    var isOpen: Bool {
+        switch self {
+        case .socket(let socket): socket.isOpen
+        case .stream(let stream): stream.isOpen
+        }
+    }
+
+    func abort() {
+        switch self {
+        case .socket(let socket): socket.abort()
+        case .stream(let stream): stream.abort()
+        }
+    }
 }

@@ -1,8 +1,50 @@
 import ChannelLayers
 import ChannelsProtocol
+import NIOCore
+import NIOPosix
+import Synchronization
 import Testing
 
+/// Records the history offsets of what it gets, on a real event loop.
+final class OffsetInbox: ChannelInbox {
+    let eventLoop: any EventLoop
+    let offsets = Mutex<[Int64]>([])
+
+    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+
+    func receive(_ delivery: Delivery) -> Bool {
+        offsets.withLock { $0.append(delivery.position?.offset ?? -1) }
+        return false
+    }
+
+    func endOfBatch() {}
+    func messagesLost(reason: String) {}
+}
+
 @Suite struct InMemoryChannelLayerTests {
+    /// A recovering client drops an offset lower than one it had (a copy), so concurrent publishers of a
+    /// history group must reach each member in offset order.
+    @Test func concurrentPublishersOfAHistoryGroupReachMembersInOffsetOrder() async throws {
+        let layer = InMemoryChannelLayer(configuration: .init(history: HistoryConfiguration(patterns: ["chat_*"])))
+        let inboxes = MultiThreadedEventLoopGroup.singleton.makeIterator().map { OffsetInbox(eventLoop: $0) }
+        for inbox in inboxes {
+            let channel = try await layer.newChannel(prefix: "specific.", inbox: inbox)
+            try await layer.groupAdd("chat_order", channel: channel)
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for publisher in 0..<4 {
+                group.addTask {
+                    for n in 0..<500 { try? await layer.groupSend(["type": "m", "n": .int(Int64(publisher * 1000 + n))], to: "chat_order") }
+                }
+            }
+        }
+        for inbox in inboxes {
+            for _ in 0..<500 where inbox.offsets.withLock({ $0.count }) < 2000 { try await Task.sleep(for: .milliseconds(10)) }
+            let offsets = inbox.offsets.withLock { $0 }
+            #expect(offsets == Array(1...2000), "out of order at \(offsets.indices.dropFirst().first { offsets[$0] <= offsets[$0 - 1] } ?? -1)")
+        }
+    }
+
     let chat: Message = ["type": "chat.message", "message": "hi"]
 
     @Test func sendAndReceive() async throws {
