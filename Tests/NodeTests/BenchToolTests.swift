@@ -9,12 +9,13 @@ import Testing
         return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
     }
 
-    @Test func fanoutCountsEveryDeliveryAtAFixedRate() async throws {
+    /// Over WebSockets, and with the readers on server-sent events (`--transport sse`).
+    @Test(arguments: ["websocket", "sse"]) func fanoutCountsEveryDeliveryAtAFixedRate(transport: String) async throws {
         let node = try await NodeProcess.start()
         let result = try await run(
             try builtProduct("channels-bench"),
             ["fanout", "--node", "127.0.0.1:\(node.port)", "--rooms", "2", "--clients", "5", "--publishers", "2",
-             "--rate", "50", "--duration", "2", "--json"],
+             "--rate", "50", "--duration", "2", "--transport", transport, "--json"],
             environment: [:]
         )
         #expect(result.status == 0, "\(result.output)")
@@ -33,16 +34,18 @@ import Testing
         // The node's own counter agrees with the generator's.
         let metrics = try await node.get("/metrics").body
         let out = metrics.split(separator: "\n").first { $0.hasPrefix("channels_messages_out_total") }
-        #expect(out.flatMap { $0.split(separator: " ").last.flatMap { Double($0) } }.map(Int.init) == sent * 5)
+        // (Each event stream also got its recovery answer: event streams always recover.)
+        let streams = transport == "sse" ? 8 : 0
+        #expect(out.flatMap { $0.split(separator: " ").last.flatMap { Double($0) } }.map(Int.init) == sent * 5 + streams)
     }
 
-    @Test func fanoutFlatOutOverTwoNodesLosesNothing() async throws {
+    @Test(arguments: ["websocket", "sse"]) func fanoutFlatOutOverTwoNodesLosesNothing(transport: String) async throws {
         let redis = try await RedisServer.start()
         let nodes = [try await NodeProcess.start(redis: [redis.url]), try await NodeProcess.start(redis: [redis.url])]
         let result = try await run(
             try builtProduct("channels-bench"),
             ["fanout", "--node", "127.0.0.1:\(nodes[0].port)", "--node", "127.0.0.1:\(nodes[1].port)", "--rooms", "1",
-             "--clients", "20", "--publishers", "4", "--duration", "2", "--json"],
+             "--clients", "20", "--publishers", "4", "--duration", "2", "--transport", transport, "--json"],
             environment: [:]
         )
         #expect(result.status == 0, "\(result.output)")
@@ -53,17 +56,20 @@ import Testing
         #expect(figures["lost"] as? Int == 0)
     }
 
-    @Test func idleHoldsItsConnections() async throws {
+    @Test(arguments: ["websocket", "sse"]) func idleHoldsItsConnections(transport: String) async throws {
         let node = try await NodeProcess.start()
         let result = try await run(
             try builtProduct("channels-bench"),
-            ["idle", "--node", "127.0.0.1:\(node.port)", "--connections", "200", "--duration", "1", "--json"],
+            ["idle", "--node", "127.0.0.1:\(node.port)", "--connections", "200", "--duration", "1", "--transport", transport, "--broadcast", "--json"],
             environment: [:]
         )
         #expect(result.status == 0, "\(result.output)")
         let figures = try Self.json(result.output)
         #expect(figures["connections"] as? Int == 200)
         #expect(figures["still_open"] as? Int == 200)
+        #expect(figures["broadcast_received"] as? Int == 200)
+        let opened = try await node.get("/metrics").body.split(separator: "\n").first { $0.hasPrefix("channels_event_streams_opened_total ") }
+        #expect(opened.flatMap { Double($0.split(separator: " ").last ?? "") } == (transport == "sse" ? 200 : 0))
     }
 
     @Test func noReachableNodeIsAnErrorNotAZeroFigure() async throws {
