@@ -31,6 +31,10 @@ final class DjangoBridgeConsumer: WebSocketConsumer, AnyMessageConsumer {
 
     func connect() async throws -> ConnectDecision {
         guard let bridge else { return .deny(status: 503, reason: "no Django bridge is configured for this path") }
+        // Django's consumer would be told of a WebSocket it does not have (its ASGI scope has no other type to say so).
+        guard context.scope.transport == .webSocket else {
+            return .deny(status: 406, reason: "this path is served by Django workers over WebSocket only; connect with a WebSocket")
+        }
         let scope = ASGIScope.make(context.scope, server: bridge.configuration.server)
         var tried: Set<String> = []
         // A worker that drains says so (`reject`), one that dies is lost: both are tried once more elsewhere.

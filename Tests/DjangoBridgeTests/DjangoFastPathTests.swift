@@ -35,6 +35,11 @@ import Testing
         #expect((bob.objects.first?["members"] as? [[String: Any]])?.count == 2)
         #expect(await eventually { ada.objects.contains { $0["type"] as? String == "join" && $0["channel"] as? String != adaPresence["channel"] as? String } })
 
+        // Not an event stream: Django's consumer would be told of a WebSocket it does not have.
+        let stream = try await EventStreamClient.connect(port: nodes[0].port, path: "/ws/chat/lobby/", headers: [FrameClient.origin, ("Cookie", cookie)])
+        #expect(await stream.waitForStatus() == 406)
+        #expect(stream.body.contains("WebSocket only"))
+
         // Chat through the fast path: frames carry the history's offset and epoch.
         for text in ["one", "two", "three"] { try bob.send(json: ["message": text]) }
         #expect(await eventually { Self.chat(ada).count == 3 })

@@ -139,8 +139,14 @@ import Testing
         try await stalled.stopReading()
         let publisher = try await ChatClient.connect(port: node.port, room: "slow")
         let text = String(repeating: "x", count: 2000)
-        for _ in 0..<300 { publisher.say(text) }
-        #expect(await reader.waitForMessages(300, timeout: .seconds(20)), "\(reader.messages.count) \(reader.events.suffix(2)) \(node.log)")
+        // Paced, so that the reader (a test client, not a fast one) keeps up while the stalled one falls behind.
+        // 800 KB at about 500 KB/s: the stalled stream passes its 256 KiB (and the kernel's buffers) at once, the
+        // reader (a debug-built test client beside a debug-built node) may stall half a second.
+        for _ in 0..<400 {
+            publisher.say(text)
+            try await Task.sleep(for: .milliseconds(4))
+        }
+        #expect(await reader.waitForMessages(400, timeout: .seconds(20)), "\(reader.messages.count) \(reader.events.suffix(2)) \(node.log)")
         #expect(await eventually(timeout: .seconds(10)) { (try? await Self.metric("channels_slow_client_closes_total", on: node)) == 1 })
         // The node gave up on it (after the close event's two seconds): its socket is closed.
         #expect(await eventually(timeout: .seconds(10)) { (try? await node.get("/metrics").body.contains("channels_connections 2")) == true })
@@ -148,9 +154,12 @@ import Testing
     }
 
     @Test func keepAlivesFlowAndADrainEndsStreamsWithACloseEvent() async throws {
-        let node = try await NodeProcess.start(arguments: ["--ping-interval", "1", "--drain-time", "5"])
+        // No history: nothing is written at once but the answer's head, which must not wait for the first keep-alive.
+        let node = try await NodeProcess.start(arguments: ["--ping-interval", "2", "--drain-time", "5", "--history", "none"])
         let stream = try await EventStreamClient.connect(port: node.port, path: "/ws/chat/drain/")
-        #expect(await eventually(timeout: .seconds(5)) { stream.comments >= 2 })
+        #expect(await stream.waitForStatus(timeout: .seconds(1)) == 200)
+        #expect(stream.comments == 0 && stream.retry != nil)
+        #expect(await eventually(timeout: .seconds(6)) { stream.comments >= 2 })
         // Nothing comes back from a stream's client: keep-alives alone do not close it.
         #expect(!stream.isClosed)
         node.terminate()

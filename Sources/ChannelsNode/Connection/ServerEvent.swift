@@ -28,20 +28,16 @@ enum ServerEvent {
             buffer.writeInteger(UInt8(ascii: "\n"))
         }
         buffer.writeStaticString("data: ")
-        var afterCR = false
-        for byte in data {
-            switch byte {
-            case UInt8(ascii: "\r"):
-                buffer.writeStaticString("\ndata: ")
-                afterCR = true
-                continue
-            case UInt8(ascii: "\n"):
-                if !afterCR { buffer.writeStaticString("\ndata: ") }
-            default:
-                buffer.writeInteger(byte)
-            }
-            afterCR = false
+        // JSON has no raw line breaks: the whole is one write; other text is cut where the standard cuts it.
+        var rest = data[...]
+        while let cut = rest.firstIndex(where: { $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") }) {
+            buffer.writeBytes(rest[..<cut])
+            buffer.writeStaticString("\ndata: ")
+            var next = rest.index(after: cut)
+            if rest[cut] == UInt8(ascii: "\r"), next < rest.endIndex, rest[next] == UInt8(ascii: "\n") { next = rest.index(after: next) }
+            rest = rest[next...]
         }
+        buffer.writeBytes(rest)
         buffer.writeStaticString("\n\n")
         return buffer
     }

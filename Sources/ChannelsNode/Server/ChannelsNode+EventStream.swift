@@ -39,19 +39,19 @@ extension ChannelsNode {
             if let denial = connection.denial {
                 metrics.refusedHandshakes.increment()
                 connection.abandon()
-                return .text(HTTPResponseStatus(statusCode: denial.status), denial.reason + "\n")
+                return Self.refused(HTTPResponseStatus(statusCode: denial.status), denial.reason)
             }
             if !connection.accepted, let refusal = connection.refusal {
                 metrics.refusedHandshakes.increment()
                 connection.abandon()
                 if refusal.code == CloseCode.tryAgainLater { return retryLater(refusal.reason) }
-                return .text(Self.status(refusedWith: refusal.code), refusal.reason + "\n")
+                return Self.refused(Self.status(refusedWith: refusal.code), refusal.reason)
             }
             let headers = connection.handshakeHeaders + corsHeaders(scope)
             let retry = Self.retryMilliseconds()
             return .handOver { [self] operations in
                 guard channel.isActive else { throw ChannelError.ioOnClosedChannel }
-                channel.write(ServerEvent.responseHead(headers: headers, retryMilliseconds: retry), promise: nil)
+                channel.writeAndFlush(ServerEvent.responseHead(headers: headers, retryMilliseconds: retry), promise: nil)
                 try operations.addHandler(connection)
                 connections.add(connection)
                 metrics.connectionOpened()
@@ -67,6 +67,13 @@ extension ChannelsNode {
                 }
             }
         }
+    }
+
+    /// A refusal after the connection was counted: the socket closes with the answer, which gives its place back.
+    private static func refused(_ status: HTTPResponseStatus, _ reason: String) -> HTTPAnswer {
+        var answer = HTTPAnswer.text(status, reason + "\n")
+        answer.closesConnection = true
+        return answer
     }
 
     /// A stream that says why and ends: the browser's `EventSource` reconnects after `retry`.
