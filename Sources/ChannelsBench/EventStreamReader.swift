@@ -61,10 +61,18 @@ final class EventStreamReader: Sendable {
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             var bytes = unwrapInboundIn(data)
-            pending.writeBuffer(&bytes)
+            // Whole lines are read where they arrived; only a line cut by the read is copied.
+            if pending.readableBytes > 0 {
+                pending.writeBuffer(&bytes)
+                bytes = pending
+                pending.clear()
+            }
             if !inBody {
-                guard let end = pending.readableBytesView.firstRange(of: [13, 10, 13, 10]) else { return }
-                let head = pending.readString(length: end.upperBound - pending.readerIndex) ?? ""
+                guard let end = bytes.readableBytesView.firstRange(of: [13, 10, 13, 10]) else {
+                    pending = bytes
+                    return
+                }
+                let head = bytes.readString(length: end.upperBound - bytes.readerIndex) ?? ""
                 guard head.hasPrefix("HTTP/1.1 200") || head.hasPrefix("HTTP/1.0 200") else {
                     answered.fail(BenchFailure(description: "the node answered \(head.prefix(while: { $0 != "\r" }))"))
                     context.close(promise: nil)
@@ -73,14 +81,16 @@ final class EventStreamReader: Sendable {
                 inBody = true
                 answered.succeed(())
             }
-            while let newline = pending.readableBytesView.firstIndex(of: 10) {
-                let length = newline - pending.readerIndex
-                if length > 6, pending.getString(at: pending.readerIndex, length: 6) == "data: " {
-                    onData(pending.getString(at: pending.readerIndex + 6, length: length - 6) ?? "")
+            let view = bytes.readableBytesView
+            var start = view.startIndex
+            while let newline = view[start...].firstIndex(of: 10) {
+                // "data: " is 6 bytes; other lines (ids, names, comments, blank) are skipped without a copy.
+                if newline - start > 6, view[start] == UInt8(ascii: "d"), view[start + 4] == UInt8(ascii: ":") {
+                    onData(String(decoding: view[(start + 6)..<newline], as: UTF8.self))
                 }
-                pending.moveReaderIndex(forwardBy: length + 1)
+                start = newline + 1
             }
-            pending.discardReadBytes()
+            if start < view.endIndex { pending.writeBytes(view[start...]) }
         }
     }
 }
