@@ -27,16 +27,18 @@ import Testing
     }
 
     @Test func aGroupsMessagesAreEventsWithTheirPositionMadeOnceForEveryStream() async throws {
-        // No history here: the deliveries carry positions of their own, and nothing recovers.
-        let layer = InMemoryChannelLayer()
+        let layer = InMemoryChannelLayer(configuration: .init(history: HistoryConfiguration(patterns: ["chat_*"])))
         let stream = try await ConnectionHarness.make(transport: .eventStream, layer: layer)
         let other = try await ConnectionHarness.make(transport: .eventStream, layer: layer)
         let socket = try await ConnectionHarness.make(layer: layer)
-        _ = try await Self.output(stream)
+        // A stream always recovers: first the group's position, as the id of an `event: recovered`.
+        let opening = try await Self.output(stream).text
+        #expect(opening.hasPrefix("event: recovered\nid: ") && opening.contains(":0\ndata: {\"type\":\"recovery\",\"recovered\":true"), "\(opening)")
+        let epoch = try #require(opening.split(separator: "\n")[1].dropFirst(4).split(separator: ":").first.map(String.init))
         _ = try await Self.output(other)
         _ = try await socket.settle()
         let deliveries = (1...3).map { n in
-            Delivery(["type": "fwd.message", "n": .int(Int64(n))], group: "chat_room", position: HistoryPosition(offset: Int64(n), epoch: "E"))
+            Delivery(["type": "fwd.message", "n": .int(Int64(n))], group: "chat_room", position: HistoryPosition(offset: Int64(n), epoch: epoch))
         }
         for harness in [stream, other, socket] {
             let connection = harness.connection
@@ -46,7 +48,8 @@ import Testing
             }.get()
         }
         let (text, writes) = try await Self.output(stream)
-        #expect(text == "id: E:1\ndata: {\"n\":1,\"offset\":1,\"epoch\":\"E\"}\n\nid: E:2\ndata: {\"n\":2,\"offset\":2,\"epoch\":\"E\"}\n\nid: E:3\ndata: {\"n\":3,\"offset\":3,\"epoch\":\"E\"}\n\n")
+        let expected = (1...3).map { "id: \(epoch):\($0)\ndata: {\"n\":\($0),\"offset\":\($0),\"epoch\":\"\(epoch)\"}\n\n" }.joined()
+        #expect(text == expected)
         #expect(writes == 1, "a batch is one write on a stream too")
         #expect(try await Self.output(other).text == text)
         // The WebSocket member of the same deliveries still gets frames.
@@ -55,7 +58,16 @@ import Testing
         // One event made per message for both streams: the same bytes, kept beside the frame.
         let rule = try #require(stream.connection.route?.rules["fwd_message"])
         let event = deliveries[0].prepared(for: ObjectIdentifier(rule.eventStream)) { nil }
-        #expect(event.map { String(buffer: $0) } == "id: E:1\ndata: {\"n\":1,\"offset\":1,\"epoch\":\"E\"}\n\n")
+        #expect(event.map { String(buffer: $0) } == "id: \(epoch):1\ndata: {\"n\":1,\"offset\":1,\"epoch\":\"\(epoch)\"}\n\n")
+
+        // A message of another history group the consumer is in carries no id: Last-Event-ID names chat_room only.
+        let elsewhere = Delivery(["type": "fwd.message", "n": 9], group: "chat_other", position: HistoryPosition(offset: 7, epoch: epoch))
+        let connection = stream.connection
+        try await stream.channel.testingEventLoop.submit {
+            _ = connection.receive(elsewhere)
+            connection.endOfBatch()
+        }.get()
+        #expect(try await Self.output(stream).text == "data: {\"n\":9,\"offset\":7,\"epoch\":\"\(epoch)\"}\n\n")
     }
 
     @Test func theConsumersTextIsAnEventAndItsBinaryIsDropped() async throws {

@@ -83,6 +83,7 @@ extension ClientConnection {
             let arrived = mailbox.takeWaiting()
             for event in events { _ = mailbox.append(event, isLayerMessage: false) }
             recovery = state
+            recoveredGroup = state.group
             for event in arrived {
                 if case .layer(let delivery) = event, delivery.group == state.group {
                     admitLive(delivery, direct: false)

@@ -98,6 +98,8 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     var mailbox: ConsumerMailbox<Event>
     /// The history group this connection recovers, and what it got of it.
     var recovery: RecoveryState?
+    /// That group's name, set once before the upgrade completes: the mailbox task reads it too.
+    var recoveredGroup: String?
     /// Live messages of the recovered group that wait for the replay to end.
     var heldDuringReplay: [Delivery] = []
     private var batch = FrameBatch()
@@ -411,6 +413,11 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     /// compressed when permessage-deflate was agreed and the frame is large enough.
     private func asSent(_ plain: ByteBuffer, as rule: ForwardRule, event name: String?, in delivery: Delivery) -> ByteBuffer {
         if eventStream {
+            // The id is the recovered group's position: a message of another history group (a consumer in two)
+            // goes without one, made for this stream alone, so that Last-Event-ID never names the wrong group.
+            if name == nil, delivery.position != nil, delivery.group != recoveredGroup {
+                return ServerFrame.payload(of: plain).map { ServerEvent.event(data: $0.readableBytesView) } ?? plain
+            }
             return delivery.prepared(for: ObjectIdentifier(rule.eventStream)) {
                 ServerFrame.payload(of: plain).map { payload in
                     let id = name == nil ? delivery.position.map { ServerEvent.id(epoch: $0.epoch, offset: $0.offset) } : nil

@@ -56,6 +56,55 @@ import Testing
         for client in clients { await client.close() }
     }
 
+    /// permessage-deflate with binary frames both ways across nodes: with `--compression-min-size 1` even a cursor's
+    /// few bytes go compressed, from the client (RSV1 set, inflated by the node) and to the clients that agreed;
+    /// a client that did not offer the extension gets the same bytes plain.
+    @Test func binaryFramesCrossNodesCompressedBothWays() async throws {
+        let redisPort = try freePort()
+        let redis = try launch("redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        defer { kill(redis.processIdentifier, SIGKILL) }
+        try await waitForPort(redisPort)
+        var nodes: [(process: Process, port: Int)] = []
+        for index in 0..<2 {
+            let port = try freePort()
+            let node = try launch(
+                Self.product("cursor-node"),
+                ["--port", String(port), "--node-id", "deflate-\(index)", "--redis", "redis://127.0.0.1:\(redisPort)", "--compression-min-size", "1",
+                 "--log-level", "warning"]
+            )
+            nodes.append((node, port))
+        }
+        defer { for node in nodes { node.process.terminate() } }
+        for node in nodes { try await waitForReady(node.port) }
+
+        let seen = [Inbox(), Inbox(), Inbox()]
+        var clients: [WebSocketClient] = []
+        for (index, inbox) in seen.enumerated() {
+            clients.append(
+                try await WebSocketClient.connect(
+                    host: "127.0.0.1", port: nodes[index % 2].port, path: "/ws/cursors/zip/", compression: index < 2, onMessage: { inbox.add($0) }
+                )
+            )
+        }
+        #expect(clients[0].isCompressed && clients[1].isCompressed && !clients[2].isCompressed)
+        try await Task.sleep(for: .milliseconds(300))
+        // Sent compressed from node 0's client; node 1's compressed client and node 0's plain one both get it.
+        clients[0].send(binary: [0x00, 0x10, 0x00, 0x20])
+        clients[1].send(binary: [0x00, 0x30, 0x00, 0x40])
+        for (index, inbox) in seen.enumerated() {
+            let expected: [[UInt8]] = [[0x00, 0x10, 0x00, 0x20], [0x00, 0x30, 0x00, 0x40]].enumerated().filter { $0.offset != index }.map(\.element)
+            #expect(
+                await inbox.waitFor { messages in
+                    expected.allSatisfy { cursor in messages.contains { if case .binary(let bytes) = $0 { bytes.count == 12 && Array(bytes.suffix(4)) == cursor } else { false } } }
+                },
+                "client \(index): \(inbox.messages)"
+            )
+        }
+        #expect(clients[0].compressedMessagesReceived == 1 && clients[1].compressedMessagesReceived == 1)
+        #expect(clients[2].compressedMessagesReceived == 0)
+        for client in clients { await client.close() }
+    }
+
     @Test func idsAreStableAndShort() {
         #expect(CursorConsumer.id(of: "asgispecific.abc").count == 8)
         #expect(CursorConsumer.id(of: "asgispecific.abc") == CursorConsumer.id(of: "asgispecific.abc"))
