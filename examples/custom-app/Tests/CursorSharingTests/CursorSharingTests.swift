@@ -102,6 +102,44 @@ import Testing
         }
         #expect(clients[0].compressedMessagesReceived == 1 && clients[1].compressedMessagesReceived == 1)
         #expect(clients[2].compressedMessagesReceived == 0)
+
+        // Python's `websockets` (scripts/test's interop venv) on node 1, compressing every frame it sends: its
+        // cursor reaches the Swift clients, and a cursor from node 0 reaches it, inflated.
+        if let python = ProcessInfo.processInfo.environment["CHANNELS_INTEROP_PYTHON"] {
+            let output = NSTemporaryDirectory() + "cursor-python-\(UUID().uuidString)"
+            let script = """
+                import asyncio, sys, websockets
+                async def main():
+                    async with websockets.connect("ws://127.0.0.1:\(nodes[1].port)/ws/cursors/zip/", compression="deflate") as ws:
+                        assert [e.name for e in ws.protocol.extensions] == ["permessage-deflate"], ws.protocol.extensions
+                        print("ready", flush=True)
+                        await ws.send(bytes([0, 0x50, 0, 0x60]))
+                        got = await asyncio.wait_for(ws.recv(), 10)
+                        print(got.hex(), flush=True)
+                asyncio.run(main())
+                """
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: python)
+            process.arguments = ["-c", script]
+            FileManager.default.createFile(atPath: output, contents: nil)
+            process.standardOutput = FileHandle(forWritingAtPath: output)
+            process.standardError = process.standardOutput
+            try process.run()
+            defer { process.terminate() }
+            let lines = { (try? String(contentsOfFile: output, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? [] }
+            for _ in 0..<500 where !lines().contains("ready") { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(lines().first == "ready", "\(lines())")
+            try await Task.sleep(for: .milliseconds(200))
+            clients[0].send(binary: [0x00, 0x70, 0x00, 0x80])
+            for _ in 0..<500 where lines().count < 2 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(lines().count == 2 && lines().last?.count == 24 && lines().last?.hasSuffix("00700080") == true, "\(lines())")
+            for (index, inbox) in seen.enumerated() {
+                #expect(
+                    await inbox.waitFor { $0.contains { if case .binary(let bytes) = $0 { Array(bytes.suffix(4)) == [0x00, 0x50, 0x00, 0x60] } else { false } } },
+                    "client \(index) did not get the Python client's cursor"
+                )
+            }
+        }
         for client in clients { await client.close() }
     }
 
