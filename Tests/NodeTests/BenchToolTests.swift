@@ -72,6 +72,39 @@ import Testing
         #expect(opened.flatMap { Double($0.split(separator: " ").last ?? "") } == (transport == "sse" ? 200 : 0))
     }
 
+    /// bench/loadgen, the C generator: built with the C compiler the toolchain has, its counts agree with the node's.
+    @Test func theCLoadGeneratorCountsWhatTheNodeWrote() async throws {
+        let root = ScriptedCluster.packageRoot.path
+        let binary = NSTemporaryDirectory() + "loadgen-\(UUID().uuidString)"
+        let built = try await run("/usr/bin/env", ["cc", "-O2", "-o", binary, root + "/bench/loadgen/loadgen.c"], environment: [:])
+        try #require(built.status == 0, "\(built.output)")
+        let node = try await NodeProcess.start()
+        let result = try await run(
+            binary, ["--node", "127.0.0.1:\(node.port)", "--rooms", "2", "--clients", "5", "--publishers", "2", "--duration", "1"], environment: [:]
+        )
+        #expect(result.status == 0, "\(result.output)")
+        let figures = try Self.json(result.output)
+        let sent = try #require(figures["messages_sent"] as? Int)
+        #expect(sent > 0 && figures["connected"] as? Int == 10)
+        // Each message reaches the 5 clients of its room, the publisher included, once.
+        #expect(figures["expected_deliveries"] as? Int == sent * 5)
+        #expect(figures["deliveries"] as? Int == sent * 5)
+        #expect(figures["lost"] as? Int == 0 && figures["duplicates"] as? Int == 0 && figures["closed_by_server"] as? Int == 0)
+        let metrics = try await node.get("/metrics").body
+        let out = metrics.split(separator: "\n").first { $0.hasPrefix("channels_messages_out_total") }
+        #expect(out.flatMap { $0.split(separator: " ").last.flatMap { Double($0) } }.map(Int.init) == sent * 5)
+        // A client the server closes is counted with its code: a node draining closes everyone with 1001.
+        let draining = try await NodeProcess.start()
+        async let closing = run(
+            binary, ["--node", "127.0.0.1:\(draining.port)", "--clients", "3", "--publishers", "1", "--duration", "3", "--drain", "0"], environment: [:]
+        )
+        try await Task.sleep(for: .seconds(1))
+        draining.terminate()
+        let closed = try Self.json(try await closing.output)
+        #expect(closed["closed_by_server"] as? Int == 3, "\(closed)")
+        #expect((closed["close_codes"] as? [String: Int]) == ["1001": 3], "\(closed)")
+    }
+
     @Test func noReachableNodeIsAnErrorNotAZeroFigure() async throws {
         let port = try freePort()
         for command in [["fanout", "--clients", "3", "--publishers", "1", "--duration", "1"], ["idle", "--connections", "3", "--duration", "1"]] {
