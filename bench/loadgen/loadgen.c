@@ -7,7 +7,7 @@
 //
 // Build: cc -O2 -o loadgen loadgen.c
 // Usage: loadgen --node HOST:PORT [--node ...] [--rooms 1] [--clients 100] [--publishers 10] [--window 4]
-//                [--payload 64] [--duration 10] [--drain 2] [--path /ws/chat/{room}/]
+//                [--payload 64] [--duration 10] [--drain 2] [--path /ws/chat/{room}/] [--pause-us 1000]
 // Prints one JSON object.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -41,6 +41,7 @@ typedef struct {
 static client_t *clients;
 static int client_count, rooms = 1, per_room = 100, publishers = 10, window = 4, payload = 64;
 static double duration = 10, drain = 2;
+static int pause_us = 1000;
 static const char *path_template = "/ws/chat/{room}/";
 static char *hosts[16];
 static int ports[16], node_count;
@@ -324,6 +325,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--duration")) duration = atof(v);
         else if (!strcmp(a, "--drain")) drain = atof(v);
         else if (!strcmp(a, "--path")) path_template = v;
+        else if (!strcmp(a, "--pause-us")) pause_us = atoi(v);
         else { fprintf(stderr, "loadgen: unknown option %s\n", a); return 2; }
         i++;
     }
@@ -368,7 +370,12 @@ int main(int argc, char **argv) {
     uint64_t begin = now_ns();
     end_ns = begin + (uint64_t)(duration * 1e9);
     for (int p = 0; p < publishers; p++) for (int k = 0; k < window; k++) publish(p);
-    while (now_ns() < end_ns) loop_once(5);
+    // A short pause between rounds lets each socket gather several messages, so that one recv takes them all: a
+    // server that writes every message on its own would otherwise cost the generator a system call per delivery.
+    while (now_ns() < end_ns) {
+        loop_once(5);
+        if (pause_us > 0) usleep((useconds_t)pause_us);
+    }
     uint64_t send_end = now_ns();
     uint64_t drain_end = send_end + (uint64_t)(drain * 1e9);
     long expected = 0;
