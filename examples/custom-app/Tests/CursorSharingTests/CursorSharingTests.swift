@@ -8,22 +8,10 @@ import Testing
 /// members on both, as 12-byte binary frames, and bad frames are refused.
 @Suite(.serialized) struct CursorSharingTests {
     @Test func cursorsCrossNodesAsBinaryFrames() async throws {
-        let redisPort = try freePort()
-        let redis = try launch("redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let (redis, nodes) = try await startNodes()
         // SIGKILL: a child started from a dispatch thread inherits its blocked SIGTERM (Foundation keeps the mask).
         defer { kill(redis.processIdentifier, SIGKILL) }
-        try await waitForPort(redisPort)
-        var nodes: [(process: Process, port: Int)] = []
-        for index in 0..<2 {
-            let port = try freePort()
-            let node = try launch(
-                Self.product("cursor-node"),
-                ["--port", String(port), "--node-id", "cursor-\(index)", "--redis", "redis://127.0.0.1:\(redisPort)", "--log-level", "warning"]
-            )
-            nodes.append((node, port))
-        }
         defer { for node in nodes { node.process.terminate() } }
-        for node in nodes { try await waitForReady(node.port) }
 
         let seen = [Inbox(), Inbox(), Inbox()]
         var clients: [WebSocketClient] = []
@@ -60,22 +48,9 @@ import Testing
     /// few bytes go compressed, from the client (RSV1 set, inflated by the node) and to the clients that agreed;
     /// a client that did not offer the extension gets the same bytes plain.
     @Test func binaryFramesCrossNodesCompressedBothWays() async throws {
-        let redisPort = try freePort()
-        let redis = try launch("redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let (redis, nodes) = try await startNodes(["--compression-min-size", "1"])
         defer { kill(redis.processIdentifier, SIGKILL) }
-        try await waitForPort(redisPort)
-        var nodes: [(process: Process, port: Int)] = []
-        for index in 0..<2 {
-            let port = try freePort()
-            let node = try launch(
-                Self.product("cursor-node"),
-                ["--port", String(port), "--node-id", "deflate-\(index)", "--redis", "redis://127.0.0.1:\(redisPort)", "--compression-min-size", "1",
-                 "--log-level", "warning"]
-            )
-            nodes.append((node, port))
-        }
         defer { for node in nodes { node.process.terminate() } }
-        for node in nodes { try await waitForReady(node.port) }
 
         let seen = [Inbox(), Inbox(), Inbox()]
         var clients: [WebSocketClient] = []
@@ -150,6 +125,24 @@ import Testing
     }
 
     // MARK: - Processes
+
+    /// A `redis-server` and two `cursor-node` processes on it, ready; `arguments` go to both nodes.
+    func startNodes(_ arguments: [String] = []) async throws -> (redis: Process, nodes: [(process: Process, port: Int)]) {
+        let redisPort = try freePort()
+        let redis = try launch("redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        try await waitForPort(redisPort)
+        var nodes: [(process: Process, port: Int)] = []
+        for index in 0..<2 {
+            let port = try freePort()
+            let node = try launch(
+                Self.product("cursor-node"),
+                ["--port", String(port), "--node-id", "cursor-\(index)", "--redis", "redis://127.0.0.1:\(redisPort)", "--log-level", "warning"] + arguments
+            )
+            nodes.append((node, port))
+        }
+        for node in nodes { try await waitForReady(node.port) }
+        return (redis, nodes)
+    }
 
     final class Inbox: Sendable {
         private let received = Mutex<[WebSocketClient.Message]>([])
