@@ -103,6 +103,9 @@ public struct NodeApplication: Sendable {
         guard limits.compressionMinSize >= 0 else { throw ValidationError("--compression-min-size must be 0 or more") }
         let nodeLease = try number(options.nodeLease, "CHANNELS_NODE_LEASE", 30.0)
         guard nodeLease >= 1 else { throw ValidationError("--node-lease must be at least 1 second") }
+        let grace = try number(options.slowReaderGrace, "CHANNELS_SLOW_READER_GRACE", 1.0)
+        guard grace >= 0, grace <= 60 else { throw ValidationError("--slow-reader-grace must be 0 to 60 seconds") }
+        limits.slowReaderGrace = .milliseconds(Int64(grace * 1000))
         guard limits.maxMessageSize > 0, limits.maxQueuedMessages > 0, limits.maxQueuedBytes > 0 else {
             throw ValidationError("message and queue limits must be positive")
         }

@@ -69,6 +69,9 @@ public struct NodeOptions: ParsableArguments, Sendable {
     @Option(help: "Bytes waiting to be written to a client before it is closed as slow, 4008 (CHANNELS_MAX_QUEUED_BYTES). [default: 4194304]")
     var maxQueuedBytes: Int?
 
+    @Option(help: "Seconds a client past a quarter of --max-queued-bytes holds publishers into its groups, on every node, before they go on without it; 0 = publishers never wait (CHANNELS_SLOW_READER_GRACE). [default: 1]")
+    var slowReaderGrace: Double?
+
     @Option(help: "Bytes waiting to be written to all clients together before the largest backlogs are closed with 4008, 0 = no bound (CHANNELS_MAX_NODE_QUEUED_BYTES). [default: 1073741824]")
     var maxNodeQueuedBytes: Int?
 

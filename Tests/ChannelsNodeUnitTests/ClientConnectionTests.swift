@@ -94,7 +94,7 @@ struct ConnectionHarness {
         let connection = ClientConnection(
             channel: channel, route: route, scope: Scope(path: "/ws/room/", parameters: parameters, query: Scope.parseQuery(query[...]), transport: transport),
             layer: layer, limits: limits, metrics: metrics, logger: Logger(label: "test"), warnings: WarningLimiter(logger: Logger(label: "test")),
-            pingInterval: pingInterval, onClosed: { _ in }
+            pingInterval: pingInterval, pressure: PublishPressure(nodeID: "test", grace: limits.slowReaderGrace, metrics: metrics), onClosed: { _ in }
         )
         await connection.prepare()
         // What connect() asked of the loop happens before the upgrade completes.
@@ -156,6 +156,22 @@ struct ConnectionHarness {
     func publish(_ type: String, _ n: Int64, to group: String = "chat_room") async throws {
         try await layer.groupSend(["type": .string(type), "n": .int(n)], to: group)
     }
+}
+
+/// Whether `condition` holds within `timeout`, asked every 5 ms.
+func eventually(timeout: Duration = .seconds(5), _ condition: () async throws -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    repeat {
+        if (try? await condition()) == true { return true }
+        try? await Task.sleep(for: .milliseconds(5))
+    } while ContinuousClock.now < deadline
+    return false
+}
+
+/// Keeps what is written in the channel's pending writes, as a socket whose client does not read.
+final class FlushHolder: ChannelOutboundHandler, Sendable {
+    typealias OutboundIn = ByteBuffer
+    func flush(context: ChannelHandlerContext) {}
 }
 
 /// Turns the channel unwritable from inside the first write that reaches it, as NIO does when a write passes
@@ -300,17 +316,58 @@ final class WritabilityFlipper: ChannelOutboundHandler, @unchecked Sendable {
         #expect(try await harness.layer.members(of: "chat_room").isEmpty)
     }
 
-    @Test func anOutboundBufferThatFillsWhileWritingClosesTheClientWith4008() async throws {
-        let harness = try await ConnectionHarness.make()
+    @Test func aWriteThatPassesTheSoftMarkPutsTheClientBehindAndHoldsItsGroupsPublishers() async throws {
+        var limits = ConnectionLimits()
+        limits.slowReaderGrace = .seconds(30)
+        let harness = try await ConnectionHarness.make(limits: limits)
         try await harness.channel.pipeline.addHandler(WritabilityFlipper(channel: harness.channel), position: .first)
-        // Large frames are written at once: the first fills the buffer while the batch is being written.
-        let big = String(repeating: "x", count: FrameBatch.gatherLimit + 10)
-        try await harness.layer.groupSend(["type": "fwd.message", "n": .string(big)], to: "chat_room")
-        try await harness.layer.groupSend(["type": "fwd.message", "n": .string(big)], to: "chat_room")
-        let (frames, _) = try await harness.written(atLeast: 2)
-        #expect(frames.first?.opcode == 0x1)
-        let close = try #require(frames.first { $0.opcode == 0x8 })
-        #expect(close.closeCode == CloseCode.slowClient && close.closeReason.contains("outbound buffer full"))
-        #expect(frames.filter { $0.opcode == 0x1 }.count == 1, "nothing is written after the close frame")
+        let pressure = harness.connection.pressure
+        try await harness.publish("fwd.message", 1)
+        _ = try await harness.written(atLeast: 1)
+        let held = try await harness.channel.testingEventLoop.submit { (harness.connection.behind, harness.connection.pressing) }.get()
+        #expect(held.0 && held.1, "behind, and holding its groups' publishers")
+        // A publisher into the client's group waits while it is behind; one into another group does not.
+        let elsewhere = ContinuousClock.now
+        await pressure.admit("chat_other")
+        #expect(ContinuousClock.now - elsewhere < .milliseconds(100))
+        let waiter = Task { () -> Duration in
+            let start = ContinuousClock.now
+            await pressure.admit("chat_room")
+            return ContinuousClock.now - start
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        // Back under the low water mark: the client caught up, and the publisher goes on.
+        try await harness.channel.testingEventLoop.submit {
+            harness.channel.isWritable = true
+            harness.channel.pipeline.fireChannelWritabilityChanged()
+        }.get()
+        let waited = await waiter.value
+        #expect(waited >= .milliseconds(100) && waited < .seconds(5), "waited \(waited)")
+        #expect(harness.connection.closingCode.load(ordering: .relaxed) == 0, "a client behind is not closed")
+    }
+
+    @Test func aClientBehindPastItsGraceHoldsNoOneAndIsClosedOnceTheBufferIsFull() async throws {
+        var limits = ConnectionLimits()
+        limits.maxQueuedBytes = 64 * 1024
+        limits.slowReaderGrace = .milliseconds(200)
+        let harness = try await ConnectionHarness.make(limits: limits)
+        // Nothing flushed leaves: NIO's count of bytes waiting grows with every write, as with a client that stopped reading.
+        try await harness.channel.pipeline.addHandler(FlushHolder(), position: .first)
+        try await harness.channel.pipeline.addHandler(WritabilityFlipper(channel: harness.channel), position: .first)
+        let text = String(repeating: "x", count: 5000)
+        try await harness.layer.groupSend(["type": "fwd.message", "n": .string(text)], to: "chat_room")
+        #expect(await eventually { (try? await harness.channel.testingEventLoop.submit { harness.connection.pressing }.get()) == true })
+        // The grace passes (on the loop's clock): publishers go on.
+        await harness.channel.testingEventLoop.advanceTime(by: .milliseconds(250))
+        #expect(try await harness.channel.testingEventLoop.submit { harness.connection.pressing }.get() == false)
+        let start = ContinuousClock.now
+        await harness.connection.pressure.admit("chat_room")
+        #expect(ContinuousClock.now - start < .milliseconds(100))
+        // More than 64 KiB wait: closed as slow, 4008.
+        for _ in 0..<20 { try await harness.layer.groupSend(["type": "fwd.message", "n": .string(text)], to: "chat_room") }
+        #expect(await eventually {
+            await harness.channel.testingEventLoop.run()
+            return harness.connection.closingCode.load(ordering: .relaxed) == CloseCode.slowClient
+        })
     }
 }

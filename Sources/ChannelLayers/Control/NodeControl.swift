@@ -12,6 +12,9 @@ import ChannelsProtocol
 ///   reason, and answers `{"type": "channels.control.reply", "node": N, "closed": K}`.
 /// - `{"type": "channels.control", "action": "report", "reply_to": X}`: each node answers
 ///   `{"type": "channels.control.reply", "node": N, "report": {...}}` (connections, rates, version).
+/// - `{"type": "channels.control", "action": "lag", "node": N, "lagging": [G, ...], "caught_up": [G, ...], "ttl_ms": T}`:
+///   node N has members of the `lagging` groups that fell behind reading; publishers on every node wait
+///   before sending into them until N says they `caught_up`, or for T ms unless N repeats it.
 public enum NodeControl {
     /// The group every node joins to hear control messages.
     public static let group = "channels.control"
@@ -61,6 +64,43 @@ public enum NodeControl {
 }
 
 extension NodeControl {
+    /// A node's announcement that groups lag there (members fell behind reading) or caught up.
+    public struct Lag: Sendable, Hashable {
+        public var node: String
+        public var lagging: [String]
+        public var caughtUp: [String]
+        /// How long the other nodes hold `lagging` unless the node repeats it.
+        public var timeToLiveMilliseconds: Int
+
+        public init(node: String, lagging: [String], caughtUp: [String], timeToLiveMilliseconds: Int) {
+            self.node = node
+            self.lagging = lagging
+            self.caughtUp = caughtUp
+            self.timeToLiveMilliseconds = timeToLiveMilliseconds
+        }
+
+        /// The control message.
+        public var message: Message {
+            [
+                "type": .string(NodeControl.type), "action": "lag", "node": .string(node),
+                "lagging": .array(lagging.map { .string($0) }), "caught_up": .array(caughtUp.map { .string($0) }),
+                "ttl_ms": .int(Int64(timeToLiveMilliseconds)),
+            ]
+        }
+
+        /// Reads a control message of action `lag`; nil when it is not one or lacks a field. The time to live
+        /// is kept within 1 ms to 10 s, so that a wrong one can neither be ignored nor hold publishers for long.
+        public init?(_ message: Message) {
+            guard message.type == NodeControl.type, message["action"]?.string == "lag", let node = message["node"]?.string,
+                let ttl = message["ttl_ms"]?.int
+            else { return nil }
+            self.node = node
+            self.lagging = message["lagging"]?.array?.compactMap(\.string) ?? []
+            self.caughtUp = message["caught_up"]?.array?.compactMap(\.string) ?? []
+            self.timeToLiveMilliseconds = Int(min(max(ttl, 1), 10_000))
+        }
+    }
+
     /// The nodes' answers on `channel` (messages of type ``replyType``), until `expected` came, `enough`
     /// says so, or `timeout` passed: what came by then.
     public static func gatherReplies(

@@ -11,19 +11,39 @@ final class NodeControlService: Sendable {
     private let layer: any ChannelLayer
     private let nodeID: String
     private let connections: ConnectionRegistry
+    private let pressure: PublishPressure
     private let report: @Sendable () -> MessageValue
     private let logger: Logger
 
-    init(layer: any ChannelLayer, nodeID: String, connections: ConnectionRegistry, logger: Logger, report: @escaping @Sendable () -> MessageValue) {
+    init(
+        layer: any ChannelLayer, nodeID: String, connections: ConnectionRegistry, pressure: PublishPressure, logger: Logger,
+        report: @escaping @Sendable () -> MessageValue
+    ) {
         self.layer = layer
+        self.pressure = pressure
         self.nodeID = nodeID
         self.connections = connections
         self.report = report
         self.logger = logger
     }
 
-    /// Listens until cancelled.
+    /// Listens, and tells the other nodes which groups lag here, until cancelled.
     func run() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.listen() }
+            group.addTask {
+                await self.pressure.run { [layer = self.layer, logger = self.logger] lag in
+                    do throws(ChannelLayerError) {
+                        try await layer.groupSend(lag.message, to: NodeControl.group)
+                    } catch {
+                        logger.debug("could not tell the other nodes which groups lag here", metadata: ["error": "\(error.message)"])
+                    }
+                }
+            }
+        }
+    }
+
+    private func listen() async {
         var channel: String?
         while !Task.isCancelled {
             do {
@@ -66,6 +86,8 @@ final class NodeControlService: Sendable {
             if let replyTo { await answer(replyTo, [("closed", .int(Int64(matching.count)))]) }
         case "report":
             if let replyTo { await answer(replyTo, [("report", report())]) }
+        case "lag":
+            if let lag = NodeControl.Lag(message) { pressure.heard(lag) }
         default:
             break
         }

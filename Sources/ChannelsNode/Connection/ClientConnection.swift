@@ -19,9 +19,10 @@ import Synchronization
 /// consumers. While it runs, forwarded messages wait in the mailbox behind the events before them, so
 /// frames reach the client in the order their messages arrived.
 ///
-/// Bounds: the socket's pending bytes (``ConnectionLimits/maxQueuedBytes``, NIO's write-buffer high
-/// water mark) and the mailbox (``ConnectionLimits/maxQueuedMessages``); past either the client is
-/// closed with 4008 and counted. While client frames wait for the consumer the socket is not read.
+/// Bounds: the socket's pending bytes (``ConnectionLimits/maxQueuedBytes``) and the mailbox
+/// (``ConnectionLimits/maxQueuedMessages``); past either the client is closed with 4008 and counted. Past a
+/// quarter of the bytes (NIO's write-buffer high water mark) the client is behind and its groups' publishers
+/// wait for it, for a while (``PublishPressure``, `+Pressure`). While client frames wait for the consumer the socket is not read.
 ///
 /// The decisions live in value types with no I/O, each tested alone: ``ConnectionLifecycle`` (the close
 /// handshake and the ping timeout), ``ConsumerMailbox`` (the consumer's events and its task),
@@ -67,6 +68,7 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     let metrics: NodeMetrics
     let logger: Logger
     let warnings: WarningLimiter
+    let pressure: PublishPressure
     /// Served as server-sent events rather than WebSocket frames.
     let eventStream: Bool
     private let pingInterval: TimeAmount
@@ -115,6 +117,13 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     /// For ``outboundBacklog()``: whether frames were flushed since it last asked NIO, and what NIO said.
     private var flushedSinceBacklog = false
     private var lastBacklog = 0
+    /// The groups the consumer joined, for ``pressure``.
+    var memberGroups: Set<String> = []
+    /// Past the soft mark of bytes waiting (NIO's write-buffer high water mark), until back under its low one.
+    var behind = false
+    /// Behind, and holding ``memberGroups``' publishers until it catches up or ``graceTimer`` fires.
+    var pressing = false
+    var graceTimer: Scheduled<Void>?
     /// Read by the mailbox task: the code the connection is closing with, 0 while open.
     let closingCode = Atomic<UInt16>(0)
 
@@ -123,9 +132,10 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
 
     init(
         channel: any Channel, route: ConsumerRouter.Route?, scope: Scope, layer: any InboxChannelLayer, limits: ConnectionLimits,
-        metrics: NodeMetrics, logger: Logger, warnings: WarningLimiter, pingInterval: Duration,
+        metrics: NodeMetrics, logger: Logger, warnings: WarningLimiter, pingInterval: Duration, pressure: PublishPressure,
         onClosed: @escaping @Sendable (ClientConnection) -> Void
     ) {
+        self.pressure = pressure
         self.eventLoop = channel.eventLoop
         self.channel = channel
         self.route = route
@@ -242,8 +252,11 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        // More than maxQueuedBytes wait for a client that does not read: it is slow, not the node.
-        if !context.channel.isWritable, lifecycle.isOpen { closeAsSlow("outbound buffer full") }
+        if context.channel.isWritable {
+            caughtUpReading()
+        } else {
+            fellBehind()
+        }
         context.fireChannelWritabilityChanged()
     }
 
@@ -261,6 +274,8 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     func channelInactive(context: ChannelHandlerContext) {
         pingTask?.cancel()
         closeTimeout?.cancel()
+        behind = false
+        stopPressing()
         let wasClosedBefore = lifecycle.socketClosed()
         if closingCode.load(ordering: .relaxed) == 0 { closingCode.store(lifecycle.endCode, ordering: .relaxed) }
         // Layer messages for a client that is gone are of no use; what it sent before leaving is still handled.
@@ -511,6 +526,7 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         flushedSinceBacklog = true
         metrics.messagesOut.increment(by: frames)
         metrics.traffic.countOut(frames)
+        if behind { closeIfFull() }
     }
 
     // MARK: - Closing
@@ -526,6 +542,7 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     func close(code: UInt16, reason: String, timeout: TimeAmount = .seconds(3)) {
         guard lifecycle.close(code: code) else { return }
         closingCode.store(code, ordering: .relaxed)
+        stopPressing()
         guard handlerContext != nil else {
             // Before the upgrade completed: the close frame goes out as soon as it does.
             refusal = (code, reason)

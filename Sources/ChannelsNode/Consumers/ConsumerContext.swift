@@ -73,7 +73,11 @@ public final class ConsumerContext {
     /// Joins a group with this connection's channel.
     public func groupAdd(_ group: String) async throws(ChannelLayerError) {
         try await layer.groupAdd(group, channel: channelName)
-        groups.insert(group)
+        joined(group)
+    }
+
+    private func joined(_ group: String) {
+        if groups.insert(group).inserted { connection.joined(group) }
     }
 
     /// Joins a group with presence: the group's presence lists this connection with the token's `sub` and
@@ -91,18 +95,22 @@ public final class ConsumerContext {
     public func groupAdd(_ group: String, presence info: PresenceInfo) async throws(ChannelLayerError) {
         guard let layer = layer as? any PresenceChannelLayer else { return try await groupAdd(group) }
         try await layer.groupAdd(group, channel: channelName, presence: info)
-        groups.insert(group)
+        joined(group)
         presenceGroups.insert(group)
     }
 
     /// Leaves a group.
     public func groupDiscard(_ group: String) async throws(ChannelLayerError) {
         try await layer.groupDiscard(group, channel: channelName)
-        groups.remove(group)
+        if groups.remove(group) != nil { connection.left(group) }
     }
 
     /// Sends a message to every member of a group, this connection included if it is a member.
+    ///
+    /// While members of the group fell behind reading, here or on another node, this first waits until they
+    /// caught up, for ``ConnectionLimits/slowReaderGrace`` at most: publishers slow before readers are closed.
     public func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError) {
+        await connection.pressure.admit(group)
         try await layer.groupSend(message, to: group)
     }
 }
@@ -126,6 +134,12 @@ public struct ConnectionLimits: Sendable, Hashable {
     /// The largest frame a layer message may become (half of ``maxQueuedBytes``, so that an empty outbound
     /// buffer always takes one); larger messages are dropped before fan-out and counted.
     public var maxOutboundFrame: Int { maxQueuedBytes / 2 }
+    /// Past this many bytes waiting (a quarter of ``maxQueuedBytes``) a client is behind: publishers into its
+    /// groups wait (``slowReaderGrace``) until it is back under half of it.
+    public var softQueuedBytes: Int { maxQueuedBytes / 4 }
+    /// How long a client behind may hold its groups' publishers, on every node; after it, a client that stopped
+    /// reading fills its buffer and is closed with ``CloseCode/slowClient``. Zero: publishers never wait.
+    public var slowReaderGrace: Duration
     /// What happens to frames a consumer cannot use.
     public var invalidFramePolicy: InvalidFramePolicy
     /// Messages per second a client may send on average; 0 = no limit. A client over it (after
@@ -150,8 +164,10 @@ public struct ConnectionLimits: Sendable, Hashable {
         messageBurst: Int = 50,
         maxConnectionsPerUser: Int = 0,
         compression: Bool = true,
-        compressionMinSize: Int = 256
+        compressionMinSize: Int = 256,
+        slowReaderGrace: Duration = .seconds(1)
     ) {
+        self.slowReaderGrace = slowReaderGrace
         self.compression = compression
         self.compressionMinSize = compressionMinSize
         self.maxConnectionsPerUser = maxConnectionsPerUser

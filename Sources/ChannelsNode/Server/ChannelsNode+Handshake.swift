@@ -84,7 +84,7 @@ extension ChannelsNode {
     func makeConnection(channel: any Channel, route: ConsumerRouter.Route?, scope: Scope) -> ClientConnection {
         ClientConnection(
             channel: channel, route: route, scope: scope, layer: layer, limits: configuration.limits, metrics: metrics,
-            logger: logger, warnings: warnings, pingInterval: configuration.pingInterval,
+            logger: logger, warnings: warnings, pingInterval: configuration.pingInterval, pressure: pressure,
             onClosed: { [connections, metrics, logger, logConnections = configuration.logConnections] connection in
                 connections.remove(connection)
                 metrics.connectionClosed()

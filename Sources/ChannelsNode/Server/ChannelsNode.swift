@@ -64,6 +64,8 @@ public final class ChannelsNode: Service {
     let acceptFailureLogged = Atomic<Bool>(false)
     let eventLoopGroup: any EventLoopGroup
     let control: NodeControlService
+    /// Slows publishers into groups whose readers fell behind, here or on other nodes.
+    let pressure: PublishPressure
     let api: ServerAPI?
     let layerName: String
     let startedAt = WallClock.now()
@@ -114,7 +116,10 @@ public final class ChannelsNode: Service {
             nodeID: configuration.nodeID, layerName: self.layerName, startedAt: startedAt, layer: layer, metrics: metrics,
             connections: connections, probe: probe, draining: draining, apiEnabled: api.isEnabled
         )
-        self.control = NodeControlService(layer: layer, nodeID: configuration.nodeID, connections: connections, logger: logger) { report.make() }
+        self.pressure = PublishPressure(nodeID: configuration.nodeID, grace: configuration.limits.slowReaderGrace, metrics: metrics)
+        self.control = NodeControlService(
+            layer: layer, nodeID: configuration.nodeID, connections: connections, pressure: pressure, logger: logger
+        ) { report.make() }
         self.api =
             api.isEnabled
             ? ServerAPI(
@@ -201,7 +206,7 @@ public final class ChannelsNode: Service {
             // A small kernel send buffer keeps a non-reading client's backlog where the node counts it
             // (the outbound buffer, --max-queued-bytes) instead of megabytes hidden in the kernel.
             .childChannelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(configuration.socketSendBuffer))
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: limits.maxQueuedBytes / 2, high: limits.maxQueuedBytes))
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: limits.softQueuedBytes / 2, high: limits.softQueuedBytes))
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture { try initialize(channel) }
             }

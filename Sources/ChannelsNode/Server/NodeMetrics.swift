@@ -18,7 +18,10 @@ import Synchronization
 /// `channels_handshake_timeouts_total`, `channels_bad_requests_total` (HTTP the parser refused),
 /// `channels_pending_handshake_refusals_total` (over `maxPendingHandshakes`), `channels_accept_failures_total`
 /// (accept failed, out of file descriptors), `channels_recoveries_total` (clients that connected with `?recover=1`),
-/// `channels_outbound_queued_bytes` (gauge: bytes waiting in all connections' outbound buffers),
+/// `channels_readers_behind_total` (clients past a quarter of `--max-queued-bytes`), `channels_readers_past_grace_total`
+/// (still behind after `--slow-reader-grace`), `channels_lagging_groups` (gauge: groups whose publishers wait for a
+/// reader here), `channels_publishes_slowed_total` and `channels_publish_wait_seconds` (group sends that waited for
+/// readers behind, here or on another node), `channels_outbound_queued_bytes` (gauge: bytes waiting in all connections' outbound buffers),
 /// `channels_outbound_budget_closes_total` (clients closed because those passed `--max-node-queued-bytes`),
 /// and for the HTTP API `channels_api_requests_total`, `channels_api_unauthorized_total` (401),
 /// `channels_api_rate_limited_total` (429), `channels_api_messages_published_total` (messages it sent into the
@@ -39,6 +42,15 @@ final class NodeMetrics: Sendable {
     let messagesIn = Counter(label: "channels_messages_in_total")
     let messagesOut = Counter(label: "channels_messages_out_total")
     let slowClientCloses = Counter(label: "channels_slow_client_closes_total")
+    /// Clients whose outbound buffer passed the soft mark (a quarter of `--max-queued-bytes`).
+    let readersBehind = Counter(label: "channels_readers_behind_total")
+    /// Clients still behind after `--slow-reader-grace`: their groups' publishers went on without them.
+    let readersPastGrace = Counter(label: "channels_readers_past_grace_total")
+    /// Groups with a member on this node behind (their publishers, on every node, wait).
+    let laggingGroups = Gauge(label: "channels_lagging_groups")
+    /// Group sends that waited for readers behind, and how long each waited.
+    let publishesSlowed = Counter(label: "channels_publishes_slowed_total")
+    let publishWait = Timer(label: "channels_publish_wait_seconds")
     let groups = Gauge(label: "channels_groups")
     let deliveries = Counter(label: "channels_fanout_deliveries_total")
     let dropped = Counter(label: "channels_dropped_total")
