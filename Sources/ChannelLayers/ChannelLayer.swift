@@ -120,6 +120,9 @@ public struct ChannelLayerStatistics: Sendable, Hashable {
     public var deliveries = 0
     /// Messages a full queue could not take (from group sends, or from Redis for a direct channel).
     public var dropped = 0
+    /// Messages for this process that senders could not write to its full Redis queue, as they recorded
+    /// it (the core layer: a Swift sender's `groupSend`); the members of their groups were told.
+    public var missed = 0
     /// Messages that expired in a queue before anyone received them.
     public var expired = 0
     /// Payloads from Redis that could not be decoded.

@@ -28,7 +28,8 @@ public struct RedisLayerSettings: Sendable {
     public var prefix = "asgi"
     /// Messages a channel's queue holds (`capacity`).
     public var capacity = 100
-    /// `channel_capacity` patterns (core layer).
+    /// `channel_capacity` patterns (core layer), tried before the built-in capacity of process queues
+    /// (`specific.*`: ``ChannelCapacities/defaultProcessQueueCapacity``), which a `specific.*` pattern replaces.
     public var channelCapacities: [ChannelCapacities.Pattern] = []
     /// `symmetric_encryption_keys` (both layers; on pub/sub not with history).
     public var encryptionKeys: [String] = []

@@ -51,7 +51,7 @@ public struct NodeOptions: ParsableArguments, Sendable {
     @Option(help: "Seconds a message waits in a queue, Django's expiry (CHANNELS_EXPIRY). [default: 60]")
     var expiry: Double?
 
-    @Option(name: .customLong("channel-capacity"), help: "PATTERN=CAPACITY for channels whose name matches the glob, Django's channel_capacity, repeatable; core layer (CHANNELS_CHANNEL_CAPACITY, comma-separated).")
+    @Option(name: .customLong("channel-capacity"), help: "PATTERN=CAPACITY for channels whose name matches the glob, Django's channel_capacity, repeatable; core layer (CHANNELS_CHANNEL_CAPACITY, comma-separated). Node queues (specific.*) hold 10000 unless a pattern matches them, e.g. 'specific.*=100' for Django's.")
     var channelCapacities: [String] = []
 
     @Option(help: "This node's id (CHANNELS_NODE_ID). [default: node-<random>]")

@@ -9,10 +9,11 @@ import NIOPosix
 import Synchronization
 import Testing
 
-/// An inbox that keeps what it gets (presence events reach inboxes, not queues).
+/// An inbox that keeps what it gets (presence events reach inboxes, not queues) and the losses it is told of.
 final class KeepingInbox: ChannelInbox {
     let eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
     let received = Mutex<[Message]>([])
+    let lost = Mutex<[String]>([])
 
     func receive(_ delivery: Delivery) -> Bool {
         received.withLock { $0.append(delivery.message) }
@@ -20,7 +21,7 @@ final class KeepingInbox: ChannelInbox {
     }
 
     func endOfBatch() {}
-    func messagesLost(reason: String) {}
+    func messagesLost(reason: String) { lost.withLock { $0.append(reason) } }
 }
 
 /// The cluster's shared state (`ClusterScripts`, `ClusterState`) on a real Redis: a node silent past its lease

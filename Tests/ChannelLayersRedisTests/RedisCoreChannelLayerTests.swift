@@ -4,14 +4,17 @@ import ChannelsProtocol
 import ChannelsTestSupport
 import Foundation
 import HiredisClient
+import Synchronization
 import Testing
 
 /// The core layer against the real channels_redis `RedisChannelLayer` (PyPI) on real Redis servers.
 @Suite struct RedisCoreChannelLayerTests {
-    func core(_ servers: [RedisServer], keys: [String] = [], groupExpiry: Duration = .seconds(86_400), capacity: Int = 100) -> RedisCoreChannelLayer.Configuration {
+    func core(
+        _ servers: [RedisServer], keys: [String] = [], groupExpiry: Duration = .seconds(86_400), capacities: ChannelCapacities = ChannelCapacities()
+    ) -> RedisCoreChannelLayer.Configuration {
         var configuration = RedisCoreChannelLayer.Configuration(
             hosts: servers.map { $0.configuration() }, groupExpiry: groupExpiry,
-            capacities: ChannelCapacities(defaultCapacity: capacity), encryptionKeys: keys, nodeID: "swift-core"
+            capacities: capacities, encryptionKeys: keys, nodeID: "swift-core"
         )
         configuration.reconnectPolicy = RedisReconnectPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(300))
         configuration.receiveTimeout = .seconds(1)
@@ -143,7 +146,8 @@ import Testing
 
     @Test func aFullQueueRefusesSendAndCountsGroupDrops() async throws {
         let servers = try await Self.servers(1)
-        try await withCoreLayers([core(servers, capacity: 2)]) { layers in
+        // Django's rule: one capacity for every channel, process queues too.
+        try await withCoreLayers([core(servers, capacities: ChannelCapacities(defaultCapacity: 2, processQueueCapacity: nil))]) { layers in
             // A Django process that joined and stopped reading.
             let receiver = try django("receive-group", servers[0].url, "chat_full", "0")
             let pythonChannel = try await Interop.ready(receiver)
@@ -232,6 +236,143 @@ import Testing
         defer { runner.cancel() }
         #expect(try await layer.receive(from: channel) == ["type": "left.behind"])
         #expect(try await eventually { try await inspector.send("EXISTS", .string(queue + "$inflight")).integer == 0 })
+    }
+
+    /// How many times Redis ran `command` since its statistics were reset (commands scripts call count too).
+    static func calls(_ command: String, _ inspector: RedisConnection) async throws -> Int {
+        let info = try await inspector.send("INFO", "commandstats").string ?? ""
+        guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_\(command):") }) else { return 0 }
+        let calls = line.split(separator: ",").first { $0.contains("calls=") }?.split(separator: "=").last
+        return calls.flatMap { Int($0) } ?? 0
+    }
+
+    /// Queue entries as Django writes them: `type` `batch.entry`, `n` from `numbers`, scores one ms apart.
+    static func queueEntries(_ numbers: Range<Int>, channel: String) -> [RedisArgument] {
+        let envelope = MessageEnvelope(randomPrefixLength: 12, encryptionKeys: [], ttl: 70)
+        let now = Date().timeIntervalSince1970
+        return numbers.flatMap { number -> [RedisArgument] in
+            var message: Message = ["type": "batch.entry", "n": .int(Int64(number))]
+            message[CoreWire.channelField] = .string(channel)
+            return [.string(String(now + Double(number) / 1000)), .bytes(envelope.seal(message))]
+        }
+    }
+
+    /// Under load a batch costs one round trip: 500 waiting entries are taken in 5 scripts of 100 (each also
+    /// acknowledging the batch before), without a `BZPOPMIN`; entries that wake a blocked loop are taken by
+    /// one `BZPOPMIN` and one script. Every entry is delivered once, in queue order.
+    @Test func aBatchOfQueuedEntriesIsTakenInOneScriptCallAndDeliveredInOrder() async throws {
+        let servers = try await Self.servers(1)
+        var configuration = core(servers)
+        configuration.receiveBatch = 100
+        // Redis counts a BZPOPMIN when it starts; with 5 s none times out and starts again during the test.
+        configuration.receiveTimeout = .seconds(5)
+        let layer = try RedisCoreChannelLayer(configuration: configuration)
+        let inbox = KeepingInbox()
+        let channel = try await layer.newChannel(prefix: "specific.", inbox: inbox)
+        let queue = "asgi" + String(CoreWire.nonLocalName(channel))
+        let inspector = try await servers[0].inspector()
+        _ = try await inspector.send(RedisCommand("ZADD", arguments: [.string(queue)] + Self.queueEntries(0..<500, channel: channel)))
+        _ = try await inspector.send("CONFIG", "RESETSTAT")
+        let runner = Task { try await layer.run() }
+        defer { runner.cancel() }
+        func numbers() -> [Int] { inbox.received.withLock { $0.compactMap { $0["n"]?.int.map(Int.init) } } }
+
+        #expect(await eventually { numbers().count >= 500 })
+        #expect(numbers() == Array(0..<500))
+        let batches = try await Self.calls("zpopmin", inspector)
+        let blocking = try await Self.calls("bzpopmin", inspector)
+        #expect((5...6).contains(batches), "500 entries in batches of 100 took \(batches) scripts")
+        // The loop blocks only after the sixth script found the queue empty (it may have by now).
+        #expect(blocking <= batches - 5, "\(blocking) BZPOPMIN while the queue had entries")
+        #expect(try await Self.calls("zrem", inspector) <= 5, "each script acknowledges the whole batch before it at once")
+
+        // Blocked now; 50 entries at once wake it: one BZPOPMIN, then one script takes the 49 others.
+        #expect(try await eventually { (try await inspector.send("INFO", "clients").string ?? "").contains("blocked_clients:1") })
+        let scriptsBefore = try await Self.calls("zpopmin", inspector)
+        let blockingBefore = try await Self.calls("bzpopmin", inspector)
+        _ = try await inspector.send(RedisCommand("ZADD", arguments: [.string(queue)] + Self.queueEntries(500..<550, channel: channel)))
+        #expect(await eventually { numbers().count >= 550 })
+        #expect(numbers() == Array(0..<550))
+        let scripts = try await Self.calls("zpopmin", inspector) - scriptsBefore
+        #expect((1...2).contains(scripts), "the 49 entries behind the one that woke it took \(scripts) scripts")
+        #expect(try await Self.calls("bzpopmin", inspector) - blockingBefore <= scripts - 1)
+        // The last batch is acknowledged by the script that found the queue empty.
+        #expect(try await eventually { try await inspector.send("EXISTS", .string(queue + "$inflight")).integer == 0 })
+        #expect(try await inspector.send("EXISTS", .string(queue)).integer == 0)
+    }
+
+    /// A Swift `groupSend` that finds a node's queue at capacity records it for that node, which tells the
+    /// group's members there (`messagesLost`) when it takes its next batch, and counts it; members of other
+    /// groups are told nothing. A direct `send` over capacity is Django's `ChannelFull`, with no record.
+    @Test func aGroupSendIntoAFullNodeQueueTellsThatGroupsMembersThere() async throws {
+        let servers = try await Self.servers(1)
+        // Not running yet: a node whose loop is behind, so its queue fills.
+        let receiver = try RedisCoreChannelLayer(configuration: core(servers))
+        let member = KeepingInbox()
+        let bystander = KeepingInbox()
+        let memberChannel = try await receiver.newChannel(prefix: "specific.", inbox: member)
+        let bystanderChannel = try await receiver.newChannel(prefix: "specific.", inbox: bystander)
+        try await receiver.groupAdd("chat_full", channel: memberChannel)
+        try await receiver.groupAdd("chat_other", channel: bystanderChannel)
+        let missedKey = CoreWire.missedKey(queue: "asgi" + String(CoreWire.nonLocalName(memberChannel)))
+        let inspector = try await servers[0].inspector()
+
+        let small = ChannelCapacities(patterns: [.init(glob: "specific.*", capacity: 3)])
+        try await withCoreLayers([core(servers, capacities: small)]) { senders in
+            let sender = senders[0]
+            for number in 0..<5 { try await sender.groupSend(["type": "chat.message", "n": .int(Int64(number))], to: "chat_full") }
+            #expect(sender.coreStatistics.overCapacity == 2 && sender.statistics.dropped == 2)
+            let refused = await #expect(throws: ChannelLayerError.self) { try await sender.send(["type": "direct.message"], to: memberChannel) }
+            #expect(refused?.code == .channelFull)
+            let record = try await inspector.send("HGETALL", .string(missedKey)).array?.compactMap(\.string)
+            #expect(record == ["chat_full", "2"])
+            let ttl = try await inspector.send("TTL", .string(missedKey)).integer ?? -1
+            #expect(ttl > 0 && ttl <= 60, "the record expires with the queue")
+
+            let runner = Task { try await receiver.run() }
+            defer { runner.cancel() }
+            #expect(await eventually { member.received.withLock { $0.count } == 3 && member.lost.withLock { !$0.isEmpty } })
+            #expect(member.received.withLock { $0.map { $0["n"] } } == [0, 1, 2])
+            let reasons = member.lost.withLock { $0 }
+            #expect(reasons.count == 1)
+            #expect(reasons.first?.contains("2 messages for group chat_full") == true, "\(reasons)")
+            #expect(receiver.statistics.missed == 2 && receiver.coreStatistics.missed == 2)
+            #expect(try await inspector.send("EXISTS", .string(missedKey)).integer == 0, "taken with the batch")
+
+            try await sender.groupSend(["type": "chat.message", "n": 9], to: "chat_other")
+            #expect(await eventually { bystander.received.withLock { $0.count } == 1 })
+            #expect(bystander.lost.withLock { $0.isEmpty })
+            #expect(member.lost.withLock { $0.count } == 1)
+            #expect(receiver.statistics.missed == 2)
+        }
+    }
+
+    /// Process queues hold 10,000 entries for Swift senders (Django's 100 drops group messages for a busy
+    /// node), and a `channel_capacity` pattern (`--channel-capacity`) for `specific.*` replaces it.
+    @Test func processQueuesHoldTenThousandUnlessAChannelCapacityPatternSaysOtherwise() async throws {
+        let server = try await RedisServer.start()
+        let inspector = try await server.inspector()
+        // A process that stopped reading: 150 entries, over Django's capacity of 100.
+        let stalled = "specific.stalled!abc"
+        let queue = "asgispecific.stalled!"
+        _ = try await inspector.send(RedisCommand("ZADD", arguments: [.string(queue)] + Self.queueEntries(0..<150, channel: stalled)))
+        _ = try await inspector.send("ZADD", "asgi:group:chat_busy", .string(String(Date().timeIntervalSince1970)), .string(stalled))
+        for (patterns, capacity) in [([String](), 10_000), (["specific.*=120"], 120), (["http.*=5"], 10_000), (["*=1000"], 1000)] {
+            var settings = RedisLayerSettings(kind: .core, urls: [server.url])
+            settings.channelCapacities = try patterns.map { text throws(ChannelLayerError) in try ChannelCapacities.pattern(parsing: text) }
+            let runnable = try settings.makeLayer()
+            let layer = try #require(runnable.layer as? RedisCoreChannelLayer)
+            #expect(layer.configuration.capacities.capacity(of: stalled) == capacity, "\(patterns)")
+            #expect(layer.configuration.capacities.capacity(of: "http.request") == (patterns == ["http.*=5"] ? 5 : patterns == ["*=1000"] ? 1000 : 100))
+            let runner = Task { try await runnable.run() }
+            defer { runner.cancel() }
+            let before = try await inspector.send("ZCARD", .string(queue)).integer ?? 0
+            try await layer.groupSend(["type": "chat.message"], to: "chat_busy")
+            let after = try await inspector.send("ZCARD", .string(queue)).integer ?? 0
+            #expect(after - before == (capacity > before ? 1 : 0), "\(patterns)")
+            #expect(layer.coreStatistics.overCapacity == (capacity > before ? 0 : 1), "\(patterns)")
+        }
+        #expect(try await inspector.send("HGET", .string(queue + "$missed"), "chat_busy").integer == 1)
     }
 
     /// The next message of `channel`, or `nil` when none came within `timeout`.

@@ -191,6 +191,62 @@ import Testing
         #expect(withoutRedis.log.contains("needs Redis"))
     }
 
+    /// A node that stops reading (SIGSTOP here) fills its queue (`--channel-capacity 'specific.*=5'`); the
+    /// node that sends the room's messages records those it could not write, and the stopped node, once it
+    /// reads again, tells its clients in that room (`messages_lost`), not those in other rooms, and counts them.
+    @Test func aNodeTellsItsClientsOfTheGroupMessagesItsFullQueueMissed() async throws {
+        let redis = try await RedisServer.start()
+        let nodes = try await startNodes(2, redis: [redis], keys: [], arguments: ["--channel-capacity", "specific.*=5"])
+        defer { for node in nodes { node.terminate() } }
+        let stalled = try await ChatClient.connect(port: nodes[0].port, room: "busy")
+        let quiet = try await ChatClient.connect(port: nodes[0].port, room: "quiet")
+        let sender = try await ChatClient.connect(port: nodes[1].port, room: "busy")
+        let stopped = nodes[0].processIdentifier
+        _ = Glibc.kill(stopped, SIGSTOP)
+        var resumed = false
+        defer { if !resumed { _ = Glibc.kill(stopped, SIGCONT) } }
+        // One at a time: the sender's own queue (capacity 5 too) never fills.
+        for number in 0..<8 {
+            sender.say("m\(number)")
+            #expect(await sender.waitForFrames(number + 1))
+        }
+        _ = Glibc.kill(stopped, SIGCONT)
+        resumed = true
+
+        // Its blocked BZPOPMIN may have taken one more before it stopped: 5 or 6 delivered, the rest missed.
+        #expect(await eventually { stalled.frames.contains { $0.contains(#""error":"messages_lost""#) } })
+        #expect(await eventually { stalled.messages.count >= 5 })
+        let delivered = stalled.messages
+        let missed = 8 - delivered.count
+        #expect(delivered == (0..<delivered.count).map { "m\($0)" })
+        #expect((2...3).contains(missed), "\(stalled.frames)")
+        #expect(stalled.frames.contains { $0.contains("\(missed) messages for group chat_busy") }, "\(stalled.frames)")
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(quiet.frames.isEmpty)
+        #expect(try await nodes[1].get("/metrics").body.contains("channels_dropped_total \(missed)"))
+        #expect(await eventually { (try? await nodes[0].get("/metrics").body.contains("channels_missed_total \(missed)")) == true })
+    }
+
+    /// Node queues hold 10,000 for a node's group sends, not Django's 100 per channel: a process that stopped
+    /// reading still gets them past 100 entries.
+    @Test func nodeQueuesHoldTenThousandByDefault() async throws {
+        let redis = try await RedisServer.start()
+        let inspector = try await RedisConnection.connect(configuration: redis.configuration())
+        let now = Date().timeIntervalSince1970
+        _ = try await inspector.send(
+            RedisCommand("ZADD", arguments: ["asgispecific.stalled!"] + (0..<150).flatMap { [.string(String(now)), .string("entry \($0)")] as [RedisArgument] })
+        )
+        _ = try await inspector.send("ZADD", "asgi:group:chat_busy", .string(String(now)), "specific.stalled!abc")
+        let nodes = try await startNodes(1, redis: [redis], keys: [])
+        defer { for node in nodes { node.terminate() } }
+        let client = try await ChatClient.connect(port: nodes[0].port, room: "busy")
+        for number in 0..<3 { client.say("m\(number)") }
+        #expect(await client.waitForFrames(3))
+        #expect(try await inspector.send("ZCARD", "asgispecific.stalled!").integer == 153)
+        #expect(try await inspector.send("EXISTS", "asgispecific.stalled!$missed").integer == 0)
+        #expect(try await nodes[0].get("/metrics").body.contains("channels_dropped_total 0"))
+    }
+
     /// A wrong password stops a core node at start with the reason, as on the pub/sub layer.
     @Test func aWrongPasswordStopsTheNode() async throws {
         let redis = try await RedisServer.start(password: "right")

@@ -25,7 +25,7 @@ extension RedisCoreChannelLayer {
         public var randomPrefixLength: Int
         /// How long one `BZPOPMIN` blocks (`brpop_timeout`, 5 s).
         public var receiveTimeout: Duration
-        /// Messages taken from the queue in one step once one arrived.
+        /// The most messages one receive step takes from the queue (one script, one round trip).
         public var receiveBatch: Int
         /// This process's id in the registry (letters, digits, `-`, `_`, `.`).
         public var nodeID: String

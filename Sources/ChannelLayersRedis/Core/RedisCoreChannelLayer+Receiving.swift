@@ -7,20 +7,29 @@ import NIOPosix
 import Synchronization
 
 extension RedisCoreChannelLayer {
-    /// The one loop that reads this process's queue: restore what a previous run left in flight, then
-    /// `BZPOPMIN`, take whatever else waits in the same step, hand it all to the local channels, and
-    /// acknowledge it with the next pop.
+    /// The one loop that reads this process's queue: restore what a previous run left in flight, then take
+    /// batches with one script each (acknowledge the previous batch, pop the next into the in-flight set,
+    /// take the missed record), hand them to the local channels, and block in `BZPOPMIN` only once a batch
+    /// found the queue empty. ``CoreReceiveState`` makes the decisions.
     /// - Throws: what retrying cannot fix (refused credentials, a command the ACL forbids).
     func receiveLoop() async throws(RedisError) {
         let inflight = CoreWire.inflightKey(queue: queueKey)
+        let missed = CoreWire.missedKey(queue: queueKey)
         let timeout = max(1, Int(configuration.receiveTimeout.components.seconds))
         var receiving = CoreReceiveState()
         let fatal: RedisError? = await withTaskCancellationHandler {
             while !Task.isCancelled {
                 do throws(RedisError) {
-                    if receiving.needsRestore {
-                        let count = try await receiver.send(RedisCommand("EVAL", .string(CoreWire.restoreInflightScript), 2, .string(queueKey), .string(inflight)))
-                        if let count = count.integer, count > 0 {
+                    switch receiving.next(batch: configuration.receiveBatch) {
+                    case .restore:
+                        // What the last batch handed on is acknowledged first: re-queued, it would come twice.
+                        var commands: [RedisCommand] = []
+                        if !receiving.unacknowledged.isEmpty {
+                            commands.append(RedisCommand("ZREM", arguments: [.string(inflight)] + receiving.unacknowledged.map { .bytes($0) }))
+                        }
+                        commands.append(RedisCommand("EVAL", .string(CoreWire.restoreInflightScript), 2, .string(queueKey), .string(inflight)))
+                        let replies = try await receiver.pipeline(commands).checked("restoring \(inflight)")
+                        if let count = replies.last?.integer, count > 0 {
                             logger.info("re-queued messages a previous receive left unhandled", metadata: ["count": "\(count)"])
                         }
                         if receiving.restoredInFlight() {
@@ -28,33 +37,30 @@ extension RedisCoreChannelLayer {
                             logger.info("Redis is back; reading the queue again and writing memberships anew", metadata: ["queue": "\(queueKey)"])
                             await writeMemberships()
                         }
+                    case .takeBatch(let limit):
+                        var arguments: [RedisArgument] = [
+                            .string(CoreWire.takeBatchScript), 3, .string(queueKey), .string(inflight), .string(missed), .integer(limit),
+                            .string(receiving.waiting?.score ?? ""), .bytes(receiving.waiting?.body ?? []),
+                        ]
+                        arguments.append(contentsOf: receiving.unacknowledged.map { .bytes($0) })
+                        let reply = try await receiver.send(RedisCommand("EVAL", arguments: arguments))
+                        guard let taken = CoreWire.takenBatch(reply) else {
+                            throw RedisError(.errorReply, "the receive script of \(queueKey) answered \(reply)")
+                        }
+                        let bodies = receiving.took(taken.bodies)
+                        if !taken.missed.isEmpty { tellMembersOfMissed(taken.missed) }
+                        guard !bodies.isEmpty else { continue }
+                        for body in bodies { deliver(body) }
+                        // Messages wait in Redis, not here, while the event loops catch up.
+                        await local.dispatcher.waitForRoom()
+                    case .wait:
+                        let popped = try await receiver.send(RedisCommand("BZPOPMIN", .string(queueKey), .integer(timeout)))
+                        if let entry = popped.array, entry.count == 3, let body = entry[1].bytes, let score = entry[2].string {
+                            receiving.waited(CoreReceiveState.Entry(body: body, score: score))
+                        } else {
+                            receiving.waited(nil)
+                        }
                     }
-                    var commands: [RedisCommand] = []
-                    if !receiving.unacknowledged.isEmpty {
-                        commands.append(RedisCommand("ZREM", arguments: [.string(inflight)] + receiving.unacknowledged.map { .bytes($0) }))
-                    }
-                    commands.append(RedisCommand("BZPOPMIN", .string(queueKey), .integer(timeout)))
-                    let replies = try await receiver.pipeline(commands).checked("BZPOPMIN \(queueKey)")
-                    guard let popped = replies.last?.array, popped.count == 3, let first = popped[1].bytes, let score = popped[2].string else {
-                        receiving.popped([])
-                        continue
-                    }
-                    let more = try await receiver.send(
-                        RedisCommand(
-                            "EVAL", .string(CoreWire.takeBatchScript), 2, .string(queueKey), .string(inflight),
-                            .integer(configuration.receiveBatch - 1), .bytes(first), .string(score)
-                        )
-                    ).array ?? []
-                    var bodies = [first]
-                    var index = 0
-                    while index + 1 < more.count {
-                        if let body = more[index].bytes { bodies.append(body) }
-                        index += 2
-                    }
-                    receiving.popped(bodies)
-                    for body in bodies { deliver(body) }
-                    // Messages wait in Redis, not here, while the event loops catch up.
-                    await local.dispatcher.waitForRoom()
                 } catch {
                     if Task.isCancelled { break }
                     switch receiving.failed(error) {
@@ -130,6 +136,33 @@ extension RedisCoreChannelLayer {
             local.dispatcher.dispatch(delivery, to: inboxes[0])
         } else {
             local.dispatcher.dispatch(delivery, to: GroupIndex.byEventLoop(inboxes))
+        }
+    }
+}
+
+extension RedisCoreChannelLayer {
+    /// Senders could not write these groups' messages to this process's full queue (their script recorded
+    /// it): tells each local inbox that is a member of such a group, on its event loop, as the pub/sub layer
+    /// tells the inboxes a lost subscription touched; counts the messages and says so in the log.
+    ///
+    /// Only what Swift senders recorded is known here: Django's own `group_send` skips a full queue silently.
+    func tellMembersOfMissed(_ missed: [(group: String, count: Int)]) {
+        let affected = local.withMembership { membership in
+            missed.map { group, count in
+                (group, count, (membership.groups[group] ?? [:]).keys.compactMap { membership.inboxes[$0] })
+            }
+        }
+        let total = missed.reduce(0) { $0 + $1.count }
+        state.withLock { $0.missed += total }
+        warnings.warn(
+            "senders found this node's queue full and could not write group messages to it; its members were told. Raise the capacity of specific.* (channel_capacity) on every sender",
+            metadata: ["queue": "\(queueKey)", "messages": "\(total)", "groups": "\(missed.map(\.group))"]
+        )
+        for (group, count, inboxes) in affected {
+            let reason = "this node's queue was full: \(count) message\(count == 1 ? "" : "s") for group \(group) could not be written to it"
+            for inbox in inboxes {
+                inbox.eventLoop.execute { inbox.messagesLost(reason: reason) }
+            }
         }
     }
 }

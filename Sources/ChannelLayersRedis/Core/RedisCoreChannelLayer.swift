@@ -11,10 +11,14 @@ import Synchronization
 /// channels without changing Django's settings.
 ///
 /// - Every channel of this process is `specific.<client prefix>!<id>` on one queue, read by one
-///   `BZPOPMIN` loop (never one per connection); a message for several of its channels is stored once,
+///   receive loop (never one per connection); a message for several of its channels is stored once,
 ///   naming them in `__asgi_channel__`, and handed to the engine's fan-out once.
 /// - Groups are Django's sorted sets, and `groupSend` is Django's script: one body per receiving process,
-///   written unless that process's queue holds its capacity (those drops are counted).
+///   written unless that process's queue holds its capacity; such a drop is counted, and recorded for the
+///   receiving process, which tells the members of that group (`messagesLost`). Process queues hold
+///   ``ChannelCapacities/defaultProcessQueueCapacity`` entries unless a pattern says otherwise.
+/// - While its queue has entries, a process takes each batch in one round trip (one script acknowledges
+///   the previous batch and pops the next); it blocks in `BZPOPMIN` only when the queue is empty.
 /// - While the inboxes' event loops are behind, the loop stops popping: messages wait in Redis, bounded
 ///   by the queue's capacity, where senders see it (`ChannelFull`), instead of piling up in memory.
 /// - Memberships are written again before `groupExpiry` purges them (django/channels#999), and after a
@@ -30,7 +34,10 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
         var leftDuringRefresh: [(group: String, channel: String)]?
         var messagesSent = 0
         var groupSends = 0
+        /// Group messages this layer could not write to other processes' full queues.
         var overCapacity = 0
+        /// Group messages senders could not write to this process's full queue, as they recorded it.
+        var missed = 0
         var undecodable = 0
         var undecryptable = 0
         var connectionLosses = 0
@@ -305,8 +312,9 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
             commands.append(
                 RedisCommand(
                     "EVAL",
-                    arguments: [.string(CoreWire.groupSendScript), .integer(queueKeys.count)] + queueKeys.map { .string($0) } + bodies + capacities
-                        + [.string(String(now)), .integer(expirySeconds)]
+                    arguments: [.string(CoreWire.groupSendScript), .integer(2 * queueKeys.count)] + queueKeys.map { .string($0) }
+                        + queueKeys.map { .string(CoreWire.missedKey(queue: $0)) } + bodies + capacities
+                        + [.string(String(now)), .integer(expirySeconds), .string(group)]
                 )
             )
             let full: Int
@@ -318,7 +326,7 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
             if full > 0 {
                 state.withLock { $0.overCapacity += full }
                 warnings.warn(
-                    "a group message was not written to processes whose queue is full; their members miss it",
+                    "a group message was not written to processes whose queue is full; their members miss it and are told so (Swift nodes)",
                     metadata: ["group": "\(group)", "processes": "\(full)"]
                 )
             }
@@ -353,14 +361,16 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
             statistics.connectionLosses = state.connectionLosses
             statistics.reconnections = state.reconnections
             statistics.dropped = state.overCapacity
+            statistics.missed = state.missed
         }
         local.count(into: &statistics)
         return statistics
     }
 
-    /// What this layer alone counts: bodies no key decrypts, and group messages over a channel's capacity.
-    public var coreStatistics: (undecryptable: Int, overCapacity: Int) {
-        state.withLock { ($0.undecryptable, $0.overCapacity) }
+    /// What this layer alone counts: bodies no key decrypts, group messages it could not write to full
+    /// queues, and group messages senders could not write to this process's full queue (as they recorded it).
+    public var coreStatistics: (undecryptable: Int, overCapacity: Int, missed: Int) {
+        state.withLock { ($0.undecryptable, $0.overCapacity, $0.missed) }
     }
 
     // MARK: - Receiving

@@ -7,7 +7,9 @@ import Synchronization
 ///
 /// Names: `channels_connections` (gauge), `channels_connections_total`, `channels_messages_in_total`,
 /// `channels_messages_out_total`, `channels_slow_client_closes_total`, `channels_groups` (gauge),
-/// `channels_fanout_deliveries_total`, `channels_dropped_total`, `channels_redis_connection_losses_total`,
+/// `channels_fanout_deliveries_total`, `channels_dropped_total`, `channels_missed_total` (core layer: group
+/// messages senders could not write to this node's full queue, as they recorded it; the members were told),
+/// `channels_redis_connection_losses_total`,
 /// `channels_redis_reconnects_total`, `channels_undecodable_total`, `channels_publish_to_deliver_seconds`
 /// (histogram, for messages that carry a `sent_at` Unix time, as the chat consumer's do),
 /// `channels_handshakes_refused_total` (middleware, draining, limit), `channels_connection_limit_refusals_total`,
@@ -54,6 +56,8 @@ final class NodeMetrics: Sendable {
     let groups = Gauge(label: "channels_groups")
     let deliveries = Counter(label: "channels_fanout_deliveries_total")
     let dropped = Counter(label: "channels_dropped_total")
+    /// Group messages senders could not write to this node's full core-layer queue, as they recorded it.
+    let missed = Counter(label: "channels_missed_total")
     let redisLosses = Counter(label: "channels_redis_connection_losses_total")
     let redisReconnects = Counter(label: "channels_redis_reconnects_total")
     let undecodable = Counter(label: "channels_undecodable_total")
@@ -125,6 +129,7 @@ final class NodeMetrics: Sendable {
         }
         deliveries.increment(by: max(0, statistics.deliveries - previous.deliveries))
         dropped.increment(by: max(0, statistics.dropped - previous.dropped))
+        missed.increment(by: max(0, statistics.missed - previous.missed))
         redisLosses.increment(by: max(0, statistics.connectionLosses - previous.connectionLosses))
         redisReconnects.increment(by: max(0, statistics.reconnections - previous.reconnections))
         undecodable.increment(by: max(0, statistics.undecodable - previous.undecodable))

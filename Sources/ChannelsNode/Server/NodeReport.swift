@@ -39,6 +39,7 @@ struct NodeReport: Sendable {
         report["messages_out_per_second"] = .double(Self.rounded(rates.messagesOut))
         report["deliveries"] = .int(Int64(statistics.deliveries))
         report["dropped"] = .int(Int64(statistics.dropped))
+        report["missed"] = .int(Int64(statistics.missed))
         report["redis_connection_losses"] = .int(Int64(statistics.connectionLosses))
         report["redis_resubscriptions"] = .int(Int64(statistics.reconnections))
         report["undecodable"] = .int(Int64(statistics.undecodable))

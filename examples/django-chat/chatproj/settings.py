@@ -96,6 +96,10 @@ CHANNEL_LAYERS = {
         },
     },
 }
+if _layer == "core":
+    # One entry in a process queue (specific.*) serves every member of that process: the nodes give these
+    # queues 10,000 entries, and Django's group_send needs the same or it stops at 100.
+    CHANNEL_LAYERS["default"]["CONFIG"]["channel_capacity"] = {"specific.*": 10000}
 
 # The swift-channels fast path: the nodes write chat messages to clients themselves, without a worker round trip.
 if os.environ.get("CHAT_FAST_PATH", "1") != "0":

@@ -46,6 +46,10 @@ def channel_layers_from_environment(environ=None):
         "hosts": _split(environ.get("CHANNELS_REDIS_URL")) or [DEFAULT_REDIS_URL],
         "prefix": environ.get("CHANNELS_PREFIX") or "asgi",
     }
+    if kind == "core":
+        # One entry in a process queue (specific.*) serves every member of that process: the nodes give
+        # these queues 10,000 entries, and Django's group_send needs the same or it stops at 100.
+        config["channel_capacity"] = {"specific.*": 10000}
     keys = _split(environ.get("CHANNELS_SYMMETRIC_ENCRYPTION_KEYS"))
     if keys:
         if takes_encryption_keys(backend):
