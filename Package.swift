@@ -204,6 +204,7 @@ let package = Package(
         .target(
             name: "ChannelsNodeRunner",
             dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
                 "ChannelsNode",
                 "ChannelsDjangoBridge",
                 "ChannelsWebhooks",

@@ -7,6 +7,7 @@ import ChannelsNode
 import Foundation
 import Logging
 import Metrics
+import NIOCore
 import Prometheus
 import ServiceLifecycle
 import Synchronization
@@ -54,6 +55,12 @@ public struct NodeApplication: Sendable {
             return parsed
         }
 
+        // Before anything starts the shared event loops: their number is fixed when they are first used.
+        let loops = try number(options.eventLoops, "CHANNELS_EVENT_LOOPS", 0)
+        if loops != 0 {
+            guard loops > 0, loops <= 256 else { throw ValidationError("--event-loops must be 1 to 256") }
+            NIOSingletons.groupLoopCountSuggestion = loops
+        }
         let levelName = setting(options.logLevel, "CHANNELS_LOG_LEVEL") ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {
             throw ValidationError("log level '\(levelName)' is not one of trace, debug, info, notice, warning, error, critical")

@@ -69,6 +69,9 @@ public struct NodeOptions: ParsableArguments, Sendable {
     @Option(help: "Bytes waiting to be written to a client before it is closed as slow, 4008 (CHANNELS_MAX_QUEUED_BYTES). [default: 4194304]")
     var maxQueuedBytes: Int?
 
+    @Option(help: "Event loop threads serving connections and Redis (CHANNELS_EVENT_LOOPS). [default: one per core]")
+    var eventLoops: Int?
+
     @Option(help: "Seconds a client past a quarter of --max-queued-bytes holds publishers into its groups, on every node, before they go on without it; 0 = publishers never wait (CHANNELS_SLOW_READER_GRACE). [default: 1]")
     var slowReaderGrace: Double?
 

@@ -234,6 +234,35 @@ final class WritabilityFlipper: ChannelOutboundHandler, @unchecked Sendable {
         #expect(try await harness.written(atLeast: 1).frames.first?.json?["n"] as? Int == 4)
     }
 
+    @Test func forwardedFramesWaitingBehindBusyConsumerCodeAreBoundedByBytesNotCount() async throws {
+        // A consumer awaiting something (Redis, under load) while its room's messages come: hundreds of them
+        // wait behind it, more than --max-queued-messages, and the reading client is not closed.
+        let harness = try await ConnectionHarness.make(limits: ConnectionLimits(maxQueuedMessages: 16))
+        harness.log.gated.store(true, ordering: .relaxed)
+        try await harness.publish("code.message", 0)
+        for n in 1...500 { try await harness.publish("fwd.message", Int64(n)) }
+        #expect(try await harness.settle().isEmpty)
+        harness.log.gated.store(false, ordering: .relaxed)
+        harness.log.gate.withLock { $0?.resume(); $0 = nil }
+        let (frames, _) = try await harness.written(atLeast: 501)
+        #expect(frames.map { ($0.json?["handled"] ?? $0.json?["n"]) as? Int } == Array(0...500), "in arrival order, none lost")
+        #expect(harness.connection.closingCode.load(ordering: .relaxed) == 0)
+    }
+
+    @Test func forwardedFramesPastTheByteBoundCloseTheClientWith4008() async throws {
+        let harness = try await ConnectionHarness.make(limits: ConnectionLimits(maxQueuedBytes: 64 * 1024))
+        harness.log.gated.store(true, ordering: .relaxed)
+        try await harness.publish("code.message", 0)
+        let text = String(repeating: "x", count: 4000)
+        for _ in 1...20 { try await harness.layer.groupSend(["type": "fwd.message", "n": .string(text)], to: "chat_room") }
+        harness.log.gated.store(false, ordering: .relaxed)
+        harness.log.gate.withLock { $0?.resume(); $0 = nil }
+        let (frames, _) = try await harness.written(atLeast: 1)
+        let close = try #require(frames.first { $0.opcode == 0x8 })
+        #expect(close.closeCode == 4008)
+        #expect(close.closeReason.contains("bytes of messages wait behind the consumer"))
+    }
+
     @Test func aMailboxPastItsBoundClosesTheClientWith4008() async throws {
         let harness = try await ConnectionHarness.make(limits: ConnectionLimits(maxQueuedMessages: 2))
         harness.log.gated.store(true, ordering: .relaxed)

@@ -81,6 +81,23 @@ struct ConnectionStateTests {
         #expect(paused && resumed, "reading resumes when the task took the frames")
     }
 
+    @Test func forwardedFramesAreBoundedByBytesApartFromTheMessageCount() {
+        var mailbox = ConsumerMailbox<Int>(maxQueued: 2, maxClientFrames: 2, maxForwardedBytes: 250)
+        let forwarded = (0..<3).map { mailbox.append(forwarded: $0, bytes: 80) }
+        #expect(forwarded == [true, true, true])
+        let fourth = mailbox.append(forwarded: 3, bytes: 80)
+        #expect(!fourth, "past 250 bytes")
+        let layer = [mailbox.append(10, isLayerMessage: true), mailbox.append(11, isLayerMessage: true), mailbox.append(12, isLayerMessage: true)]
+        #expect(layer == [true, true, false], "forwarded frames do not count against the messages' bound")
+        let taken = mailbox.startTask()
+        #expect(taken == [0, 1, 2, 10, 11])
+        #expect(mailbox.forwardedBytes == 0)
+        let afterTask = mailbox.append(forwarded: 4, bytes: 250)
+        #expect(afterTask, "a new batch starts empty")
+        mailbox.dropLayerMessages { _ in true }
+        #expect(mailbox.forwarded == 0 && mailbox.events.isEmpty)
+    }
+
     static func frame(_ size: Int) -> ByteBuffer { ByteBuffer(repeating: 0x61, count: size) }
 
     @Test func smallFramesAreGatheredAndLargeOnesWrittenAsTheyAre() {

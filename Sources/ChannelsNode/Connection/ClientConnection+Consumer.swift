@@ -10,8 +10,19 @@ extension ClientConnection {
 
     /// Runs in the mailbox task: consumer code, one event at a time.
     func process(_ events: [Event]) async {
+        // Forwarded frames in a row go out together: one hop to the event loop and one flush.
+        var frames: [ByteBuffer] = []
+        defer { if !frames.isEmpty { post(frames) } }
         for (index, event) in events.enumerated() {
             let closing = closingCode.load(ordering: .relaxed)
+            if case .forwarded(let frame) = event {
+                if closing == 0 { frames.append(frame) }
+                continue
+            }
+            if !frames.isEmpty {
+                post(frames)
+                frames = []
+            }
             switch event {
             case .text(let text, let number):
                 // Every frame here was read within the client's rate and before any close: it is handled
@@ -32,6 +43,8 @@ extension ClientConnection {
             case .frame(let frame):
                 guard closing == 0 else { continue }
                 post(frame)
+            case .forwarded:
+                break
             case .gone(let code):
                 for case .written(let promise) in events[(index + 1)...] { promise.fail(ChannelError.ioOnClosedChannel) }
                 if accepted { await consumer?.disconnect(code) }

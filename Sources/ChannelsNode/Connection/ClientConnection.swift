@@ -48,6 +48,8 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         case text(String, number: Int)
         case binary([UInt8], number: Int)
         case layer(Delivery)
+        /// A forward rule's frame for a layer message that came while the consumer had work: it waits its turn.
+        case forwarded(ByteBuffer)
         case lost(String)
         /// A frame the node made (the recovery answer, presence).
         case frame(ByteBuffer)
@@ -56,7 +58,12 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         /// Completes once every frame before it was written to the socket (a replay page went out).
         case written(EventLoopPromise<Void>)
 
-        var isLayerMessage: Bool { if case .layer = self { true } else { false } }
+        var isLayerMessage: Bool {
+            switch self {
+            case .layer, .forwarded: true
+            default: false
+            }
+        }
     }
 
     let eventLoop: any EventLoop
@@ -149,7 +156,9 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         self.pingInterval = .nanoseconds(Int64(pingInterval / .nanoseconds(1)))
         self.onClosed = onClosed
         self.rateLimiter = MessageRateLimiter(perSecond: limits.maxMessagesPerSecond, burst: limits.messageBurst)
-        self.mailbox = ConsumerMailbox(maxQueued: limits.maxQueuedMessages, maxClientFrames: Self.maxPendingClientFrames)
+        self.mailbox = ConsumerMailbox(
+            maxQueued: limits.maxQueuedMessages, maxClientFrames: Self.maxPendingClientFrames, maxForwardedBytes: limits.maxQueuedBytes
+        )
     }
 
     // MARK: - Channel handler
@@ -279,7 +288,7 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         let wasClosedBefore = lifecycle.socketClosed()
         if closingCode.load(ordering: .relaxed) == 0 { closingCode.store(lifecycle.endCode, ordering: .relaxed) }
         // Layer messages for a client that is gone are of no use; what it sent before leaving is still handled.
-        mailbox.removeAll { $0.isLayerMessage }
+        mailbox.dropLayerMessages { $0.isLayerMessage }
         heldDuringReplay = []
         if !wasClosedBefore { enqueue(.gone(code: lifecycle.endCode)) }
         mailbox.socketClosed()
@@ -314,14 +323,21 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         return !inBatch
     }
 
-    /// Writes a layer message's frame at once when a forward rule makes it and nothing waits ahead of it;
-    /// otherwise it goes to the mailbox. `false` when the rule could not make a frame (dropped, counted).
+    /// Writes a layer message's frame at once when a forward rule makes it and nothing waits ahead of it; a
+    /// rule's frame that must wait its turn goes to the mailbox made, others go there as messages. `false` when
+    /// the rule could not make a frame (dropped, counted).
     func forward(_ delivery: Delivery) -> Bool {
-        if let name = delivery.handlerName, let rule = rule(for: name), mailbox.isIdle, handlerContext != nil {
-            guard let frame = frame(rule, delivery) else { return false }
-            write(frame)
-        } else {
+        guard let name = delivery.handlerName, let rule = rule(for: name), handlerContext != nil else {
             enqueue(.layer(delivery))
+            return true
+        }
+        guard let frame = frame(rule, delivery) else { return false }
+        if mailbox.isIdle {
+            write(frame)
+        } else if mailbox.append(forwarded: .forwarded(frame), bytes: frame.readableBytes) {
+            startTaskIfNeeded()
+        } else {
+            closeAsSlow("more than \(limits.maxQueuedBytes) bytes of messages wait behind the consumer")
         }
         return true
     }
@@ -340,6 +356,15 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
 
     /// Writes a frame the consumer made; hops to the event loop. Frames sent before the upgrade completed
     /// (from `connect()`) wait in the mailbox and go out right after it.
+    /// Writes frames that waited in the mailbox, in one hop and one flush.
+    func post(_ frames: [ByteBuffer]) {
+        eventLoop.execute { [self] in
+            guard handlerContext != nil else { return }
+            for frame in frames { write(frame) }
+            flush()
+        }
+    }
+
     func post(_ frame: ByteBuffer) {
         eventLoop.execute { [self] in
             if handlerContext == nil, lifecycle.isOpen {
