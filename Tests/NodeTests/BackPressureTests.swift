@@ -19,6 +19,20 @@ import Testing
         return (redis, first, second)
     }
 
+    static let padding = String(repeating: "x", count: 2000)
+
+    /// The n-th message of a run: its number, then 2,000 bytes.
+    static func text(_ index: Int) -> String { "\(index)-\(padding)" }
+
+    /// Says `count` messages, `pause` apart: paced like a client that waits for nothing but its socket, so that
+    /// what was published before a lag was known does not close the publisher's own (debug-built, test) client.
+    static func publish(_ count: Int, from publisher: ChatClient, pause: Duration) async throws {
+        for index in 0..<count {
+            publisher.say(text(index))
+            try await Task.sleep(for: pause)
+        }
+    }
+
     static func value(_ name: String, on node: NodeProcess) async -> Double {
         ((try? await node.get("/metrics").body).flatMap { metric($0, name) }) ?? 0
     }
@@ -31,14 +45,8 @@ import Testing
         let publisher = try await ChatClient.connect(port: first.port, room: "pressure")
         // 800 KB for the reader: past its kernel buffers and its 64 KiB soft mark, and three times the 256 KiB
         // that would close it, had the publisher gone on.
-        let padding = String(repeating: "x", count: 2000)
         let count = 400
-        for index in 0..<count {
-            publisher.say("\(index)-\(padding)")
-            // Paced like a client that waits for nothing but its socket: what was published before the lag was
-            // known still reaches the publisher's own (debug-built, test) client, and must not close it.
-            try await Task.sleep(for: .milliseconds(1))
-        }
+        try await Self.publish(count, from: publisher, pause: .milliseconds(1))
         #expect(await eventually(timeout: .seconds(10)) { await Self.value("channels_lagging_groups", on: second) == 1 })
         #expect(await eventually(timeout: .seconds(10)) { await Self.value("channels_publishes_slowed_total", on: first) >= 1 })
         // The publisher's node holds its messages while the reader is behind: its own echoes stop short.
@@ -49,7 +57,7 @@ import Testing
 
         reader.client.setReading(true)
         #expect(await reader.waitForFrames(count, timeout: .seconds(30)), "\(reader.messages.count) of \(count)")
-        #expect(reader.messages == (0..<count).map { "\($0)-\(padding)" }, "every message once, in order")
+        #expect(reader.messages == (0..<count).map(Self.text), "every message once, in order")
         let echoed = await publisher.waitForFrames(count, timeout: .seconds(10))
         let publisherClose = echoed ? nil : await publisher.client.closed(timeout: .seconds(1))
         #expect(echoed, "\(publisher.frames.count) \(String(describing: publisherClose))")
@@ -66,16 +74,12 @@ import Testing
         stopped.client.setReading(false)
         let reader = try await ChatClient.connect(port: second.port, room: "stopped")
         let publisher = try await ChatClient.connect(port: first.port, room: "stopped")
-        let padding = String(repeating: "x", count: 2000)
         let count = 400
-        for index in 0..<count {
-            publisher.say("\(index)-\(padding)")
-            // Paced, so that the reading client (a debug-built test client) stays under its soft mark.
-            try await Task.sleep(for: .milliseconds(2))
-        }
-        #expect(await publisher.waitForFrames(count, timeout: .seconds(30)), "\(publisher.messages.count) of \(count) \(publisher.client.isOpen) \(first.log.suffix(1200)) \(second.log.suffix(1200))")
+        // Slower, so that the reading client stays under its soft mark.
+        try await Self.publish(count, from: publisher, pause: .milliseconds(2))
+        #expect(await publisher.waitForFrames(count, timeout: .seconds(30)), "\(publisher.messages.count) of \(count)")
         #expect(await reader.waitForFrames(count, timeout: .seconds(30)), "\(reader.messages.count) of \(count)")
-        #expect(reader.messages == (0..<count).map { "\($0)-\(padding)" })
+        #expect(reader.messages == (0..<count).map(Self.text))
         #expect(await eventually(timeout: .seconds(10)) { await Self.value("channels_slow_client_closes_total", on: second) == 1 })
         #expect(await Self.value("channels_readers_past_grace_total", on: second) >= 1)
         #expect(await Self.value("channels_publishes_slowed_total", on: first) >= 1)
@@ -88,12 +92,8 @@ import Testing
         let stopped = try await ChatClient.connect(port: second.port, room: "nograce")
         stopped.client.setReading(false)
         let publisher = try await ChatClient.connect(port: first.port, room: "nograce")
-        let padding = String(repeating: "x", count: 2000)
-        for index in 0..<400 {
-            publisher.say("\(index)-\(padding)")
-            // Paced: with no grace the publisher itself (a debug-built test client) is closed if it falls behind.
-            try await Task.sleep(for: .milliseconds(2))
-        }
+        // With no grace the publisher itself would be closed if it fell behind: paced as the one above.
+        try await Self.publish(400, from: publisher, pause: .milliseconds(2))
         #expect(await publisher.waitForFrames(400, timeout: .seconds(30)), "\(publisher.frames.count) \(publisher.client.isOpen) \(first.log.suffix(1500))")
         #expect(await eventually(timeout: .seconds(10)) { await Self.value("channels_slow_client_closes_total", on: second) == 1 })
         #expect(await Self.value("channels_publishes_slowed_total", on: first) == 0)

@@ -156,8 +156,10 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         self.pingInterval = .nanoseconds(Int64(pingInterval / .nanoseconds(1)))
         self.onClosed = onClosed
         self.rateLimiter = MessageRateLimiter(perSecond: limits.maxMessagesPerSecond, burst: limits.messageBurst)
+        // Forwarded frames are shared with every member on the node, so a client's own cost is small; the bound
+        // is for a consumer stuck for good, and leaves room for a batch of its own client frames each echoed back.
         self.mailbox = ConsumerMailbox(
-            maxQueued: limits.maxQueuedMessages, maxClientFrames: Self.maxPendingClientFrames, maxForwardedBytes: limits.maxQueuedBytes
+            maxQueued: limits.maxQueuedMessages, maxClientFrames: Self.maxPendingClientFrames, maxForwardedBytes: limits.maxForwardedBytes
         )
     }
 
@@ -337,7 +339,7 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         } else if mailbox.append(forwarded: .forwarded(frame), bytes: frame.readableBytes) {
             startTaskIfNeeded()
         } else {
-            closeAsSlow("more than \(limits.maxQueuedBytes) bytes of messages wait behind the consumer")
+            closeAsSlow("more than \(limits.maxForwardedBytes) bytes of messages wait behind the consumer")
         }
         return true
     }

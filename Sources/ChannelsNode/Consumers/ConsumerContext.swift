@@ -134,6 +134,10 @@ public struct ConnectionLimits: Sendable, Hashable {
     /// The largest frame a layer message may become (half of ``maxQueuedBytes``, so that an empty outbound
     /// buffer always takes one); larger messages are dropped before fan-out and counted.
     public var maxOutboundFrame: Int { maxQueuedBytes / 2 }
+    /// Bytes of forward-rule frames that may wait behind a consumer's own work (four times ``maxQueuedBytes``):
+    /// those frames are shared with the other members, and a batch of client frames the consumer group-sends
+    /// comes back to it while the batch runs.
+    public var maxForwardedBytes: Int { maxQueuedBytes * 4 }
     /// Past this many bytes waiting (a quarter of ``maxQueuedBytes``) a client is behind: publishers into its
     /// groups wait (``slowReaderGrace``) until it is back under half of it.
     public var softQueuedBytes: Int { maxQueuedBytes / 4 }
