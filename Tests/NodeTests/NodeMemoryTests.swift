@@ -32,7 +32,8 @@ import Testing
     /// With a small node-wide budget, the largest backlogs are closed with 4008 and the budget's reason (each
     /// counted) while a client that reads gets every message.
     @Test func theNodesOutboundBudgetClosesTheLargestBacklogs() async throws {
-        let node = try await NodeProcess.start(arguments: ["--max-node-queued-bytes", String(8 * 1024 * 1024)])
+        // The budget alone, as before publishers waited for readers behind (BackPressureTests covers that).
+        let node = try await NodeProcess.start(arguments: ["--max-node-queued-bytes", String(8 * 1024 * 1024), "--slow-reader-grace", "0"])
         let reader = try await ChatClient.connect(port: node.port, room: "budget")
         let sender = try await ChatClient.connect(port: node.port, room: "budget")
         let go = Self.goFile()
@@ -97,6 +98,9 @@ import Testing
             return (try? await Self.counter("channels_slow_client_closes_total", node)) == 40
         })
         #expect(peak > baseline + 100 * 1024 * 1024, "the flood did not grow the node: \(baseline) -> \(peak) bytes")
+        // Publishing slowed while the non-readers were behind (for their grace): the flood is over once the sender
+        // has every message back, not before.
+        #expect(await sender.waitForFrames(50 + 6000, timeout: .seconds(60)), "\(sender.frames.count) of 6,050")
         _ = FileManager.default.createFile(atPath: firstGo, contents: nil)
         _ = await idle.wait(timeout: .seconds(30))
 

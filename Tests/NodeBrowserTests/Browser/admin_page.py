@@ -29,7 +29,8 @@ async def main(node_port, key, screenshot_path):
         target = await browser.open_tab(f"http://127.0.0.1:{node_port}/admin")
         async with Tab(target["webSocketDebuggerUrl"]) as tab:
             await tab.call("Emulation.setDeviceMetricsOverride", width=1280, height=860, deviceScaleFactor=1, mobile=False)
-            if not await tab.wait_for("!!document.getElementById('signin-button')"):
+            # The button is in the HTML; its handler comes with admin.js, which runs before the load event.
+            if not await tab.wait_for("!!document.getElementById('signin-button') && document.readyState === 'complete'"):
                 print("the admin page did not load", flush=True)
                 return 1
             # A wrong key first: the page says why and stays signed out.
