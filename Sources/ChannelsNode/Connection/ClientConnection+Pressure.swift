@@ -24,6 +24,7 @@ extension ClientConnection {
     func fellBehind() {
         guard !behind, lifecycle.isOpen else { return }
         behind = true
+        metrics.readersBehind.increment()
         closeIfFull()
         guard lifecycle.isOpen, pressure.isEnabled, !memberGroups.isEmpty else { return }
         pressing = true

@@ -356,9 +356,8 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
 
     // MARK: - From the consumer's task, or a drain
 
-    /// Writes a frame the consumer made; hops to the event loop. Frames sent before the upgrade completed
-    /// (from `connect()`) wait in the mailbox and go out right after it.
-    /// Writes frames that waited in the mailbox, in one hop and one flush.
+    /// Writes forward-rule frames that waited in the mailbox, in one hop and one flush (they are made only once
+    /// the upgrade completed).
     func post(_ frames: [ByteBuffer]) {
         eventLoop.execute { [self] in
             guard handlerContext != nil else { return }
@@ -367,6 +366,8 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         }
     }
 
+    /// Writes a frame the consumer made; hops to the event loop. Frames sent before the upgrade completed
+    /// (from `connect()`) wait in the mailbox and go out right after it.
     func post(_ frame: ByteBuffer) {
         eventLoop.execute { [self] in
             if handlerContext == nil, lifecycle.isOpen {

@@ -46,7 +46,6 @@ final class PublishPressure: Sendable {
 
     /// A member of `groups` fell behind reading.
     func fellBehind(_ groups: some Sequence<String>) {
-        metrics.readersBehind.increment()
         update { $0.fellBehind(groups) }
     }
 

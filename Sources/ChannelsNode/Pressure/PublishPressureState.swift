@@ -76,21 +76,20 @@ struct PublishPressureState {
     /// Whether a publisher into `group` waits at `now`; forgets the other nodes' entries past their time.
     mutating func isLagging(_ group: String, now: Instant) -> Bool {
         if behind[group] != nil { return true }
-        guard var nodes = remote[group] else { return false }
-        let before = nodes.count
-        nodes = nodes.filter { $0.value > now }
-        remoteEntries -= before - nodes.count
-        remote[group] = nodes.isEmpty ? nil : nodes
-        return !nodes.isEmpty
+        return forgetExpired(group, now: now)
+    }
+
+    /// Drops `group`'s entries from other nodes that are past their time; whether any is left.
+    private mutating func forgetExpired(_ group: String, now: Instant) -> Bool {
+        guard let nodes = remote[group] else { return false }
+        let live = nodes.filter { $0.value > now }
+        remoteEntries -= nodes.count - live.count
+        remote[group] = live.isEmpty ? nil : live
+        return !live.isEmpty
     }
 
     /// Forgets every entry heard from other nodes that is past its time.
     mutating func expire(now: Instant) {
-        for (group, nodes) in remote {
-            let live = nodes.filter { $0.value > now }
-            guard live.count != nodes.count else { continue }
-            remoteEntries -= nodes.count - live.count
-            remote[group] = live.isEmpty ? nil : live
-        }
+        for group in Array(remote.keys) { _ = forgetExpired(group, now: now) }
     }
 }
