@@ -15,6 +15,7 @@ import Testing
 final class ConsumerLog: Sendable {
     let disconnects = Mutex<[UInt16]>([])
     let handled = Mutex<[Int64]>([])
+    let texts = Mutex<[String]>([])
     /// While set, the code handler waits for the test (to keep the mailbox task busy).
     let gate = Mutex<CheckedContinuation<Void, Never>?>(nil)
     let gated = Atomic<Bool>(false)
@@ -42,6 +43,7 @@ final class EngineTestConsumer: WebSocketConsumer {
     }
 
     func receive(text: String) async throws {
+        log.texts.withLock { $0.append(text) }
         context.send(text: "echo:" + text)
     }
 
@@ -93,8 +95,10 @@ struct ConnectionHarness {
         let metrics = NodeMetrics()
         let connection = ClientConnection(
             channel: channel, route: route, scope: Scope(path: "/ws/room/", parameters: parameters, query: Scope.parseQuery(query[...]), transport: transport),
-            layer: layer, limits: limits, metrics: metrics, logger: Logger(label: "test"), warnings: WarningLimiter(logger: Logger(label: "test")),
-            pingInterval: pingInterval, pressure: PublishPressure(nodeID: "test", grace: limits.slowReaderGrace, metrics: metrics), onClosed: { _ in }
+            environment: ConnectionEnvironment(
+                layer: layer, limits: limits, metrics: metrics, logger: Logger(label: "test"), warnings: WarningLimiter(logger: Logger(label: "test")),
+                pingInterval: pingInterval, pressure: PublishPressure(nodeID: "test", grace: limits.slowReaderGrace, metrics: metrics), onClosed: { _ in }
+            )
         )
         await connection.prepare()
         // What connect() asked of the loop happens before the upgrade completes.
@@ -286,6 +290,18 @@ final class WritabilityFlipper: ChannelOutboundHandler, @unchecked Sendable {
         #expect(harness.log.disconnects.withLock { $0 } == [4321])
         // It left its group: a message to the room reaches nobody.
         #expect(try await harness.layer.members(of: "chat_room").isEmpty)
+    }
+
+    @Test func consumerCodeRunsOnTheConnectionsEventLoop() async throws {
+        let harness = try await ConnectionHarness.make()
+        try await harness.send(text: "hello")
+        // Nothing runs the testing loop yet: the consumer's task waits for it (on Swift's global executor it had
+        // run by itself).
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(harness.log.texts.withLock { $0 }.isEmpty)
+        let (frames, _) = try await harness.written(atLeast: 1)
+        #expect(harness.log.texts.withLock { $0 } == ["hello"])
+        #expect(frames.map(\.text) == ["echo:hello"])
     }
 
     @Test func aClientSilentForTwoPingIntervalsIsClosedWith4408() async throws {

@@ -5,7 +5,9 @@ import Synchronization
 /// One message on its way to a node's local inboxes, decoded once and shared by all of them.
 ///
 /// What an inbox makes of a message for its client (a WebSocket frame for one output shape) is made by
-/// the first inbox that needs it and reused by the others, on any event loop.
+/// the first inbox that needs it and reused by the others. Each event loop gets its own copy of the
+/// delivery (``forAnotherLoop()``) whose frames are byte copies of the first loop's: one frame's reference
+/// count retained by every member on two cores cost more than copying it once per loop.
 public final class Delivery: Sendable {
     /// The message.
     public let message: Message
@@ -15,6 +17,8 @@ public final class Delivery: Sendable {
     public let group: String?
     /// Its place in the group's history, when the group keeps one.
     public let position: HistoryPosition?
+    /// The delivery this one copies for another event loop; it makes the frames and counts the sighting.
+    private let origin: Delivery?
 
     private let frames = Mutex<[ObjectIdentifier: ByteBuffer?]>([:])
     private let sighted = Atomic<Bool>(false)
@@ -30,13 +34,28 @@ public final class Delivery: Sendable {
         self.handlerName = try? message.handlerName()
         self.group = group
         self.position = position
+        self.origin = nil
+    }
+
+    private init(copying origin: Delivery) {
+        self.message = origin.message
+        self.handlerName = origin.handlerName
+        self.group = origin.group
+        self.position = origin.position
+        self.origin = origin
+    }
+
+    /// The same delivery for the inboxes of another event loop.
+    package func forAnotherLoop() -> Delivery {
+        Delivery(copying: origin ?? self)
     }
 
     /// `true` for the first inbox that asks, `false` for the others: a node counts a group message once,
     /// however many of its connections get it.
     public func firstSight() -> Bool {
+        if let origin { return origin.firstSight() }
         // A load first: the members after the first only read the flag, which keeps its cache line shared.
-        !sighted.load(ordering: .relaxed) && !sighted.exchange(true, ordering: .relaxed)
+        return !sighted.load(ordering: .relaxed) && !sighted.exchange(true, ordering: .relaxed)
     }
 
     /// The bytes prepared for `shape`, made by `make` the first time any inbox asks; `nil` when `make`
@@ -45,7 +64,7 @@ public final class Delivery: Sendable {
         if published.load(ordering: .acquiring), firstShape == shape { return firstFrame }
         return frames.withLock { frames in
             if let made = frames[shape] { return made }
-            let made = make()
+            let made = origin.map { $0.prepared(for: shape, make).map(Self.copy) } ?? make()
             frames[shape] = made
             if !published.load(ordering: .relaxed) {
                 firstShape = shape
@@ -54,5 +73,11 @@ public final class Delivery: Sendable {
             }
             return made
         }
+    }
+
+    private static func copy(_ frame: ByteBuffer) -> ByteBuffer {
+        var copy = ByteBufferAllocator().buffer(capacity: frame.readableBytes)
+        copy.writeImmutableBuffer(frame)
+        return copy
     }
 }

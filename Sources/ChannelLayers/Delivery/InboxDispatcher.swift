@@ -42,8 +42,10 @@ package final class InboxDispatcher: Sendable {
 
     /// Sends `delivery` to each group of inboxes, every inbox of a group living on its `eventLoop`.
     package func dispatch(_ delivery: Delivery, to members: [GroupIndex.LoopMembers]) {
+        var first = true
         for loop in members where !loop.inboxes.isEmpty {
-            post(delivery, to: loop.inboxes, on: loop.eventLoop)
+            post(first ? delivery : delivery.forAnotherLoop(), to: loop.inboxes, on: loop.eventLoop)
+            first = false
         }
     }
 

@@ -33,7 +33,7 @@ extension ClientConnection {
                 guard let consumer else { continue }
                 await run(frame: number) { try await consumer.receiveBinary(bytes) }
             case .written(let promise):
-                eventLoop.execute { [self] in writtenSoFar(promise) }
+                onLoop { [self] in writtenSoFar(promise) }
             case .layer(let delivery):
                 guard closing == 0, let consumer else { continue }
                 await handle(delivery, consumer)
@@ -65,7 +65,7 @@ extension ClientConnection {
         }
     }
 
-    private func handle(_ delivery: Delivery, _ consumer: ConsumerDriver) async {
+    private func handle(_ delivery: Delivery, _ consumer: any ConsumerDriver) async {
         guard let name = delivery.handlerName else {
             warnings.warn("dropped a layer message without a valid type", metadata: ["path": "\(scope.path)"])
             metrics.noHandler.increment()

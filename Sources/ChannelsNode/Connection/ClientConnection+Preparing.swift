@@ -18,7 +18,7 @@ extension ClientConnection {
             refuseUnavailable(error)
             return
         }
-        let context = ConsumerContext(channelName: channelName, layer: layer, scope: scope, limits: limits, connection: self)
+        let context = ConsumerContext(channelName: channelName, connection: self)
         let consumer = route.makeDriver(context)
         self.consumerContext = context
         self.consumer = consumer

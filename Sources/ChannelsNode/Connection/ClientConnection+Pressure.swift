@@ -6,16 +6,20 @@ import NIOCore
 extension ClientConnection {
     /// The consumer joined `group`; from its task.
     func joined(_ group: String) {
-        eventLoop.execute { [self] in
-            guard memberGroups.insert(group).inserted, pressing else { return }
+        onLoop { [self] in
+            guard !memberGroups.contains(group) else { return }
+            memberGroups.append(group)
+            guard pressing else { return }
             pressure.fellBehind(CollectionOfOne(group))
         }
     }
 
     /// The consumer left `group`; from its task.
     func left(_ group: String) {
-        eventLoop.execute { [self] in
-            guard memberGroups.remove(group) != nil, pressing else { return }
+        onLoop { [self] in
+            guard let index = memberGroups.firstIndex(of: group) else { return }
+            memberGroups.remove(at: index)
+            guard pressing else { return }
             pressure.caughtUp(CollectionOfOne(group))
         }
     }

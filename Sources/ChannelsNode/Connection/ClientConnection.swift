@@ -67,23 +67,25 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     }
 
     let eventLoop: any EventLoop
+    /// Where the consumer's task runs: on ``eventLoop`` too.
+    let executor: EventLoopTaskExecutor
     let channel: any Channel
     let route: ConsumerRouter.Route?
     let scope: Scope
-    let layer: any InboxChannelLayer
-    let limits: ConnectionLimits
-    let metrics: NodeMetrics
-    let logger: Logger
-    let warnings: WarningLimiter
-    let pressure: PublishPressure
+    /// What the node's connections share.
+    let environment: ConnectionEnvironment
+    var layer: any InboxChannelLayer { environment.layer }
+    var limits: ConnectionLimits { environment.limits }
+    var metrics: NodeMetrics { environment.metrics }
+    var logger: Logger { environment.logger }
+    var warnings: WarningLimiter { environment.warnings }
+    var pressure: PublishPressure { environment.pressure }
     /// Served as server-sent events rather than WebSocket frames.
     let eventStream: Bool
-    private let pingInterval: TimeAmount
-    private let onClosed: @Sendable (ClientConnection) -> Void
 
     /// Set by ``prepare()`` before the upgrade.
     var channelName = ""
-    var consumer: ConsumerDriver?
+    var consumer: (any ConsumerDriver)?
     var consumerContext: ConsumerContext?
     /// Whether `connect()` accepted: only then does the consumer get `disconnect`.
     var accepted = false
@@ -116,7 +118,8 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     /// Reading the socket is held by code outside the mailbox (``ConnectionHandle/holdReading()``).
     private var readingHeld = false
     private var rateLimiter: MessageRateLimiter
-    private var pingTask: RepeatedTask?
+    /// The connection's slot in its loop's ``PingWheel`` once the upgrade completed.
+    private var pingSlot: Int?
     private var closeTimeout: Scheduled<Void>?
     private var lastRule: (name: String, rule: ForwardRule?)?
     /// Client frames read so far.
@@ -125,7 +128,8 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     private var flushedSinceBacklog = false
     private var lastBacklog = 0
     /// The groups the consumer joined, for ``pressure``.
-    var memberGroups: Set<String> = []
+    /// (An array: a connection is in a group or two, where a set's storage took twice the bytes.)
+    var memberGroups: [String] = []
     /// Past the soft mark of bytes waiting (NIO's write-buffer high water mark), until back under its low one.
     var behind = false
     /// Behind, and holding ``memberGroups``' publishers until it catches up or ``graceTimer`` fires.
@@ -137,24 +141,15 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     /// Client frames waiting for the consumer before the socket stops being read.
     static let maxPendingClientFrames = 32
 
-    init(
-        channel: any Channel, route: ConsumerRouter.Route?, scope: Scope, layer: any InboxChannelLayer, limits: ConnectionLimits,
-        metrics: NodeMetrics, logger: Logger, warnings: WarningLimiter, pingInterval: Duration, pressure: PublishPressure,
-        onClosed: @escaping @Sendable (ClientConnection) -> Void
-    ) {
-        self.pressure = pressure
+    init(channel: any Channel, route: ConsumerRouter.Route?, scope: Scope, environment: ConnectionEnvironment) {
+        let limits = environment.limits
+        self.environment = environment
         self.eventLoop = channel.eventLoop
+        self.executor = environment.executor(for: channel.eventLoop)
         self.channel = channel
         self.route = route
         self.scope = scope
-        self.layer = layer
-        self.limits = limits
-        self.metrics = metrics
-        self.logger = logger
-        self.warnings = warnings
         self.eventStream = scope.transport == .eventStream
-        self.pingInterval = .nanoseconds(Int64(pingInterval / .nanoseconds(1)))
-        self.onClosed = onClosed
         self.rateLimiter = MessageRateLimiter(perSecond: limits.maxMessagesPerSecond, burst: limits.messageBurst)
         // Forwarded frames are shared with every member on the node, so a client's own cost is small; the bound
         // is for a consumer stuck for good, and leaves room for a batch of its own client frames each echoed back.
@@ -177,8 +172,7 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
             }
             return
         }
-        let interval = pingInterval
-        pingTask = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in checkAlive() }
+        pingSlot = environment.pings.wheel(for: eventLoop).add(self)
         startTaskIfNeeded()
         continueReplay()
     }
@@ -283,7 +277,10 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        pingTask?.cancel()
+        if let pingSlot {
+            environment.pings.wheel(for: eventLoop).remove(self, slot: pingSlot)
+            self.pingSlot = nil
+        }
         closeTimeout?.cancel()
         behind = false
         stopPressing()
@@ -294,7 +291,7 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         heldDuringReplay = []
         if !wasClosedBefore { enqueue(.gone(code: lifecycle.endCode)) }
         mailbox.socketClosed()
-        onClosed(self)
+        environment.onClosed(self)
         context.fireChannelInactive()
     }
 
@@ -359,7 +356,7 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     /// Writes forward-rule frames that waited in the mailbox, in one hop and one flush (they are made only once
     /// the upgrade completed).
     func post(_ frames: [ByteBuffer]) {
-        eventLoop.execute { [self] in
+        onLoop { [self] in
             guard handlerContext != nil else { return }
             for frame in frames { write(frame) }
             flush()
@@ -369,7 +366,7 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     /// Writes a frame the consumer made; hops to the event loop. Frames sent before the upgrade completed
     /// (from `connect()`) wait in the mailbox and go out right after it.
     func post(_ frame: ByteBuffer) {
-        eventLoop.execute { [self] in
+        onLoop { [self] in
             if handlerContext == nil, lifecycle.isOpen {
                 _ = mailbox.append(.frame(frame), isLayerMessage: false)
                 return
@@ -381,7 +378,13 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
 
     /// Closes after the frames already written; from any thread.
     func requestClose(code: UInt16, reason: String) {
-        eventLoop.execute { [self] in close(code: code, reason: reason) }
+        onLoop { [self] in close(code: code, reason: reason) }
+    }
+
+    /// Runs `body` on the event loop: at once from the consumer's task (it runs there, ``EventLoopTaskExecutor``),
+    /// in a hop from anywhere else.
+    func onLoop(_ body: @escaping @Sendable () -> Void) {
+        if eventLoop.inEventLoop { body() } else { eventLoop.execute(body) }
     }
 
     /// Stops reading the client until ``releaseReading()``, whatever the mailbox does: for consumers that pass
@@ -503,9 +506,9 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
 
     func startTaskIfNeeded() {
         guard handlerContext != nil || lifecycle.state == .closed, let events = mailbox.startTask() else { return }
-        Task { [self] in
+        Task(executorPreference: executor) { [self] in
             await process(events)
-            eventLoop.execute { [self] in taskEnded() }
+            onLoop { [self] in taskEnded() }
         }
     }
 
@@ -592,7 +595,8 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         closeTimeout = eventLoop.scheduleTask(in: timeout) { [channel] in channel.close(promise: nil) }
     }
 
-    private func checkAlive() {
+    /// Pings a quiet client, or closes one that did not answer the last ping; from its loop's ``PingWheel``.
+    func checkAlive() {
         guard let handlerContext else { return }
         if eventStream {
             // A stream's client never answers: a comment keeps proxies from timing it out, and a client that

@@ -10,11 +10,11 @@ public final class ConsumerContext {
     /// This connection's channel name in the layer.
     public let channelName: String
     /// The channel layer.
-    public let layer: any ChannelLayer
+    public var layer: any ChannelLayer { connection.layer }
     /// What is known about the connection.
-    public let scope: Scope
+    public var scope: Scope { connection.scope }
     /// The node's limits and policies.
-    public let limits: ConnectionLimits
+    public var limits: ConnectionLimits { connection.limits }
     /// Groups joined through ``groupAdd(_:)``; the node leaves them when the connection ends.
     public private(set) var groups: Set<String> = []
     /// This connection's forward rules by handler name, in place of the consumer type's
@@ -26,11 +26,8 @@ public final class ConsumerContext {
 
     private let connection: ClientConnection
 
-    init(channelName: String, layer: any ChannelLayer, scope: Scope, limits: ConnectionLimits, connection: ClientConnection) {
+    init(channelName: String, connection: ClientConnection) {
         self.channelName = channelName
-        self.layer = layer
-        self.scope = scope
-        self.limits = limits
         self.connection = connection
     }
 

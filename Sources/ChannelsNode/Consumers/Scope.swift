@@ -11,7 +11,11 @@ public struct Scope: Sendable {
     /// The query string as the client sent it, without the `?` (ASGI's `query_string`).
     public var queryString: String
     /// The request headers, names lowercased, in order.
-    public var headers: [(name: String, value: String)]
+    public var headers: [(name: String, value: String)] {
+        get { packedHeaders.all }
+        set { packedHeaders = PackedHeaders(newValue) }
+    }
+    private var packedHeaders: PackedHeaders
     /// The client's address (`ip:port`) as the node saw it.
     public var clientAddress: String?
     /// The authenticated user's claims, once an authentication middleware set them.
@@ -43,7 +47,7 @@ public struct Scope: Sendable {
         self.parameters = parameters
         self.query = query
         self.queryString = queryString
-        self.headers = headers
+        self.packedHeaders = PackedHeaders(headers)
         self.clientAddress = clientAddress
         self.user = user
     }
@@ -60,8 +64,7 @@ public struct Scope: Sendable {
 
     /// The first header with this name (case-insensitive).
     public func header(_ name: String) -> String? {
-        let lowered = name.lowercased()
-        return headers.first { $0.name == lowered }?.value
+        packedHeaders.first(named: name.lowercased())
     }
 
     /// Parses `a=1&b=two%20words` (percent-decoding, `+` as space).

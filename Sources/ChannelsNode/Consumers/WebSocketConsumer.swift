@@ -5,6 +5,8 @@ import ChannelsProtocol
 ///
 /// The node creates one instance per connection and calls it from one task, in order: ``connect()``, then
 /// ``receive(text:)``, ``receive(binary:)`` and layer messages as they come, then ``disconnect(code:)``.
+/// Events after `connect` run on the connection's event loop: await, never block (a blocking call holds every
+/// connection of that loop); CPU-heavy work belongs in a `Task.detached` or NIO's thread pool.
 /// Layer messages go to the handler named after their `type` (`chat.message` to `chat_message`), looked
 /// up in ``forwardRules`` (no code: the node forwards fields to the client) and ``messageHandlers``:
 ///

@@ -10,10 +10,11 @@ public struct ConsumerRouter: Sendable {
         case parameter(String)
     }
 
-    struct Route: Sendable {
+    /// A class: a connection refers to its route (a struct was copied into every connection).
+    final class Route: Sendable {
         let pattern: String
         let segments: [Segment]
-        let makeDriver: @Sendable (ConsumerContext) -> ConsumerDriver
+        let makeDriver: @Sendable (ConsumerContext) -> any ConsumerDriver
         /// The consumer type's forwarding rules, made once so that their frames are shared per message.
         let rules: [String: ForwardRule]
         /// Names with handler code.
@@ -22,6 +23,19 @@ public struct ConsumerRouter: Sendable {
         let acceptsBinary: Bool
         /// Whether every layer message reaches the consumer (``AnyMessageConsumer``), not only named ones.
         let handlesEveryMessage: Bool
+
+        init(
+            pattern: String, segments: [Segment], makeDriver: @escaping @Sendable (ConsumerContext) -> any ConsumerDriver, rules: [String: ForwardRule],
+            handlers: Set<String>, acceptsBinary: Bool, handlesEveryMessage: Bool
+        ) {
+            self.pattern = pattern
+            self.segments = segments
+            self.makeDriver = makeDriver
+            self.rules = rules
+            self.handlers = handlers
+            self.acceptsBinary = acceptsBinary
+            self.handlesEveryMessage = handlesEveryMessage
+        }
     }
 
     private(set) var routes: [Route] = []
@@ -40,7 +54,7 @@ public struct ConsumerRouter: Sendable {
             }
             return .literal(String(part))
         }
-        routes.append(Self.route(pattern, segments: segments, C.self) { ConsumerDriver.make(C(context: $0)) })
+        routes.append(Self.route(pattern, segments: segments, C.self, makeDriver: TypedConsumerDriver<C>.maker { C(context: $0) }))
     }
 
     /// Routes every path that starts with `prefix` (`/ws/`) to consumers that `make` creates, ahead of every
@@ -48,11 +62,11 @@ public struct ConsumerRouter: Sendable {
     public mutating func add<C: WebSocketConsumer & SendableMetatype>(
         prefix: String, _ consumer: C.Type, make: @escaping @Sendable (ConsumerContext) -> C
     ) {
-        prefixRoutes.append((prefix, Self.route(prefix + "*", segments: [], C.self) { ConsumerDriver.make(make($0)) }))
+        prefixRoutes.append((prefix, Self.route(prefix + "*", segments: [], C.self, makeDriver: TypedConsumerDriver<C>.maker(make))))
     }
 
     private static func route<C: WebSocketConsumer & SendableMetatype>(
-        _ pattern: String, segments: [Segment], _ type: C.Type, makeDriver: @escaping @Sendable (ConsumerContext) -> ConsumerDriver
+        _ pattern: String, segments: [Segment], _ type: C.Type, makeDriver: @escaping @Sendable (ConsumerContext) -> any ConsumerDriver
     ) -> Route {
         Route(
             pattern: pattern, segments: segments, makeDriver: makeDriver, rules: C.forwardRules, handlers: Set(C.messageHandlers.keys),
@@ -82,35 +96,56 @@ public struct ConsumerRouter: Sendable {
     }
 }
 
-/// A consumer behind closures, so the node can drive any consumer type the same way.
+/// A consumer of any type, driven the same way by the node.
+///
+/// One object per connection (``TypedConsumerDriver``: the consumer and its type's handler table, shared by
+/// the route's connections); five closures had cost every connection five allocations and 80 bytes inline.
+protocol ConsumerDriver: AnyObject, Sendable {
+    func connect() async throws -> ConnectDecision
+    func receiveText(_ text: String) async throws
+    func receiveBinary(_ bytes: [UInt8]) async throws
+    /// Dispatches a layer message to its handler; `false` when the consumer has none for its type.
+    func handle(_ message: Message) async throws -> Bool
+    func disconnect(_ code: UInt16) async
+}
+
+/// Drives a consumer of type `C`.
 ///
 /// Unchecked Sendable: the connection runs at most one task at a time with consumer code (its mailbox's
 /// `running` flag, kept on its event loop), so the consumer is never used by two tasks at once.
-struct ConsumerDriver: @unchecked Sendable {
-    let connect: () async throws -> ConnectDecision
-    let receiveText: (String) async throws -> Void
-    let receiveBinary: ([UInt8]) async throws -> Void
-    /// Dispatches a layer message to its handler; `false` when the consumer has none for its type.
-    let handle: (Message) async throws -> Bool
-    let disconnect: (UInt16) async -> Void
+final class TypedConsumerDriver<C: WebSocketConsumer>: ConsumerDriver, @unchecked Sendable {
+    private let consumer: C
+    private let handlers: HandlerTable<C>
 
-    static func make<C: WebSocketConsumer>(_ consumer: C) -> ConsumerDriver {
-        let handlers = C.messageHandlers
-        let takesAny = consumer as? any AnyMessageConsumer
-        return ConsumerDriver(
-            connect: { try await consumer.connect() },
-            receiveText: { try await consumer.receive(text: $0) },
-            receiveBinary: { try await consumer.receive(binary: $0) },
-            handle: { message in
-                if let name = try? message.handlerName(), let handler = handlers[name] {
-                    try await handler(consumer)(message)
-                    return true
-                }
-                guard let takesAny else { return false }
-                try await takesAny.handle(message: message)
-                return true
-            },
-            disconnect: { await consumer.disconnect(code: $0) }
-        )
+    private init(_ consumer: C, handlers: HandlerTable<C>) {
+        self.consumer = consumer
+        self.handlers = handlers
     }
+
+    /// A driver maker for consumers that `make` creates; the type's handler table is read once, here.
+    static func maker(_ make: @escaping @Sendable (ConsumerContext) -> C) -> @Sendable (ConsumerContext) -> any ConsumerDriver {
+        let handlers = HandlerTable<C>(handlers: C.messageHandlers)
+        return { context in TypedConsumerDriver(make(context), handlers: handlers) }
+    }
+
+    func connect() async throws -> ConnectDecision { try await consumer.connect() }
+    func receiveText(_ text: String) async throws { try await consumer.receive(text: text) }
+    func receiveBinary(_ bytes: [UInt8]) async throws { try await consumer.receive(binary: bytes) }
+
+    func handle(_ message: Message) async throws -> Bool {
+        if let name = try? message.handlerName(), let handler = handlers.handlers[name] {
+            try await handler(consumer)(message)
+            return true
+        }
+        guard let takesAny = consumer as? any AnyMessageConsumer else { return false }
+        try await takesAny.handle(message: message)
+        return true
+    }
+
+    func disconnect(_ code: UInt16) async { await consumer.disconnect(code: code) }
+}
+
+/// A consumer type's handlers, made once per route. Unchecked Sendable: never changed after it is made.
+struct HandlerTable<C: WebSocketConsumer>: @unchecked Sendable {
+    let handlers: [String: C.Handler]
 }

@@ -82,9 +82,17 @@ extension ChannelsNode {
     }
 
     func makeConnection(channel: any Channel, route: ConsumerRouter.Route?, scope: Scope) -> ClientConnection {
-        ClientConnection(
-            channel: channel, route: route, scope: scope, layer: layer, limits: configuration.limits, metrics: metrics,
-            logger: logger, warnings: warnings, pingInterval: configuration.pingInterval, pressure: pressure,
+        ClientConnection(channel: channel, route: route, scope: scope, environment: connectionEnvironment)
+    }
+
+    /// What the node's connections share; made once, with the node.
+    static func connectionEnvironment(
+        configuration: NodeConfiguration, layer: any InboxChannelLayer, metrics: NodeMetrics, logger: Logger, warnings: WarningLimiter,
+        pressure: PublishPressure, connections: ConnectionRegistry
+    ) -> ConnectionEnvironment {
+        ConnectionEnvironment(
+            layer: layer, limits: configuration.limits, metrics: metrics, logger: logger, warnings: warnings,
+            pingInterval: configuration.pingInterval, pressure: pressure,
             onClosed: { [connections, metrics, logger, logConnections = configuration.logConnections] connection in
                 connections.remove(connection)
                 metrics.connectionClosed()

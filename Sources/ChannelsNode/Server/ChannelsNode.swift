@@ -66,6 +66,8 @@ public final class ChannelsNode: Service {
     let control: NodeControlService
     /// Slows publishers into groups whose readers fell behind, here or on other nodes.
     let pressure: PublishPressure
+    /// What the node's connections share.
+    let connectionEnvironment: ConnectionEnvironment
     let api: ServerAPI?
     let layerName: String
     let startedAt = WallClock.now()
@@ -117,6 +119,10 @@ public final class ChannelsNode: Service {
             connections: connections, probe: probe, draining: draining, apiEnabled: api.isEnabled
         )
         self.pressure = PublishPressure(nodeID: configuration.nodeID, grace: configuration.limits.slowReaderGrace, metrics: metrics)
+        self.connectionEnvironment = Self.connectionEnvironment(
+            configuration: configuration, layer: layer, metrics: metrics, logger: logger, warnings: warnings, pressure: pressure,
+            connections: connections
+        )
         self.control = NodeControlService(
             layer: layer, nodeID: configuration.nodeID, connections: connections, pressure: pressure, logger: logger
         ) { report.make() }
@@ -172,10 +178,12 @@ public final class ChannelsNode: Service {
         }
         if case .failure(let error) = first {
             try? await server.close()
+            connectionEnvironment.pings.stop()
             throw error
         }
         if first != nil { await drain() }
         try? await server.close()
+        connectionEnvironment.pings.stop()
         probeTask.cancel()
         controlTask.cancel()
         meterTask.cancel()
@@ -208,8 +216,8 @@ public final class ChannelsNode: Service {
             .childChannelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(configuration.socketSendBuffer))
             .childChannelOption(.writeBufferWaterMark, value: .init(low: limits.softQueuedBytes / 2, high: limits.softQueuedBytes))
             // Each connection keeps its last receive buffer between reads: NIO's 2 KiB start was a fifth of an idle
-            // connection's memory. Reads of larger frames grow it as they come.
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
+            // connection's memory. Reads of larger frames grow it as they come (a long handshake takes two reads).
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture { try initialize(channel) }
             }
