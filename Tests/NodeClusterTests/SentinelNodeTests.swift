@@ -37,9 +37,16 @@ import Testing
 
         let newPrimary = try await topology.waitForFailover(from: oldPrimary)
         #expect(newPrimary.port != oldPrimary.port)
-        // Both directions work on the new primary, and both nodes are ready again.
-        bob.say("reply")
-        #expect(await eventually { alice.messages.contains("reply") })
+        // Both directions work on the new primary, and both nodes are ready again. Bob's node has not published
+        // since the kill: its first try may find the old connection dead and tell Bob "unavailable" (not
+        // delivered), so Bob sends again, as a client told so does.
+        var replies = 0
+        let replied = await eventually(timeout: .seconds(20), every: .milliseconds(200)) {
+            replies += 1
+            bob.say("reply-\(replies)")
+            return alice.messages.contains { $0.hasPrefix("reply-") }
+        }
+        #expect(replied, "node logs:\n\(nodes[0].log)\n\(nodes[1].log)")
         for node in nodes {
             #expect(await eventually(timeout: .seconds(15)) { (try? await node.get("/readyz").status) == 200 }, "readyz of \(node.nodeID)")
             #expect(node.isRunning)
