@@ -67,8 +67,10 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     }
 
     let eventLoop: any EventLoop
+    /// What this connection's event loop shares with its other connections.
+    let loop: LoopServices
     /// Where the consumer's task runs: on ``eventLoop`` too.
-    let executor: EventLoopTaskExecutor
+    var executor: EventLoopTaskExecutor { loop.executor }
     let channel: any Channel
     let route: ConsumerRouter.Route?
     let scope: Scope
@@ -145,7 +147,7 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         let limits = environment.limits
         self.environment = environment
         self.eventLoop = channel.eventLoop
-        self.executor = environment.executor(for: channel.eventLoop)
+        self.loop = environment.services(for: channel.eventLoop)
         self.channel = channel
         self.route = route
         self.scope = scope
@@ -172,7 +174,7 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
             }
             return
         }
-        pingSlot = environment.pings.wheel(for: eventLoop).add(self)
+        pingSlot = loop.pingWheel.add(self)
         startTaskIfNeeded()
         continueReplay()
     }
@@ -278,7 +280,7 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
 
     func channelInactive(context: ChannelHandlerContext) {
         if let pingSlot {
-            environment.pings.wheel(for: eventLoop).remove(self, slot: pingSlot)
+            loop.pingWheel.remove(self, slot: pingSlot)
             self.pingSlot = nil
         }
         closeTimeout?.cancel()

@@ -13,10 +13,10 @@ final class ConnectionEnvironment: Sendable {
     let logger: Logger
     let warnings: WarningLimiter
     let pressure: PublishPressure
-    let pings: PingWheels
     /// Called on the event loop once a connection's socket closed.
     let onClosed: @Sendable (ClientConnection) -> Void
-    private let executors = Mutex<[ObjectIdentifier: EventLoopTaskExecutor]>([:])
+    private let pingInterval: TimeAmount
+    private let loops = Mutex<[ObjectIdentifier: LoopServices]>([:])
 
     init(
         layer: any InboxChannelLayer, limits: ConnectionLimits, metrics: NodeMetrics, logger: Logger, warnings: WarningLimiter,
@@ -28,17 +28,23 @@ final class ConnectionEnvironment: Sendable {
         self.logger = logger
         self.warnings = warnings
         self.pressure = pressure
-        self.pings = PingWheels(interval: pingInterval)
+        self.pingInterval = .nanoseconds(Int64(pingInterval / .nanoseconds(1)))
         self.onClosed = onClosed
     }
 
-    /// Where the consumer tasks of `eventLoop`'s connections run: on that loop.
-    func executor(for eventLoop: any EventLoop) -> EventLoopTaskExecutor {
-        executors.withLock { executors in
-            if let executor = executors[ObjectIdentifier(eventLoop)] { return executor }
-            let executor = EventLoopTaskExecutor(eventLoop)
-            executors[ObjectIdentifier(eventLoop)] = executor
-            return executor
+    /// The services `eventLoop`'s connections share.
+    func services(for eventLoop: any EventLoop) -> LoopServices {
+        loops.withLock { loops in
+            if let services = loops[ObjectIdentifier(eventLoop)] { return services }
+            let services = LoopServices(eventLoop: eventLoop, pingInterval: pingInterval)
+            loops[ObjectIdentifier(eventLoop)] = services
+            return services
         }
+    }
+
+    /// Stops every loop's ping timer (the node stopped); from any thread.
+    func stopPings() {
+        let all = loops.withLock { Array($0.values) }
+        for services in all { services.pingWheel.stopOnItsLoop() }
     }
 }

@@ -7,7 +7,7 @@ import NIOCore
 /// every frame (a fifth of the CPU in the 10-member-room benchmark). Consumer code runs between awaits only,
 /// as it did before, so a consumer must still never block: here it would hold every connection of its loop.
 ///
-/// One executor per event loop and node, shared by its connections (``ConnectionEnvironment``).
+/// One executor per event loop and node, shared by its connections (``LoopServices``).
 final class EventLoopTaskExecutor: TaskExecutor {
     let eventLoop: any EventLoop
 

@@ -1,5 +1,4 @@
 import NIOCore
-import Synchronization
 
 /// Pings the quiet connections of one event loop: one timer per loop, not one per connection.
 ///
@@ -55,34 +54,9 @@ final class PingWheel: @unchecked Sendable {
     }
 }
 
-/// A node's ping wheels, one per event loop, made when a loop's first connection opens.
-final class PingWheels: Sendable {
-    private let interval: TimeAmount
-    private let wheels = Mutex<[ObjectIdentifier: PingWheel]>([:])
-
-    init(interval: Duration) {
-        self.interval = .nanoseconds(Int64(interval / .nanoseconds(1)))
-    }
-
-    /// The wheel of `eventLoop`.
-    func wheel(for eventLoop: any EventLoop) -> PingWheel {
-        wheels.withLock { wheels in
-            if let wheel = wheels[ObjectIdentifier(eventLoop)] { return wheel }
-            let wheel = PingWheel(eventLoop: eventLoop, interval: interval)
-            wheels[ObjectIdentifier(eventLoop)] = wheel
-            return wheel
-        }
-    }
-
-    /// Stops every wheel's timer; from any thread.
-    func stop() {
-        let all = wheels.withLock { Array($0.values) }
-        for wheel in all { wheel.stopOnItsLoop() }
-    }
-}
-
 extension PingWheel {
-    fileprivate func stopOnItsLoop() {
+    /// Stops the timer from any thread.
+    func stopOnItsLoop() {
         eventLoop.execute { [self] in stop() }
     }
 }

@@ -178,12 +178,12 @@ public final class ChannelsNode: Service {
         }
         if case .failure(let error) = first {
             try? await server.close()
-            connectionEnvironment.pings.stop()
+            connectionEnvironment.stopPings()
             throw error
         }
         if first != nil { await drain() }
         try? await server.close()
-        connectionEnvironment.pings.stop()
+        connectionEnvironment.stopPings()
         probeTask.cancel()
         controlTask.cancel()
         meterTask.cancel()
