@@ -28,7 +28,8 @@ package struct MessageEnvelope: Sendable {
         return body
     }
 
-    /// The message and the local channels it names (the core layer's `__asgi_channel__`, removed from it).
+    /// The message and the local channels it names (the core layer's `__asgi_channel__`, removed from it), as
+    /// listed: a channel may be named more than once.
     package func open(_ body: [UInt8]) throws(MessageEnvelopeError) -> (message: Message, channels: [String]) {
         guard body.count > randomPrefixLength || randomPrefixLength == 0 else { throw .undecodable("a body of \(body.count) bytes is shorter than its random prefix") }
         let payload = body[randomPrefixLength...]
@@ -48,10 +49,7 @@ package struct MessageEnvelope: Sendable {
         let channels: [String]
         switch target {
         case .string(let channel)?: channels = [channel]
-        case .array(let list)?:
-            // Each channel once, in order: a body that names one channel 100,000 times is delivered to it once.
-            var seen = Set<String>()
-            channels = list.compactMap { value in value.string.flatMap { seen.insert($0).inserted ? $0 : nil } }
+        case .array(let list)?: channels = list.compactMap(\.string)
         default: channels = []
         }
         return (message, channels)

@@ -42,9 +42,16 @@ package final class InboxDispatcher: Sendable {
 
     /// Sends `delivery` to each group of inboxes, every inbox of a group living on its `eventLoop`.
     package func dispatch(_ delivery: Delivery, to members: [GroupIndex.LoopMembers]) {
+        Self.split(delivery, over: members) { post($0, to: $1, on: $2) }
+    }
+
+    /// Each loop after the first gets its own copy of the frames a delivery makes (``Delivery/forAnotherLoop()``).
+    fileprivate static func split(
+        _ delivery: Delivery, over members: [GroupIndex.LoopMembers], _ body: (Delivery, [any ChannelInbox], any EventLoop) -> Void
+    ) {
         var first = true
         for loop in members where !loop.inboxes.isEmpty {
-            post(first ? delivery : delivery.forAnotherLoop(), to: loop.inboxes, on: loop.eventLoop)
+            body(first ? delivery : delivery.forAnotherLoop(), loop.inboxes, loop.eventLoop)
             first = false
         }
     }
@@ -52,6 +59,43 @@ package final class InboxDispatcher: Sendable {
     /// Sends `delivery` to one inbox.
     package func dispatch(_ delivery: Delivery, to inbox: any ChannelInbox) {
         post(delivery, to: [inbox], on: inbox.eventLoop)
+    }
+
+    /// Dispatches gathered to be handed on together (``InboxDispatcher/dispatch(_:)``).
+    ///
+    /// A producer that routes many messages at once (a batch popped from a Redis queue) would otherwise wake a
+    /// free event loop with its first message, and that loop would write each message to the members as it
+    /// comes: one socket write per message per member instead of one per batch.
+    package struct Batch {
+        fileprivate var loops: [(eventLoop: any EventLoop, items: [(Delivery, [any ChannelInbox])])] = []
+
+        package init() {}
+
+        package var isEmpty: Bool { loops.isEmpty }
+
+        /// Adds `delivery` for each group of inboxes, every inbox of a group living on its `eventLoop`.
+        package mutating func add(_ delivery: Delivery, to members: [GroupIndex.LoopMembers]) {
+            InboxDispatcher.split(delivery, over: members) { add($0, to: $1, on: $2) }
+        }
+
+        /// Adds `delivery` for one inbox.
+        package mutating func add(_ delivery: Delivery, to inbox: any ChannelInbox) {
+            add(delivery, to: [inbox], on: inbox.eventLoop)
+        }
+
+        private mutating func add(_ delivery: Delivery, to inboxes: [any ChannelInbox], on eventLoop: any EventLoop) {
+            // A node has a few event loops: a scan beats hashing.
+            if let index = loops.firstIndex(where: { $0.eventLoop === eventLoop }) {
+                loops[index].items.append((delivery, inboxes))
+            } else {
+                loops.append((eventLoop, [(delivery, inboxes)]))
+            }
+        }
+    }
+
+    /// Hands on a batch's deliveries in their order: each event loop's share is posted at once.
+    package func dispatch(_ batch: Batch) {
+        for loop in batch.loops { post(loop.items, on: loop.eventLoop) }
     }
 
     /// Sends a message to one inbox, waiting first while producers are asked to (a layer's `send`).
@@ -89,10 +133,14 @@ package final class InboxDispatcher: Sendable {
     }
 
     private func post(_ delivery: Delivery, to inboxes: [any ChannelInbox], on eventLoop: any EventLoop) {
+        post(CollectionOfOne((delivery, inboxes)), on: eventLoop)
+    }
+
+    private func post(_ deliveries: some Collection<(Delivery, [any ChannelInbox])>, on eventLoop: any EventLoop) {
         let mailbox = mailbox(for: eventLoop)
-        undrained.add(1, ordering: .relaxed)
+        undrained.add(deliveries.count, ordering: .relaxed)
         let schedule = mailbox.items.withLock { items in
-            items.pending.append((delivery, inboxes))
+            items.pending.append(contentsOf: deliveries)
             defer { items.scheduled = true }
             return !items.scheduled
         }

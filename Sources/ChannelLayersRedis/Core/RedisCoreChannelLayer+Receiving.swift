@@ -50,7 +50,9 @@ extension RedisCoreChannelLayer {
                         let bodies = receiving.took(taken.bodies)
                         if !taken.missed.isEmpty { tellMembersOfMissed(taken.missed) }
                         guard !bodies.isEmpty else { continue }
-                        for body in bodies { deliver(body) }
+                        var batch = InboxDispatcher.Batch()
+                        for body in bodies { deliver(body, into: &batch) }
+                        local.dispatcher.dispatch(batch)
                         // Messages wait in Redis, not here, while the event loops catch up.
                         await local.dispatcher.waitForRoom()
                     case .wait:
@@ -98,7 +100,7 @@ extension RedisCoreChannelLayer {
     static let refusalBackoff = RedisReconnectPolicy(initialDelay: .milliseconds(100), maximumDelay: .seconds(5), jitter: 0.1)
 
     /// Hands one body from the queue to the local channels it names, decoding it once.
-    func deliver(_ body: [UInt8]) {
+    func deliver(_ body: [UInt8], into batch: inout InboxDispatcher.Batch) {
         let message: Message
         let channels: [String]
         do {
@@ -117,25 +119,28 @@ extension RedisCoreChannelLayer {
             }
             return
         }
+        // Each channel once, in order: a body that names one channel 100,000 times is delivered to it once. Inboxes
+        // are told apart by identity, cheaper than hashing every name again.
         var inboxes: [any ChannelInbox] = []
+        var seen = Set<ObjectIdentifier>()
         var queued: [String] = []
         local.withMembership { membership in
             for channel in channels {
                 if let inbox = membership.inboxes[channel] {
-                    inboxes.append(inbox)
+                    if seen.insert(ObjectIdentifier(inbox)).inserted { inboxes.append(inbox) }
                 } else {
                     queued.append(channel)
                 }
             }
         }
         // Channels that left meanwhile (or were never this process's) miss it: they are no members any more.
-        for channel in queued { _ = local.queues.put(message, on: channel, create: false) }
+        for channel in Set(queued) { _ = local.queues.put(message, on: channel, create: false) }
         guard !inboxes.isEmpty else { return }
         let delivery = Delivery(message)
         if inboxes.count == 1 {
-            local.dispatcher.dispatch(delivery, to: inboxes[0])
+            batch.add(delivery, to: inboxes[0])
         } else {
-            local.dispatcher.dispatch(delivery, to: GroupIndex.byEventLoop(inboxes))
+            batch.add(delivery, to: GroupIndex.byEventLoop(inboxes))
         }
     }
 }

@@ -284,12 +284,22 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
             throw ChannelLayerError(error, doing: "reading the members of \(group)")
         }
         // One body per receiving process, naming its members; processes bucketed by host.
+        // A process's members mostly follow one another (they joined together): a member whose process is the
+        // previous one's is bucketed without hashing its name.
         var buckets: [String: [String]] = [:]
         var order: [String] = []
+        var previous: (nonLocal: String, queue: String)?
         for member in replies[1].array ?? [] {
             guard let channel = member.string else { continue }
-            let queue = CoreWire.queueKey(prefix: configuration.prefix, channel: channel)
-            if buckets[queue] == nil { order.append(queue) }
+            let queue: String
+            if let previous, CoreWire.isLocal(channel, of: previous.nonLocal) {
+                queue = previous.queue
+            } else {
+                let nonLocal = String(CoreWire.nonLocalName(channel))
+                queue = configuration.prefix + nonLocal
+                previous = (nonLocal, queue)
+                if buckets[queue] == nil { order.append(queue) }
+            }
             buckets[queue, default: []].append(channel)
         }
         var byHost: [Int: [String]] = [:]
