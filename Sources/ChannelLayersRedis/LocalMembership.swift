@@ -6,17 +6,20 @@ import ChannelsProtocol
 struct LocalMembership {
     /// group -> local member -> join time (Unix seconds).
     private(set) var groups: [String: [String: Double]] = [:]
-    private(set) var groupsOfChannel: [String: Set<String>] = [:]
+    private var groupsOfChannel: [String: SmallSet<String>] = [:]
     /// Channels whose messages are pushed to an inbox, and the groups' pushed members by event loop.
     private(set) var inboxes: [String: any ChannelInbox] = [:]
     private(set) var pushed = GroupIndex()
     /// group -> local members that are queues (receive()), not inboxes.
     private(set) var queuedMembers: [String: Set<String>] = [:]
-    /// Who each channel that joined a group with presence is, and those groups.
+    /// Who each channel that joined a group with presence is (absent: anonymous), and those groups.
     private(set) var presence: [String: PresenceInfo] = [:]
-    private(set) var presentIn: [String: Set<String>] = [:]
+    private var presentIn: [String: SmallSet<String>] = [:]
     /// group -> how many local members joined it with presence.
     private(set) var presenceCount: [String: Int] = [:]
+
+    /// The groups `channel` is a member of.
+    func groups(of channel: String) -> [String] { groupsOfChannel[channel].map(Array.init) ?? [] }
 
     mutating func addInbox(_ inbox: any ChannelInbox, for channel: String) { inboxes[channel] = inbox }
 
@@ -25,7 +28,7 @@ struct LocalMembership {
 
     /// Adds `channel` to `group`; returns whether it was not a member yet.
     mutating func join(_ group: String, channel: String, at joinedAt: Double) -> Bool {
-        groupsOfChannel[channel, default: []].insert(group)
+        groupsOfChannel[channel, default: SmallSet()].insert(group)
         if groups[group]?[channel] != nil { return false }
         if let inbox = inboxes[channel] {
             pushed.add(inbox, to: group)
@@ -56,8 +59,9 @@ struct LocalMembership {
 
     /// Records that `channel` is present in `group` as `info`; returns whether it was not yet.
     mutating func addPresence(_ info: PresenceInfo, channel: String, in group: String) -> Bool {
-        presence[channel] = info
-        let inserted = presentIn[channel, default: []].insert(group).inserted
+        // Anonymous members (no user, no info) take no entry: most connections of a public room are.
+        presence[channel] = info == PresenceInfo() ? nil : info
+        let inserted = presentIn[channel, default: SmallSet()].insert(group)
         if inserted { presenceCount[group, default: 0] += 1 }
         return inserted
     }
@@ -67,7 +71,7 @@ struct LocalMembership {
     mutating func removePresence(of channel: String, in groups: some Sequence<String>) -> (left: [(group: String, info: PresenceInfo)], emptied: [String]) {
         var left: [(group: String, info: PresenceInfo)] = []
         var emptied: [String] = []
-        for group in groups where presentIn[channel]?.remove(group) != nil {
+        for group in groups where presentIn[channel]?.remove(group) == true {
             left.append((group, presence[channel] ?? PresenceInfo()))
             presenceCount[group, default: 1] -= 1
             if presenceCount[group]! <= 0 {
@@ -84,7 +88,7 @@ struct LocalMembership {
 
     /// Who `channel` is in `group`, when it joined with presence.
     func presence(of channel: String, in group: String) -> PresenceInfo? {
-        presentIn[channel]?.contains(group) == true ? presence[channel] : nil
+        presentIn[channel]?.contains(group) == true ? presence[channel] ?? PresenceInfo() : nil
     }
 
     /// The group's local members that joined with presence.

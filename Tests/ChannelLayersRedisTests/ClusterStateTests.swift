@@ -82,9 +82,12 @@ final class KeepingInbox: ChannelInbox {
             })
             #expect(await eventually { (try? await redis.send("HGET", "asgi:{cluster}:user:bob", "node-silent").string) == "1" })
             let all = try await Self.events(redis).map { "\($0["name"] ?? "") \($0["group"] ?? $0["user"] ?? "")" }
+            // Stated in one script, its events come together. Its lease lapses again a second after it spoke, so on
+            // a slow run the watcher's second reap may follow them: only the first four are its statement.
             let again = Array(all.dropFirst(afterReap.count))
-            #expect(Set(again) == ["user_online bob", "group_occupied solo", "member_added room", "group_occupied later"], "\(again)")
-            #expect(again.count == 4, "\(again)")
+            #expect(Set(again.prefix(4)) == ["user_online bob", "group_occupied solo", "member_added room", "group_occupied later"], "\(again)")
+            let statedAgain = again.dropFirst(4).filter { $0.hasPrefix("user_online") || $0.hasPrefix("group_occupied") || $0.hasPrefix("member_added") }
+            #expect(statedAgain.isEmpty, "stated once: \(again)")
         }
     }
 

@@ -17,8 +17,14 @@ final class ClusterState: Sendable {
     struct Held: Sendable {
         var users: [String: Int] = [:]
         var groups: Set<String> = []
-        /// `<group>\n<channel>` -> `{"user": ..., "info": ...}`.
-        var presence: [String: String] = [:]
+        /// `{"user": ..., "info": ...}` of each channel present in a group. (The key shares the strings the
+        /// layer already holds: a joined key was an allocation per idle connection.)
+        var presence: [PresenceKey: String] = [:]
+    }
+
+    struct PresenceKey: Hashable, Sendable {
+        let group: String
+        let channel: String
     }
 
     private enum Operation: Sendable {
@@ -99,19 +105,27 @@ final class ClusterState: Sendable {
     func presenceAdd(group: String, channel: String, presence: PresenceInfo) {
         let value = Self.presenceValue(presence)
         queue.update { queue in
-            queue.held.presence[group + "\n" + channel] = value
+            queue.held.presence[PresenceKey(group: group, channel: channel)] = value
             queue.operations.append(.presenceAdd(group: group, channel: channel, value: value))
         }
     }
 
     func presenceRemove(group: String, channel: String) {
         queue.update { queue in
-            queue.held.presence.removeValue(forKey: group + "\n" + channel)
+            queue.held.presence.removeValue(forKey: PresenceKey(group: group, channel: channel))
             queue.operations.append(.presenceRemove(group: group, channel: channel))
         }
     }
 
     static func presenceValue(_ presence: PresenceInfo) -> String {
+        // Connections without a user share one value.
+        if presence.user == nil, presence.info == nil { return anonymousPresenceValue }
+        return serialize(presence)
+    }
+
+    private static let anonymousPresenceValue = serialize(PresenceInfo())
+
+    private static func serialize(_ presence: PresenceInfo) -> String {
         let object: OrderedDictionary<String, MessageValue> = ["user": presence.user.map { .string($0) } ?? .null, "info": presence.info ?? .null]
         return (try? JSON.serialize(.map(object))) ?? #"{"user":null}"#
     }
@@ -160,10 +174,7 @@ final class ClusterState: Sendable {
                 arguments.append("R")
                 for (user, count) in held.users { arguments += ["U=", .string(user), .integer(count)] }
                 for group in held.groups { arguments += ["G+", .string(group)] }
-                for (field, value) in held.presence {
-                    let parts = field.split(separator: "\n", maxSplits: 1)
-                    arguments += ["P+", .string(String(parts[0])), .string(parts.count > 1 ? String(parts[1]) : ""), .string(value)]
-                }
+                for (key, value) in held.presence { arguments += ["P+", .string(key.group), .string(key.channel), .string(value)] }
             }
             for operation in operations {
                 switch operation {

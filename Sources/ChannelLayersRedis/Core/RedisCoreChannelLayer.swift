@@ -345,7 +345,7 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
     }
 
     public func deleteChannel(_ channel: String) async {
-        let groups = local.withMembership { $0.groupsOfChannel[channel] ?? [] }
+        let groups = local.withMembership { $0.groups(of: channel) }
         forget(groups, channel: channel)
         await removeFromRedis(groups.map { (group: $0, channel: channel) })
         local.remove(channel)

@@ -108,7 +108,7 @@ extension RedisPubSubChannelLayer {
         }
         let affected = local.withMembership { membership in
             membership.inboxes.filter { channel, _ in
-                lost(channel) || (membership.groupsOfChannel[channel] ?? []).contains { lost(groupChannel($0)) }
+                lost(channel) || membership.groups(of: channel).contains { lost(groupChannel($0)) }
             }.map(\.value)
         }
         // Offsets after the gap are checked against the history again.

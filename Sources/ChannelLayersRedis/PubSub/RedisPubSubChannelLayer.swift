@@ -299,7 +299,7 @@ public final class RedisPubSubChannelLayer: InboxChannelLayer, PresenceChannelLa
     }
 
     public func deleteChannel(_ channel: String) async {
-        let groups = local.withMembership { $0.groupsOfChannel[channel] ?? [] }
+        let groups = local.withMembership { $0.groups(of: channel) }
         let left = leavePresence(channel, groups: groups)
         for group in groups { discard(group, channel: channel) }
         await announce(left)

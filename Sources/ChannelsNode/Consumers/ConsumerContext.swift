@@ -16,7 +16,8 @@ public final class ConsumerContext {
     /// The node's limits and policies.
     public var limits: ConnectionLimits { connection.limits }
     /// Groups joined through ``groupAdd(_:)``; the node leaves them when the connection ends.
-    public private(set) var groups: Set<String> = []
+    public var groups: Set<String> { Set(joinedGroups) }
+    private var joinedGroups = SmallSet<String>()
     /// This connection's forward rules by handler name, in place of the consumer type's
     /// ``WebSocketConsumer/forwardRules``; set in ``WebSocketConsumer/connect()`` (read once it accepted).
     /// Share the rule objects between connections: a group message's frame is made once per rule.
@@ -65,7 +66,8 @@ public final class ConsumerContext {
     }
 
     /// Groups joined with presence.
-    public private(set) var presenceGroups: Set<String> = []
+    public var presenceGroups: Set<String> { Set(joinedWithPresence) }
+    private var joinedWithPresence = SmallSet<String>()
 
     /// Joins a group with this connection's channel.
     public func groupAdd(_ group: String) async throws(ChannelLayerError) {
@@ -74,7 +76,7 @@ public final class ConsumerContext {
     }
 
     private func joined(_ group: String) {
-        if groups.insert(group).inserted { connection.joined(group) }
+        if joinedGroups.insert(group) { connection.joined(group) }
     }
 
     /// Joins a group with presence: the group's presence lists this connection with the token's `sub` and
@@ -93,13 +95,13 @@ public final class ConsumerContext {
         guard let layer = layer as? any PresenceChannelLayer else { return try await groupAdd(group) }
         try await layer.groupAdd(group, channel: channelName, presence: info)
         joined(group)
-        presenceGroups.insert(group)
+        joinedWithPresence.insert(group)
     }
 
     /// Leaves a group.
     public func groupDiscard(_ group: String) async throws(ChannelLayerError) {
         try await layer.groupDiscard(group, channel: channelName)
-        if groups.remove(group) != nil { connection.left(group) }
+        if joinedGroups.remove(group) { connection.left(group) }
     }
 
     /// Sends a message to every member of a group, this connection included if it is a member.
