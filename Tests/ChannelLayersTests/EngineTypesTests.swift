@@ -118,6 +118,26 @@ struct EngineTypesTests {
         #expect(dispatcher.deliveries == 9)
     }
 
+    @Test func aBatchIsHandedOnWholeInItsOrderOnEveryLoop() {
+        let loops = [EmbeddedEventLoop(), EmbeddedEventLoop()]
+        let inboxes = [RecordingInbox(eventLoop: loops[0]), RecordingInbox(eventLoop: loops[1]), RecordingInbox(eventLoop: loops[1])]
+        let dispatcher = InboxDispatcher(highWater: 6, lowWater: 2)
+        var batch = InboxDispatcher.Batch()
+        #expect(batch.isEmpty)
+        for n in 0..<3 { batch.add(Delivery(["type": "m", "n": .int(Int64(n))]), to: GroupIndex.byEventLoop(inboxes)) }
+        batch.add(Delivery(["type": "m", "n": 3]), to: inboxes[2])
+        #expect(!batch.isEmpty)
+        for loop in loops { loop.run() }
+        #expect(inboxes.allSatisfy { $0.received.withLock { $0.isEmpty } }, "nothing before the batch is dispatched")
+        dispatcher.dispatch(batch)
+        #expect(!dispatcher.hasRoom, "seven messages wait in the two loops' mailboxes (past the high water of 6)")
+        for loop in loops { loop.run() }
+        let received = inboxes.map { inbox in inbox.received.withLock { $0.map { $0["n"]?.int } } }
+        #expect(received == [[0, 1, 2], [0, 1, 2], [0, 1, 2, 3]])
+        #expect(inboxes.map { $0.batches.load(ordering: .relaxed) } == [1, 1, 1], "one flush per inbox for the whole batch")
+        #expect(dispatcher.deliveries == 10 && dispatcher.hasRoom)
+    }
+
     @Test func aProducerThatOutrunsTheLoopIsToldToWaitAndResumedOnceItDrains() {
         let loop = EmbeddedEventLoop()
         let inbox = RecordingInbox(eventLoop: loop)
