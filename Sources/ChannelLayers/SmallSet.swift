@@ -74,11 +74,25 @@ package struct SmallSet<Element: Hashable>: Sequence {
         }
     }
 
-    package func makeIterator() -> Array<Element>.Iterator {
+    package func makeIterator() -> Iterator {
         switch storage {
-        case .empty: [].makeIterator()
-        case .one(let only): [only].makeIterator()
-        case .many(let set): Array(set).makeIterator()
+        case .empty: Iterator(one: nil, many: nil)
+        case .one(let only): Iterator(one: only, many: nil)
+        case .many(let set): Iterator(one: nil, many: set.makeIterator())
+        }
+    }
+
+    /// Walks the element held inline, or the set's, without copying them.
+    package struct Iterator: IteratorProtocol {
+        fileprivate var one: Element?
+        fileprivate var many: Set<Element>.Iterator?
+
+        package mutating func next() -> Element? {
+            if let element = one {
+                one = nil
+                return element
+            }
+            return many?.next()
         }
     }
 }

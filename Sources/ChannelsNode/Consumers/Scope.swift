@@ -7,10 +7,9 @@ public struct Scope: Sendable {
     /// Values of the route's `<name>` segments, e.g. `["room": "lobby"]` (Django's `url_route.kwargs`).
     public var parameters: [String: String] {
         get { Dictionary(packedParameters.all, uniquingKeysWith: { $1 }) }
-        set { packedParameters = PackedHeaders(newValue.map { (name: $0.key, value: $0.value) }) }
+        set { packedParameters = PackedPairs(newValue) }
     }
-    /// Packed like the headers: a dictionary of one entry took 140 bytes of every idle connection.
-    private var packedParameters: PackedHeaders
+    private var packedParameters: PackedPairs
     /// The query string's parameters (the last value of a repeated name wins).
     public var query: [String: String]
     /// The query string as the client sent it, without the `?` (ASGI's `query_string`).
@@ -18,9 +17,9 @@ public struct Scope: Sendable {
     /// The request headers, names lowercased, in order.
     public var headers: [(name: String, value: String)] {
         get { packedHeaders.all }
-        set { packedHeaders = PackedHeaders(newValue) }
+        set { packedHeaders = PackedPairs(newValue) }
     }
-    private var packedHeaders: PackedHeaders
+    private var packedHeaders: PackedPairs
     /// The client's address (`ip:port`) as the node saw it.
     public var clientAddress: String?
     /// The authenticated user's claims, once an authentication middleware set them.
@@ -49,10 +48,10 @@ public struct Scope: Sendable {
     ) {
         self.transport = transport
         self.path = path
-        self.packedParameters = PackedHeaders(parameters.map { (name: $0.key, value: $0.value) })
+        self.packedParameters = PackedPairs(parameters)
         self.query = query
         self.queryString = queryString
-        self.packedHeaders = PackedHeaders(headers)
+        self.packedHeaders = PackedPairs(headers)
         self.clientAddress = clientAddress
         self.user = user
     }

@@ -1,33 +1,39 @@
-/// Request headers in one buffer of bytes, names and values each after its length.
+/// Name-value pairs in one buffer of bytes, names and values each after its length: a request's headers, a
+/// route's parameters.
 ///
-/// A connection keeps its handshake's headers for its whole life (its consumer may read them); as an array
-/// of strings they took an allocation for the array and one for each name or value past 15 bytes, about
-/// 400 bytes of an idle connection. Reading them back is rare (middleware, the Django bridge's scope).
-struct PackedHeaders: Sendable {
+/// A connection keeps its scope for its whole life (its consumer may read it); as an array of strings the
+/// headers took an allocation for the array and one for each name or value past 15 bytes, about 400 bytes of
+/// an idle connection, and a one-entry dictionary of parameters 140. Reading them back is rare (middleware,
+/// `connect()`, the Django bridge's scope).
+struct PackedPairs: Sendable {
     private var bytes: [UInt8] = []
 
-    init(_ headers: [(name: String, value: String)]) {
-        guard !headers.isEmpty else { return }
-        bytes.reserveCapacity(headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 })
-        for header in headers {
-            append(header.name)
-            append(header.value)
+    init(_ pairs: [(name: String, value: String)]) {
+        guard !pairs.isEmpty else { return }
+        bytes.reserveCapacity(pairs.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 })
+        for pair in pairs {
+            append(pair.name)
+            append(pair.value)
         }
     }
 
-    /// Every header, in order.
+    init(_ pairs: [String: String]) {
+        self.init(pairs.map { (name: $0.key, value: $0.value) })
+    }
+
+    /// Every pair, in order.
     var all: [(name: String, value: String)] {
-        var headers: [(name: String, value: String)] = []
+        var pairs: [(name: String, value: String)] = []
         var index = 0
         while index < bytes.count {
             let name = read(at: &index)
             let value = read(at: &index)
-            headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+            pairs.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         }
-        return headers
+        return pairs
     }
 
-    /// The value of the first header whose name is `name` (compared as bytes).
+    /// The value of the first pair whose name is `name` (compared as bytes).
     func first(named name: String) -> String? {
         var index = 0
         while index < bytes.count {
