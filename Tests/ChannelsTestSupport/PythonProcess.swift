@@ -63,6 +63,7 @@ public final class PythonProcess: Sendable {
                 if data.isEmpty { break }
                 errors.text.withLock { $0 += String(decoding: data, as: UTF8.self) }
             }
+            errors.ended.withLock { $0 = true }
         }
         self.process = Mutex(process)
     }
@@ -80,8 +81,17 @@ public final class PythonProcess: Sendable {
                 return nil
             }
             defer { group.cancelAll() }
+            let started = ContinuousClock.now
             if let line = try await group.next() ?? nil { return line }
-            throw TestSupportError("python printed no line within \(timeout) or exited; stderr:\n\(errors.text.withLock { $0 })")
+            let waited = ContinuousClock.now - started
+            // Standard output ends before the reader of standard error has taken all of it: wait for that
+            // reader, so that a traceback is not missing from the error.
+            let ended = await eventually(timeout: .seconds(3), every: .milliseconds(10)) { errors.ended.withLock { $0 } }
+            let running = process.withLock { $0.isRunning }
+            let state = running ? "still running" : "exited with status \(process.withLock { $0.terminationStatus })"
+            throw TestSupportError(
+                "python printed no line after \(waited) (timeout \(timeout)); it \(state); \(ended ? "" : "partial ")stderr:\n\(errors.text.withLock { $0 })"
+            )
         }
     }
 
@@ -128,9 +138,10 @@ public final class PythonProcess: Sendable {
     }
 }
 
-/// Text appended from a reader thread.
 /// Text gathered from several threads.
 public final class TextBuffer: Sendable {
     public let text = Mutex("")
+    /// Whether the writer reached the end of its input.
+    public let ended = Mutex(false)
     public init() {}
 }
