@@ -1,11 +1,11 @@
 // swift-tools-version:6.1
 // libFuzzer targets for the decoders that read bytes from outside: msgpack from Redis, JSON and client
-// frames from WebSocket clients, channel and group names from both. Built with `-sanitize=fuzzer,address`
+// frames from WebSocket clients, channel and group names from both, WebSocket frame headers from sockets. Built with `-sanitize=fuzzer,address`
 // by `scripts/fuzz`; not part of the main package's build. SwiftPM links an executable's entry as
 // `<Module>_main`, so each target defines that and hands over to libFuzzer's `LLVMFuzzerRunDriver`.
 import PackageDescription
 
-let targets = ["FuzzMessagePack", "FuzzJSON", "FuzzClientFrame", "FuzzNames"]
+let targets = ["FuzzMessagePack", "FuzzJSON", "FuzzClientFrame", "FuzzNames", "FuzzWebSocketFrames"]
 
 let package = Package(
     name: "swift-channels-fuzz",

@@ -147,12 +147,33 @@ struct ConnectionHarness {
         return frames
     }
 
-    /// A client frame, masked as clients must.
+    /// A client frame, masked as clients must, as the socket's bytes.
     func send(_ opcode: WebSocketOpcode, _ bytes: [UInt8], masked: Bool = true) async throws {
+        try await channel.writeInbound(Self.encode(opcode, bytes, masked: masked))
+    }
+
+    /// A client frame's bytes (RFC 6455 5.2).
+    static func encode(_ opcode: WebSocketOpcode, _ bytes: [UInt8], fin: Bool = true, rsv1: Bool = false, masked: Bool = true) -> ByteBuffer {
+        var frame = ByteBuffer()
+        frame.writeInteger(UInt8(fin ? 0x80 : 0) | UInt8(rsv1 ? 0x40 : 0) | UInt8(webSocketOpcode: opcode))
+        let mask: UInt8 = masked ? 0x80 : 0
+        switch bytes.count {
+        case ..<126: frame.writeInteger(mask | UInt8(bytes.count))
+        case ..<65536:
+            frame.writeInteger(mask | 126)
+            frame.writeInteger(UInt16(bytes.count))
+        default:
+            frame.writeInteger(mask | 127)
+            frame.writeInteger(UInt64(bytes.count))
+        }
         var data = ByteBuffer(bytes: bytes)
-        let key: WebSocketMaskingKey? = masked ? WebSocketMaskingKey.random() : nil
-        if let key { data.webSocketMask(key) }
-        try await channel.writeInbound(WebSocketFrame(fin: true, opcode: opcode, maskKey: key, data: data))
+        if masked {
+            let key = WebSocketMaskingKey.random()
+            frame.writeBytes(key)
+            data.webSocketMask(key)
+        }
+        frame.writeBuffer(&data)
+        return frame
     }
 
     func send(text: String) async throws { try await send(.text, Array(text.utf8)) }

@@ -20,7 +20,7 @@ import Testing
     }
 
     @Test func seedsExistForEveryTarget() {
-        for target in ["FuzzMessagePack", "FuzzJSON", "FuzzClientFrame", "FuzzNames"] {
+        for target in ["FuzzMessagePack", "FuzzJSON", "FuzzClientFrame", "FuzzNames", "FuzzWebSocketFrames"] {
             #expect(!Self.inputs(target).isEmpty, "no inputs for \(target)")
         }
     }
@@ -55,6 +55,23 @@ import Testing
             let text = String(decoding: bytes, as: UTF8.self)
             let valid = ChannelNames.isValidGroup(text) || ChannelNames.isValidChannel(text)
             #expect(!valid || (text.utf8.count < 100 && text.utf8.allSatisfy { $0 < 0x80 }), "\(name)")
+        }
+    }
+
+    @Test func webSocketFrameInputs() {
+        for (name, bytes) in Self.inputs("FuzzWebSocketFrames") {
+            var offset = 0
+            bytes.withUnsafeBytes { raw in
+                while offset < raw.count {
+                    let rest = UnsafeRawBufferPointer(rebasing: raw[offset...])
+                    guard let header = try? WebSocketFrameHeader.parse(rest, maxPayload: 4096) else { return }
+                    #expect((2...14).contains(header.headerLength) && header.headerLength <= rest.count, "\(name)")
+                    #expect(!header.isControl || (header.fin && header.payloadLength <= 125), "\(name)")
+                    let shorter = UnsafeRawBufferPointer(rebasing: rest[..<(header.headerLength - 1)])
+                    #expect((try? WebSocketFrameHeader.parse(shorter, maxPayload: 4096)) == .some(nil), "\(name)")
+                    offset += header.headerLength + header.payloadLength
+                }
+            }
         }
     }
 }

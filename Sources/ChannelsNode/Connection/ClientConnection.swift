@@ -40,7 +40,7 @@ import Synchronization
 /// context and the channel name, which the preparing task sets before the upgrade completes (the
 /// upgrade's future orders those writes before any read on the loop) and the mailbox task uses one at a time.
 final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Sendable {
-    typealias InboundIn = WebSocketFrame
+    typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     enum Event {
@@ -66,9 +66,13 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         }
     }
 
-    let eventLoop: any EventLoop
+    // The stored properties are laid out for an idle connection's bytes: state most connections never have
+    // (a refusal, a recovery, a timer) is kept out of line (``OutOfLine``), and the small fields sit together
+    // at the end, where they pack instead of each taking a word of padding.
+
     /// What this connection's event loop shares with its other connections.
     let loop: LoopServices
+    var eventLoop: any EventLoop { loop.eventLoop }
     /// Where the consumer's task runs: on ``eventLoop`` too.
     var executor: EventLoopTaskExecutor { loop.executor }
     let channel: any Channel
@@ -82,24 +86,25 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     var logger: Logger { environment.logger }
     var warnings: WarningLimiter { environment.warnings }
     var pressure: PublishPressure { environment.pressure }
-    /// Served as server-sent events rather than WebSocket frames.
-    let eventStream: Bool
 
     /// Set by ``prepare()`` before the upgrade.
     var channelName = ""
     var consumer: (any ConsumerDriver)?
     var consumerContext: ConsumerContext?
-    /// Whether `connect()` accepted: only then does the consumer get `disconnect`.
-    var accepted = false
     /// The token's `sub` when the layer counted this connection for it (given back when it ends).
     var countedUser: String?
-    /// permessage-deflate was agreed in the handshake: frames of `--compression-min-size` or more go compressed,
-    /// and the client may compress its own.
-    var deflate = false
     /// Close at once with this after the upgrade (a refused handshake or `connect()`).
-    var refusal: (code: UInt16, reason: String)?
+    var refusal: (code: UInt16, reason: String)? {
+        get { refusalStorage?.value }
+        set { OutOfLine.assign(newValue, to: &refusalStorage) }
+    }
+    private var refusalStorage: OutOfLine<(code: UInt16, reason: String)>?
     /// `connect()` denied the handshake: answer with this HTTP status instead of upgrading.
-    var denial: HandshakeRejection?
+    var denial: HandshakeRejection? {
+        get { denialStorage?.value }
+        set { OutOfLine.assign(newValue, to: &denialStorage) }
+    }
+    private var denialStorage: OutOfLine<HandshakeRejection>?
     /// Headers for the handshake's answer, from `connect()`.
     var handshakeHeaders: [(name: String, value: String)] = []
     /// The connection's own forward rules, from `connect()`, in place of the route's.
@@ -107,38 +112,65 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
 
     // Event-loop state.
     var handlerContext: ChannelHandlerContext?
-    var lifecycle = ConnectionLifecycle()
     var mailbox: ConsumerMailbox<Event>
     /// The history group this connection recovers, and what it got of it.
-    var recovery: RecoveryState?
+    var recovery: RecoveryState? {
+        get { recoveryStorage?.value }
+        set { OutOfLine.assign(newValue, to: &recoveryStorage) }
+    }
+    private var recoveryStorage: OutOfLine<RecoveryState>?
     /// That group's name, set once before the upgrade completes: the mailbox task reads it too.
     var recoveredGroup: String?
     /// Live messages of the recovered group that wait for the replay to end.
     var heldDuringReplay: [Delivery] = []
+    /// The client's frames from the socket's bytes.
+    private var reader = ClientFrameReader()
     private var batch = FrameBatch()
-    private var inBatch = false
-    /// Reading the socket is held by code outside the mailbox (``ConnectionHandle/holdReading()``).
-    private var readingHeld = false
     private var rateLimiter: MessageRateLimiter
-    /// The connection's slot in its loop's ``PingWheel`` once the upgrade completed.
-    private var pingSlot: Int?
-    private var closeTimeout: Scheduled<Void>?
+    private var closeTimeout: Scheduled<Void>? {
+        get { closeTimeoutStorage?.value }
+        set { OutOfLine.assign(newValue, to: &closeTimeoutStorage) }
+    }
+    private var closeTimeoutStorage: OutOfLine<Scheduled<Void>>?
     private var lastRule: (name: String, rule: ForwardRule?)?
     /// Client frames read so far.
     private var clientFrames = 0
-    /// For ``outboundBacklog()``: whether frames were flushed since it last asked NIO, and what NIO said.
-    private var flushedSinceBacklog = false
+    /// For ``outboundBacklog()``: what NIO said when it was last asked.
     private var lastBacklog = 0
     /// The groups the consumer joined, for ``pressure``.
     /// (An array: a connection is in a group or two, where a set's storage took twice the bytes.)
     var memberGroups: [String] = []
+    /// Behind and pressing: when the publishers are let go whether or not it caught up.
+    var graceTimer: Scheduled<Void>? {
+        get { graceTimerStorage?.value }
+        set { OutOfLine.assign(newValue, to: &graceTimerStorage) }
+    }
+    private var graceTimerStorage: OutOfLine<Scheduled<Void>>?
+
+    // Small fields, packed together.
+    /// The connection's slot in its loop's ``PingWheel`` once the upgrade completed (-1: none).
+    private var pingSlot: Int32 = -1
+    var lifecycle = ConnectionLifecycle()
+    /// Read by the mailbox task: the code the connection is closing with, 0 while open.
+    let closingCode = Atomic<UInt16>(0)
+    /// Served as server-sent events rather than WebSocket frames.
+    let eventStream: Bool
+    /// Whether `connect()` accepted: only then does the consumer get `disconnect`.
+    var accepted = false
+    /// permessage-deflate was agreed in the handshake: frames of `--compression-min-size` or more go compressed,
+    /// and the client may compress its own.
+    var deflate = false
+    private var inBatch = false
+    /// The client's bytes broke the protocol: the connection is closing and reads no more of them.
+    private var unreadable = false
+    /// Reading the socket is held by code outside the mailbox (``ConnectionHandle/holdReading()``).
+    private var readingHeld = false
+    /// For ``outboundBacklog()``: whether frames were flushed since it last asked NIO.
+    private var flushedSinceBacklog = false
     /// Past the soft mark of bytes waiting (NIO's write-buffer high water mark), until back under its low one.
     var behind = false
     /// Behind, and holding ``memberGroups``' publishers until it catches up or ``graceTimer`` fires.
     var pressing = false
-    var graceTimer: Scheduled<Void>?
-    /// Read by the mailbox task: the code the connection is closing with, 0 while open.
-    let closingCode = Atomic<UInt16>(0)
 
     /// Client frames waiting for the consumer before the socket stops being read.
     static let maxPendingClientFrames = 32
@@ -146,7 +178,6 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     init(channel: any Channel, route: ConsumerRouter.Route?, scope: Scope, environment: ConnectionEnvironment) {
         let limits = environment.limits
         self.environment = environment
-        self.eventLoop = channel.eventLoop
         self.loop = environment.services(for: channel.eventLoop)
         self.channel = channel
         self.route = route
@@ -174,13 +205,31 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
             }
             return
         }
-        pingSlot = loop.pingWheel.add(self)
+        pingSlot = Int32(loop.pingWheel.add(self))
         startTaskIfNeeded()
         continueReplay()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        guard !unreadable else { return }
+        var bytes = unwrapInboundIn(data)
+        do throws(ClientFrameReader.Failure) {
+            while let frame = try reader.next(from: &bytes, maxMessageSize: limits.maxMessageSize) {
+                handle(frame, context: context)
+            }
+        } catch {
+            unreadable = true
+            switch error {
+            case .tooLarge:
+                close(code: CloseCode.messageTooBig, reason: "message larger than \(limits.maxMessageSize) bytes")
+            case .protocolError(let detail):
+                logger.debug("closing a client that broke the WebSocket protocol", metadata: ["reason": "\(detail)"])
+                close(code: CloseCode.protocolError, reason: "WebSocket protocol error")
+            }
+        }
+    }
+
+    private func handle(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
         lifecycle.heard()
         // RFC 6455 5.1: a server must close the connection when a client frame is not masked.
         guard frame.maskKey != nil else {
@@ -268,20 +317,13 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        switch error {
-        case NIOWebSocketError.invalidFrameLength, NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
-            close(code: CloseCode.messageTooBig, reason: "message larger than \(limits.maxMessageSize) bytes")
-        case is NIOWebSocketError, is NIOWebSocketFrameAggregator.Error:
-            close(code: CloseCode.protocolError, reason: "WebSocket protocol error")
-        default:
-            context.close(promise: nil)
-        }
+        context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if let pingSlot {
-            loop.pingWheel.remove(self, slot: pingSlot)
-            self.pingSlot = nil
+        if pingSlot >= 0 {
+            loop.pingWheel.remove(self, slot: Int(pingSlot))
+            pingSlot = -1
         }
         closeTimeout?.cancel()
         behind = false
@@ -617,6 +659,27 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         case .ping:
             flush()
             handlerContext.writeAndFlush(wrapOutboundOut(ServerFrame.make(.ping, payload: [UInt8]())), promise: nil)
+        }
+    }
+}
+
+/// A value kept out of line, behind one optional reference: for state most connections never have, whose inline
+/// bytes (an optional struct of several words) every idle connection would otherwise carry.
+final class OutOfLine<Value> {
+    var value: Value
+
+    init(_ value: Value) { self.value = value }
+
+    /// Stores `value` in `storage`, reusing its box when there is one.
+    static func assign(_ value: Value?, to storage: inout OutOfLine?) {
+        guard let value else {
+            storage = nil
+            return
+        }
+        if let storage {
+            storage.value = value
+        } else {
+            storage = OutOfLine(value)
         }
     }
 }

@@ -17,7 +17,7 @@ extension ChannelsNode {
     /// a ``ClientConnection`` that writes events. A refusal is an HTTP status (an `EventSource` then stops);
     /// "try again later" (node draining, at its limit, the layer unavailable) is a stream that ends at once,
     /// so the browser reconnects by itself, through the load balancer, after `retry`.
-    func eventStream(_ request: HTTPRequest, channel: any Channel) async -> HTTPAnswer {
+    func eventStream(_ request: HTTPRequest, channel: any Channel, ticket: ConnectionTicket) async -> HTTPAnswer {
         let head = request.head
         switch await handshake(uri: head.uri, headers: head.headers, clientAddress: channel.remoteAddress?.description, transport: .eventStream) {
         case .notFound:
@@ -27,15 +27,14 @@ extension ChannelsNode {
             if rejection.status == 503 { return retryLater(rejection.reason) }
             return .text(HTTPResponseStatus(statusCode: rejection.status), rejection.reason + "\n")
         case .accept(let route, let scope):
-            guard admission.admit() else {
+            guard ticket.admit(to: admission) else {
                 metrics.refusedAtLimit.increment()
                 metrics.refusedHandshakes.increment()
                 return retryLater("node at its connection limit (\(configuration.maxConnections)); connect again")
             }
-            channel.closeFuture.whenComplete { [admission] _ in admission.release() }
             let connection = makeConnection(channel: channel, route: route, scope: scope)
             await connection.prepare()
-            channel.closeFuture.whenComplete { _ in connection.abandon() }
+            ticket.prepared(connection)
             if let denial = connection.denial {
                 metrics.refusedHandshakes.increment()
                 connection.abandon()

@@ -24,7 +24,7 @@ extension ChannelsNode {
         return .ignoreBody
     }
 
-    func answer(_ request: HTTPRequest, upgradeError: (any Error)?, channel: any Channel) async -> HTTPAnswer {
+    func answer(_ request: HTTPRequest, upgradeError: (any Error)?, channel: any Channel, ticket: ConnectionTicket) async -> HTTPAnswer {
         let head = request.head
         let path = request.path
         if path == "/api" || path.hasPrefix("/api/") {
@@ -70,7 +70,7 @@ extension ChannelsNode {
             break
         }
         if upgradeError == nil, asksForEventStream(head), router.match(Substring(path)) != nil {
-            return await eventStream(request, channel: channel)
+            return await eventStream(request, channel: channel, ticket: ticket)
         }
         if case .denied(let status, let reason)? = upgradeError as? WebSocketHandshakeError {
             return .text(HTTPResponseStatus(statusCode: status), reason + "\n")

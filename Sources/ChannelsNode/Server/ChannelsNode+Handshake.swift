@@ -46,7 +46,7 @@ extension ChannelsNode {
     }
 
     /// Runs the handshake and, when it passes, the consumer's `connect()`; `nil` for a path no consumer serves.
-    func prepareConnection(_ head: HTTPRequestHead, channel: any Channel) async -> ClientConnection? {
+    func prepareConnection(_ head: HTTPRequestHead, channel: any Channel, ticket: ConnectionTicket) async -> ClientConnection? {
         let result = await handshake(uri: head.uri, headers: head.headers, clientAddress: channel.remoteAddress?.description)
         let connection: ClientConnection
         switch result {
@@ -62,7 +62,7 @@ extension ChannelsNode {
             return connection
         case .accept(let route, let scope):
             // Counted from here until the socket closes, whichever way the connection ends.
-            guard admission.admit() else {
+            guard ticket.admit(to: admission) else {
                 metrics.refusedAtLimit.increment()
                 metrics.refusedHandshakes.increment()
                 connection = makeConnection(channel: channel, route: nil, scope: scope)
@@ -72,11 +72,10 @@ extension ChannelsNode {
                 )
                 return connection
             }
-            channel.closeFuture.whenComplete { [admission] _ in admission.release() }
             connection = makeConnection(channel: channel, route: route, scope: scope)
             await connection.prepare()
             // The upgrade may still fail (the client went away): then nobody runs the connection.
-            channel.closeFuture.whenComplete { _ in connection.abandon() }
+            ticket.prepared(connection)
             return connection
         }
     }

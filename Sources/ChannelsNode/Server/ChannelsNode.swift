@@ -240,22 +240,21 @@ public final class ChannelsNode: Service {
             channel.close(promise: nil)
             return
         }
-        let pending = PendingSlot(admission: pendingHandshakes)
-        channel.closeFuture.whenComplete { _ in pending.release() }
+        let ticket = ConnectionTicket(pending: pendingHandshakes, closing: channel)
         let http = HTTPRequestHandler(
             headTimeout: .nanoseconds(Int64(configuration.handshakeTimeout / .nanoseconds(1))),
             onTimeout: { [metrics] in metrics.handshakeTimeouts.increment() },
             onBadRequest: { [metrics] in metrics.badRequests.increment() },
             // A stream (the API's events) is a connection of its own kind, under its own limit.
-            onStream: { pending.release() },
+            onStream: { ticket.releasePending() },
             examine: { [self] request in examine(&request) }
-        ) { [self] request, upgradeError in await answer(request, upgradeError: upgradeError, channel: channel) }
+        ) { [self] request, upgradeError in await answer(request, upgradeError: upgradeError, channel: channel, ticket: ticket) }
         let prepared = PreparedConnection()
         let upgrader = WebSocketUpgrader(
             shouldUpgrade: { [self] channel, head in
                 let promise = channel.eventLoop.makePromise(of: HTTPHeaders?.self)
                 promise.completeWithTask {
-                    guard let connection = await self.prepareConnection(head, channel: channel) else { return nil }
+                    guard let connection = await self.prepareConnection(head, channel: channel, ticket: ticket) else { return nil }
                     if let denial = connection.denial {
                         // No WebSocket: the HTTP handler answers with the consumer's status.
                         self.metrics.refusedHandshakes.increment()
@@ -276,12 +275,9 @@ public final class ChannelsNode: Service {
             installHandlers: { [self] channel, _ in
                 channel.eventLoop.makeCompletedFuture {
                     guard let connection = prepared.connection.withLock({ $0 }) else { throw WebSocketHandshakeError.notAWebSocketPath }
-                    let maxSize = configuration.limits.maxMessageSize
-                    let operations = channel.pipeline.syncOperations
-                    try operations.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxSize)))
-                    try operations.addHandler(ClientMessageAssembler(maxMessageSize: maxSize))
-                    try operations.addHandler(connection)
-                    pending.release()
+                    // The connection reads the client's frames itself (``ClientFrameReader``): no decoder steps.
+                    try channel.pipeline.syncOperations.addHandler(connection)
+                    ticket.releasePending()
                     connections.add(connection)
                     metrics.connectionOpened()
                     if configuration.logConnections {
@@ -335,21 +331,6 @@ public final class ChannelsNode: Service {
         "/admin/admin.css": ("text/css; charset=utf-8", PackageResources.admin_css),
     ]
 
-}
-
-/// A connection's place among those that have not upgraded, given back once.
-private final class PendingSlot: Sendable {
-    let admission: ConnectionAdmission
-    let released = Atomic<Bool>(false)
-
-    init(admission: ConnectionAdmission) {
-        self.admission = admission
-        _ = admission.admit()
-    }
-
-    func release() {
-        if !released.exchange(true, ordering: .relaxed) { admission.release() }
-    }
 }
 
 /// Hands the connection that the handshake prepared to the upgrade's pipeline step.
