@@ -217,7 +217,7 @@ public final class ChannelsNode: Service {
             .childChannelOption(.writeBufferWaterMark, value: .init(low: limits.softQueuedBytes / 2, high: limits.softQueuedBytes))
             // Each connection keeps its last receive buffer between reads: NIO's 2 KiB start was a fifth of an idle
             // connection's memory. Reads of larger frames grow it as they come (a long handshake takes two reads).
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
+            .childChannelOption(.recvAllocator, value: ReceiveBufferSizer())
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture { try initialize(channel) }
             }
