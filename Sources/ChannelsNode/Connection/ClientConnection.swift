@@ -24,13 +24,13 @@ import Synchronization
 /// quarter of the bytes (NIO's write-buffer high water mark) the client is behind and its groups' publishers
 /// wait for it, for a while (``PublishPressure``, `+Pressure`). While client frames wait for the consumer the socket is not read.
 ///
-/// The decisions live in value types with no I/O, each tested alone: ``ConnectionLifecycle`` (the close
-/// handshake and the ping timeout), ``ConsumerMailbox`` (the consumer's events and its task),
-/// ``FrameBatch`` (gathered writes) and ``RecoveryState`` (`?recover=1`). This type does the I/O; its
-/// extensions prepare the connection before the upgrade (`+Preparing`), run the consumer
-/// (`+Consumer`), replay history (`+Recovery`) and write event streams (`+EventStream`); permessage-deflate is
-/// ``PerMessageDeflate``'s. (This file is about 540 lines: the channel handler, the inbox and the writes share
-/// one event loop's state, and splitting them would scatter that state's I/O.)
+/// The decisions live in value types with no I/O, each tested alone: ``ClientFrameReader`` (the client's frames
+/// from the socket's bytes), ``ConnectionLifecycle`` (the close handshake and the ping timeout), ``ConsumerMailbox``
+/// (the consumer's events and its task), ``FrameBatch`` (gathered writes) and ``RecoveryState`` (`?recover=1`). This
+/// type does the I/O; its extensions read the client's frames (`+Frames`), prepare the connection before the
+/// upgrade (`+Preparing`), run the consumer (`+Consumer`), replay history (`+Recovery`) and write event streams
+/// (`+EventStream`); permessage-deflate is ``PerMessageDeflate``'s. (This file is about 570 lines: the inbox and the
+/// writes share one event loop's state, and splitting them would scatter that state's I/O.)
 ///
 /// An event stream (``Scope/Transport/eventStream``) is the same connection with another output form: frames
 /// become server-sent events (``ServerEvent``), a close is an `event: close` and the end of the response, a
@@ -124,9 +124,9 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     /// Live messages of the recovered group that wait for the replay to end.
     var heldDuringReplay: [Delivery] = []
     /// The client's frames from the socket's bytes.
-    private var reader = ClientFrameReader()
+    var reader = ClientFrameReader()
     private var batch = FrameBatch()
-    private var rateLimiter: MessageRateLimiter
+    var rateLimiter: MessageRateLimiter
     private var closeTimeout: Scheduled<Void>? {
         get { closeTimeoutStorage?.value }
         set { OutOfLine.assign(newValue, to: &closeTimeoutStorage) }
@@ -134,7 +134,7 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     private var closeTimeoutStorage: OutOfLine<Scheduled<Void>>?
     private var lastRule: (name: String, rule: ForwardRule?)?
     /// Client frames read so far.
-    private var clientFrames = 0
+    var clientFrames = 0
     /// For ``outboundBacklog()``: what NIO said when it was last asked.
     private var lastBacklog = 0
     /// The groups the consumer joined, for ``pressure``.
@@ -162,9 +162,9 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     var deflate = false
     private var inBatch = false
     /// The client's bytes broke the protocol: the connection is closing and reads no more of them.
-    private var unreadable = false
+    var unreadable = false
     /// Reading the socket is held by code outside the mailbox (``ConnectionHandle/holdReading()``).
-    private var readingHeld = false
+    var readingHeld = false
     /// For ``outboundBacklog()``: whether frames were flushed since it last asked NIO.
     private var flushedSinceBacklog = false
     /// Past the soft mark of bytes waiting (NIO's write-buffer high water mark), until back under its low one.
@@ -208,103 +208,6 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         pingSlot = Int32(loop.pingWheel.add(self))
         startTaskIfNeeded()
         continueReplay()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !unreadable else { return }
-        var bytes = unwrapInboundIn(data)
-        do throws(ClientFrameReader.Failure) {
-            while let frame = try reader.next(from: &bytes, maxMessageSize: limits.maxMessageSize) {
-                handle(frame, context: context)
-            }
-        } catch {
-            unreadable = true
-            switch error {
-            case .tooLarge:
-                close(code: CloseCode.messageTooBig, reason: "message larger than \(limits.maxMessageSize) bytes")
-            case .protocolError(let detail):
-                logger.debug("closing a client that broke the WebSocket protocol", metadata: ["reason": "\(detail)"])
-                close(code: CloseCode.protocolError, reason: "WebSocket protocol error")
-            }
-        }
-    }
-
-    private func handle(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
-        lifecycle.heard()
-        // RFC 6455 5.1: a server must close the connection when a client frame is not masked.
-        guard frame.maskKey != nil else {
-            close(code: CloseCode.protocolError, reason: "client frames must be masked")
-            return
-        }
-        switch frame.opcode {
-        case .text, .binary:
-            guard lifecycle.isOpen else { return }
-            metrics.messagesIn.increment()
-            metrics.traffic.countIn()
-            guard rateLimiter.allow() else {
-                metrics.rateLimitCloses.increment()
-                close(code: CloseCode.rateLimited, reason: "more than \(limits.maxMessagesPerSecond) messages per second")
-                return
-            }
-            // RFC 6455 5.2: reserved bits only with an extension that defines them (RSV1: permessage-deflate).
-            guard !frame.rsv2, !frame.rsv3, !frame.rsv1 || deflate else {
-                close(code: CloseCode.protocolError, reason: "reserved bits set without an extension that defines them")
-                return
-            }
-            var data = frame.unmaskedData
-            if frame.rsv1 {
-                do {
-                    data = try PerMessageDeflate.inflate(data, limit: limits.maxMessageSize, allocator: context.channel.allocator)
-                } catch is PerMessageDeflate.TooLarge {
-                    metrics.inflatedTooLarge.increment()
-                    close(code: CloseCode.messageTooBig, reason: "a compressed message inflates past \(limits.maxMessageSize) bytes")
-                    return
-                } catch {
-                    close(code: CloseCode.invalidPayload, reason: "a compressed message that is not DEFLATE")
-                    return
-                }
-            }
-            clientFrames += 1
-            if frame.opcode == .text {
-                guard let text = String(validating: data.readableBytesView, as: UTF8.self) else {
-                    close(code: CloseCode.invalidPayload, reason: "a text frame must be UTF-8")
-                    return
-                }
-                enqueue(.text(text, number: clientFrames))
-            } else if route?.acceptsBinary == false {
-                // Say so rather than drop it silently; the connection stays.
-                write(ServerFrame.text(ClientFrame.error(.invalidFrame, detail: "this endpoint takes text frames only")))
-                flush()
-                return
-            } else {
-                enqueue(.binary(Array(data.readableBytesView), number: clientFrames))
-            }
-            if mailbox.clientFrameQueued(), !readingHeld {
-                try? context.channel.syncOptions?.setOption(.autoRead, value: false)
-            }
-        case .ping:
-            guard lifecycle.isOpen, !frame.rsv1 else { return }
-            write(ServerFrame.make(.pong, payload: frame.unmaskedData.readableBytesView))
-            flush()
-        case .pong:
-            break
-        case .connectionClose:
-            var data = frame.unmaskedData
-            switch lifecycle.peerClosed(code: data.readInteger(as: UInt16.self)) {
-            case .answer(let code):
-                // Answer with the client's code, then close once the answer is out.
-                closingCode.store(code, ordering: .relaxed)
-                flush()
-                let channel = context.channel
-                context.writeAndFlush(wrapOutboundOut(ServerFrame.close(code: code, reason: ""))).whenComplete { _ in
-                    channel.close(promise: nil)
-                }
-            case .closeSocket:
-                context.close(promise: nil)
-            }
-        default:
-            close(code: CloseCode.protocolError, reason: "unknown opcode")
-        }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -659,27 +562,6 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         case .ping:
             flush()
             handlerContext.writeAndFlush(wrapOutboundOut(ServerFrame.make(.ping, payload: [UInt8]())), promise: nil)
-        }
-    }
-}
-
-/// A value kept out of line, behind one optional reference: for state most connections never have, whose inline
-/// bytes (an optional struct of several words) every idle connection would otherwise carry.
-final class OutOfLine<Value> {
-    var value: Value
-
-    init(_ value: Value) { self.value = value }
-
-    /// Stores `value` in `storage`, reusing its box when there is one.
-    static func assign(_ value: Value?, to storage: inout OutOfLine?) {
-        guard let value else {
-            storage = nil
-            return
-        }
-        if let storage {
-            storage.value = value
-        } else {
-            storage = OutOfLine(value)
         }
     }
 }
