@@ -104,4 +104,31 @@ import Testing
             }
         }
     }
+
+    /// A flood whose every read ends within a frame: what the reader keeps stays one frame and one read, not
+    /// everything read so far.
+    @Test func readsThatEndMidFrameKeepOnlyTheCutFrame() throws {
+        var reader = ClientFrameReader()
+        var stream = ByteBuffer()
+        for index in 0..<2000 {
+            var frame = Self.frame(.text, "\(index)-" + String(repeating: "f", count: 1000))
+            stream.writeBuffer(&frame)
+        }
+        var frames = 0
+        var largest = 0
+        while stream.readableBytes > 0 {
+            // Reads of 4,000 bytes: each ends inside a frame of about 1,010.
+            var read = ByteBuffer()
+            var piece = stream.readSlice(length: min(4000, stream.readableBytes))!
+            read.writeBuffer(&piece)
+            while let frame = try reader.next(from: &read, maxMessageSize: 4096) {
+                #expect(String(buffer: frame.unmaskedData).hasPrefix("\(frames)-"))
+                frames += 1
+            }
+            largest = max(largest, reader.heldCapacity)
+        }
+        #expect(frames == 2000)
+        #expect(largest <= 16 * 1024, "kept \(largest) bytes for a cut frame")
+        #expect(reader.heldCapacity == 0)
+    }
 }

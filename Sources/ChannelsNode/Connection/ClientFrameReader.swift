@@ -34,6 +34,9 @@ struct ClientFrameReader {
 
     /// The bytes of a frame that a read cut in two.
     private var pending: ByteBuffer?
+
+    /// Bytes of storage kept for a cut frame (0 when none): bounded by a frame and a read.
+    var heldCapacity: Int { pending?.capacity ?? 0 }
     /// A message whose fragments are arriving (out of line: most connections never fragment).
     private var assembly: OutOfLine<Assembly>?
 
@@ -43,6 +46,9 @@ struct ClientFrameReader {
     mutating func next(from bytes: inout ByteBuffer, maxMessageSize: Int) throws(Failure) -> WebSocketFrame? {
         if var held = pending {
             pending = nil
+            // Only the cut frame's bytes are kept, from the start of the buffer: appending to one that still held
+            // the frames read before it grew the buffer by every read of a flood whose reads end mid-frame.
+            held.discardReadBytes()
             held.writeBuffer(&bytes)
             bytes = held
         }
