@@ -34,11 +34,11 @@ struct ClientFrameReader {
 
     /// The bytes of a frame that a read cut in two.
     private var pending: ByteBuffer?
+    /// A message whose fragments are arriving (out of line: most connections never fragment).
+    private var assembly: OutOfLine<Assembly>?
 
     /// Bytes of storage kept for a cut frame (0 when none): bounded by a frame and a read.
     var heldCapacity: Int { pending?.capacity ?? 0 }
-    /// A message whose fragments are arriving (out of line: most connections never fragment).
-    private var assembly: OutOfLine<Assembly>?
 
     /// The next whole frame or joined message in `bytes` (one read, taken after what an earlier read left);
     /// `nil` once `bytes` holds no more, keeping a cut frame's bytes for the next read. Payloads are still masked,
