@@ -138,6 +138,9 @@ public struct NodeApplication: Sendable {
             throw ValidationError("--handshake-timeout must be positive, --max-pending-handshakes 0 or more, --ping-interval at least 0.1 s")
         }
         guard configuration.maxConnections >= 0 else { throw ValidationError("--max-connections must be 0 or more") }
+        let flushDelay = try number(options.flushDelay, "CHANNELS_FLUSH_DELAY", 50)
+        guard (0...10_000).contains(flushDelay) else { throw ValidationError("--flush-delay must be 0 to 10000 microseconds") }
+        configuration.flushDelay = .microseconds(flushDelay)
         configuration.maxNodeQueuedBytes = try number(options.maxNodeQueuedBytes, "CHANNELS_MAX_NODE_QUEUED_BYTES", configuration.maxNodeQueuedBytes)
         guard configuration.maxNodeQueuedBytes == 0 || configuration.maxNodeQueuedBytes >= limits.maxQueuedBytes else {
             throw ValidationError("--max-node-queued-bytes must be 0 (no bound) or at least --max-queued-bytes (\(limits.maxQueuedBytes))")

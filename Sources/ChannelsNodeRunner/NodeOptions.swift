@@ -120,6 +120,9 @@ public struct NodeOptions: ParsableArguments, Sendable {
     @Option(help: "Each socket's kernel send buffer in bytes; small keeps a slow client's backlog counted (CHANNELS_SOCKET_SEND_BUFFER). [default: 131072]")
     var socketSendBuffer: Int?
 
+    @Option(help: "Microseconds an event loop holds the group messages it wrote to its clients before flushing them, so that messages arriving meanwhile share the socket writes; 0 = flush at once (CHANNELS_FLUSH_DELAY). [default: 50]")
+    var flushDelay: Int?
+
     @Option(help: "Messages per second a client may send; over it closes with 4029, 0 = no limit (CHANNELS_MAX_MESSAGES_PER_SECOND). [default: 0]")
     var maxMessagesPerSecond: Double?
 

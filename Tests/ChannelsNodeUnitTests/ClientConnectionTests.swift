@@ -83,7 +83,7 @@ struct ConnectionHarness {
 
     static func make(
         query: String = "", limits: ConnectionLimits = ConnectionLimits(), pingInterval: Duration = .seconds(30), runLoopBeforeUpgrade: Bool = false,
-        transport: Scope.Transport = .webSocket,
+        transport: Scope.Transport = .webSocket, flushDelay: Duration = .zero,
         layer: InMemoryChannelLayer = InMemoryChannelLayer(configuration: .init(history: HistoryConfiguration(patterns: ["chat_*"])))
     ) async throws -> ConnectionHarness {
         let log = ConsumerLog()
@@ -97,7 +97,7 @@ struct ConnectionHarness {
             channel: channel, route: route, scope: Scope(path: "/ws/room/", parameters: parameters, query: Scope.parseQuery(query[...]), transport: transport),
             environment: ConnectionEnvironment(
                 layer: layer, limits: limits, metrics: metrics, logger: Logger(label: "test"), warnings: WarningLimiter(logger: Logger(label: "test")),
-                pingInterval: pingInterval, pressure: PublishPressure(nodeID: "test", grace: limits.slowReaderGrace, metrics: metrics), onClosed: { _ in }
+                pingInterval: pingInterval, flushDelay: flushDelay, pressure: PublishPressure(nodeID: "test", grace: limits.slowReaderGrace, metrics: metrics), onClosed: { _ in }
             )
         )
         await connection.prepare()
@@ -234,6 +234,39 @@ final class WritabilityFlipper: ChannelOutboundHandler, @unchecked Sendable {
         #expect(writes == 1, "one gathered write and one flush for the batch, not one per frame")
         // Offsets of the history group ride along.
         #expect(frames.map { $0.json?["offset"] as? Int } == [1, 2, 3])
+    }
+
+    @Test func aCorkedLoopFlushesTheBatchesOfItsDelayTogether() async throws {
+        let harness = try await ConnectionHarness.make(flushDelay: .microseconds(50))
+        let connection = harness.connection
+        let loop = harness.channel.testingEventLoop
+        // Two drains within the delay: the second finds the connection still in its batch.
+        let firstSawABatch = try await loop.submit { () -> Bool in
+            let first = connection.receive(Delivery(["type": "fwd.message", "n": 1]))
+            connection.endOfBatch()
+            return first
+        }.get()
+        let secondJoined = try await loop.submit { () -> Bool in
+            let second = connection.receive(Delivery(["type": "fwd.message", "n": 2]))
+            if second { connection.endOfBatch() }
+            return !second
+        }.get()
+        #expect(firstSawABatch && secondJoined, "the second drain's delivery joins the corked batch")
+        #expect(try await harness.channel.readOutbound(as: ByteBuffer.self) == nil, "nothing is flushed before the delay")
+        await loop.advanceTime(by: .microseconds(50))
+        let (frames, writes) = try await harness.written(atLeast: 2)
+        #expect(frames.map { $0.json?["n"] as? Int } == [1, 2])
+        #expect(writes == 1, "both drains' frames went out in one flush")
+        // The cork lifted: the next drain starts a batch of its own and waits for its own delay.
+        let third = try await loop.submit { () -> Bool in
+            let third = connection.receive(Delivery(["type": "fwd.message", "n": 3]))
+            connection.endOfBatch()
+            return third
+        }.get()
+        #expect(third)
+        #expect(try await harness.channel.readOutbound(as: ByteBuffer.self) == nil)
+        await loop.advanceTime(by: .microseconds(50))
+        #expect(try await harness.written(atLeast: 1).frames.map { $0.json?["n"] as? Int } == [3])
     }
 
     @Test func aCloseAskedBeforeTheUpgradeCompletedIsSentWhenItDoes() async throws {

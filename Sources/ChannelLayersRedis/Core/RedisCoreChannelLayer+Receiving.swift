@@ -39,11 +39,11 @@ extension RedisCoreChannelLayer {
                         }
                     case .takeBatch(let limit):
                         var arguments: [RedisArgument] = [
-                            .string(CoreWire.takeBatchScript), 3, .string(queueKey), .string(inflight), .string(missed), .integer(limit),
+                            3, .string(queueKey), .string(inflight), .string(missed), .integer(limit),
                             .string(receiving.waiting?.score ?? ""), .bytes(receiving.waiting?.body ?? []),
                         ]
                         arguments.append(contentsOf: receiving.unacknowledged.map { .bytes($0) })
-                        let reply = try await receiver.send(RedisCommand("EVAL", arguments: arguments))
+                        let reply = try await CoreWire.takeBatch.run(arguments, on: receiver)
                         guard let taken = CoreWire.takenBatch(reply) else {
                             throw RedisError(.errorReply, "the receive script of \(queueKey) answered \(reply)")
                         }

@@ -193,12 +193,12 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
         let key = CoreWire.queueKey(prefix: configuration.prefix, channel: channel)
         let added: RedisReply
         do {
-            added = try await clients[host].send(
-                RedisCommand(
-                    "EVAL", .string(CoreWire.sendScript), 1, .string(key),
-                    .string(String(WallClock.now())), .integer(expirySeconds), .integer(configuration.capacities.capacity(of: channel)),
-                    .bytes(envelope.seal(body))
-                )
+            added = try await CoreWire.send.run(
+                [
+                    1, .string(key), .string(String(WallClock.now())), .integer(expirySeconds), .integer(configuration.capacities.capacity(of: channel)),
+                    .bytes(envelope.seal(body)),
+                ],
+                on: clients[host]
             )
         } catch {
             throw ChannelLayerError(error, doing: "sending to \(channel)")
@@ -319,17 +319,18 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
                 capacities.append(.integer(configuration.capacities.capacity(of: members[0])))
             }
             var commands = queueKeys.map { RedisCommand("ZREMRANGEBYSCORE", .string($0), 0, .integer(floorNow - expirySeconds)) }
-            commands.append(
-                RedisCommand(
-                    "EVAL",
-                    arguments: [.string(CoreWire.groupSendScript), .integer(2 * queueKeys.count)] + queueKeys.map { .string($0) }
-                        + queueKeys.map { .string(CoreWire.missedKey(queue: $0)) } + bodies + capacities
-                        + [.string(String(now)), .integer(expirySeconds), .string(group)]
-                )
-            )
+            let arguments: [RedisArgument] =
+                [.integer(2 * queueKeys.count)] + queueKeys.map { .string($0) } + queueKeys.map { .string(CoreWire.missedKey(queue: $0)) } + bodies
+                + capacities + [.string(String(now)), .integer(expirySeconds), .string(group)]
+            commands.append(CoreWire.groupSend.call(arguments))
             let full: Int
             do {
-                full = Int(try await clients[host].pipeline(commands).checked("the group_send script").last?.integer ?? 0)
+                var replies = try await clients[host].pipeline(commands)
+                if case .error(let text) = replies.last, text.hasPrefix("NOSCRIPT") {
+                    // The script did not run; the expiry trims before it did, and may run again.
+                    replies[replies.count - 1] = try await clients[host].send(CoreWire.groupSend.loading(arguments))
+                }
+                full = Int(try replies.checked("the group_send script").last?.integer ?? 0)
             } catch {
                 throw ChannelLayerError(error, doing: "sending to the members of \(group)")
             }

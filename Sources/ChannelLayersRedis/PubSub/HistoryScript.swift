@@ -101,6 +101,9 @@ package enum HistoryScript {
         return {offset, epoch}
         """#
 
+    /// ``publish``, run by its digest.
+    package static let publishScript = RedisScript(publish)
+
     /// How long the offset and epoch outlive the last message.
     package static let metaTTLSeconds = 86_400
 }

@@ -85,15 +85,16 @@ extension RedisPubSubChannelLayer {
         let payload = MessagePack.encode(message)
         let reply: RedisReply
         do {
-            reply = try await shard(for: channel).client.send(
-                RedisCommand(
-                    "EVAL", .string(HistoryScript.publish), 2,
+            reply = try await HistoryScript.publishScript.run(
+                [
+                    2,
                     .string(HistoryScript.metaKey(prefix: configuration.prefix, group: group)),
                     .string(HistoryScript.streamKey(prefix: configuration.prefix, group: group)),
                     .string(channel), .bytes(payload), .integer(history.size),
                     .integer(max(1, Int(history.ttl.components.seconds))), .integer(max(HistoryScript.metaTTLSeconds, Int(history.ttl.components.seconds))),
-                    .string(String(ChannelName.random(prefix: "").prefix(8))), .string(publishCommand), .integer(history.maxBytes)
-                )
+                    .string(ChannelName.epochCandidate()), .string(publishCommand), .integer(history.maxBytes),
+                ],
+                on: shard(for: channel).client
             )
         } catch {
             throw ChannelLayerError(error, doing: "publishing to \(channel) with history")

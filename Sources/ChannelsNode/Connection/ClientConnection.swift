@@ -160,6 +160,7 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     /// permessage-deflate was agreed in the handshake: frames of `--compression-min-size` or more go compressed,
     /// and the client may compress its own.
     var deflate = false
+    /// Between a drain's first delivery and the flush of what the drain wrote (when the loop's cork lifts).
     private var inBatch = false
     /// The client's bytes broke the protocol: the connection is closing and reads no more of them.
     var unreadable = false
@@ -289,6 +290,17 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     }
 
     func endOfBatch() {
+        // Corked, the connection stays in its batch: later drains' frames join the same flush.
+        if batch.frames > 0, let cork = loop.cork {
+            cork.add(self)
+            return
+        }
+        inBatch = false
+        flush()
+    }
+
+    /// The loop's cork lifted: flushes what the drains since ``endOfBatch()`` wrote.
+    func corkLifted() {
         inBatch = false
         flush()
     }

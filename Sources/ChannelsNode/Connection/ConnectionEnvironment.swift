@@ -16,11 +16,12 @@ final class ConnectionEnvironment: Sendable {
     /// Called on the event loop once a connection's socket closed.
     let onClosed: @Sendable (ClientConnection) -> Void
     private let pingInterval: TimeAmount
+    private let flushDelay: TimeAmount
     private let loops = Mutex<[ObjectIdentifier: LoopServices]>([:])
 
     init(
         layer: any InboxChannelLayer, limits: ConnectionLimits, metrics: NodeMetrics, logger: Logger, warnings: WarningLimiter,
-        pingInterval: Duration, pressure: PublishPressure, onClosed: @escaping @Sendable (ClientConnection) -> Void
+        pingInterval: Duration, flushDelay: Duration = .zero, pressure: PublishPressure, onClosed: @escaping @Sendable (ClientConnection) -> Void
     ) {
         self.layer = layer
         self.limits = limits
@@ -29,6 +30,7 @@ final class ConnectionEnvironment: Sendable {
         self.warnings = warnings
         self.pressure = pressure
         self.pingInterval = .nanoseconds(Int64(pingInterval / .nanoseconds(1)))
+        self.flushDelay = .nanoseconds(Int64(flushDelay / .nanoseconds(1)))
         self.onClosed = onClosed
     }
 
@@ -36,7 +38,7 @@ final class ConnectionEnvironment: Sendable {
     func services(for eventLoop: any EventLoop) -> LoopServices {
         loops.withLock { loops in
             if let services = loops[ObjectIdentifier(eventLoop)] { return services }
-            let services = LoopServices(eventLoop: eventLoop, pingInterval: pingInterval)
+            let services = LoopServices(eventLoop: eventLoop, pingInterval: pingInterval, flushDelay: flushDelay)
             loops[ObjectIdentifier(eventLoop)] = services
             return services
         }

@@ -91,7 +91,7 @@ extension ChannelsNode {
     ) -> ConnectionEnvironment {
         ConnectionEnvironment(
             layer: layer, limits: configuration.limits, metrics: metrics, logger: logger, warnings: warnings,
-            pingInterval: configuration.pingInterval, pressure: pressure,
+            pingInterval: configuration.pingInterval, flushDelay: configuration.flushDelay, pressure: pressure,
             onClosed: { [connections, metrics, logger, logConnections = configuration.logConnections] connection in
                 connections.remove(connection)
                 metrics.connectionClosed()

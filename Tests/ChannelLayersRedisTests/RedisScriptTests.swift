@@ -1,0 +1,42 @@
+import ChannelsTestSupport
+import HiredisClient
+import Testing
+
+@testable import ChannelLayersRedis
+
+/// Scripts run by digest on a real Redis: the digest is Redis' own, and a server that does not know the
+/// script (new, flushed) gets its source once, with no second run.
+@Suite struct RedisScriptTests {
+    @Test func theDigestIsTheOneRedisGivesAndAnUnknownScriptIsLoadedOnce() async throws {
+        let redis = try await RedisServer.start()
+        let client = RedisClient(configuration: redis.configuration())
+        let script = RedisScript("return redis.call('INCR', KEYS[1])")
+        #expect(try await client.send("SCRIPT", "LOAD", .string(script.source)).string == script.digest)
+        try await client.send("SCRIPT", "FLUSH")
+        // Unknown to the server: the call by digest fails with NOSCRIPT and the script runs once, with its source.
+        #expect(try await script.run([1, "counter"], on: client).integer == 1)
+        #expect(try await client.send("SCRIPT", "EXISTS", .string(script.digest)).array?.first?.integer == 1, "the source call loaded it")
+        #expect(try await script.run([1, "counter"], on: client).integer == 2)
+        #expect(try await client.send("GET", "counter").string == "2", "each call ran once")
+        // The publish script of history groups, by digest, on a server that never saw it.
+        let reply = try await HistoryScript.publishScript.run(
+            [2, "asgi:history:{g}:meta", "asgi:history:{g}:stream", "asgi__group__g", .bytes([0x81, 0xa4] + Array("type".utf8) + [0xa1, UInt8(ascii: "m")]), 1000, 300, 86400, "e1"],
+            on: client
+        )
+        #expect(reply.array?.first?.integer == 1 && reply.array?.last?.string == "e1", "\(reply)")
+        await client.close()
+    }
+
+    @Test func anErrorOtherThanNoScriptIsThrownAsItCame() async throws {
+        let redis = try await RedisServer.start()
+        let client = RedisClient(configuration: redis.configuration())
+        let script = RedisScript("return redis.error_reply('ERR refused by the script')")
+        await #expect {
+            _ = try await script.run([0], on: client)
+        } throws: { error in
+            guard let error = error as? RedisError else { return false }
+            return error.code == .errorReply && error.serverMessage?.contains("refused by the script") == true
+        }
+        await client.close()
+    }
+}
