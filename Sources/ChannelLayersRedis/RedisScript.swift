@@ -1,15 +1,21 @@
 import Crypto
 import HiredisClient
+import Synchronization
 
 /// A Lua script run by its SHA1 digest (`EVALSHA`), its source sent (`EVAL`) only to a server that does not
 /// know it yet: after a restart, `SCRIPT FLUSH`, or on a cluster node that never ran it.
 ///
 /// Redis keeps every script it ran. Sent with each call, the history's publish script (3 KB) crossed the
 /// socket and was hashed by Redis on every history message.
-package struct RedisScript: Sendable {
+///
+/// A Redis user whose ACL allows `EVAL` but not `EVALSHA` (the rule SECURITY.md gave before `+evalsha`) keeps
+/// working: once refused `NOPERM`, the script is sent with its source from then on.
+package final class RedisScript: Sendable {
     package let source: String
     /// The lowercase hex SHA1 of ``source``, as `SCRIPT LOAD` answers it.
     package let digest: String
+    /// The server refused `EVALSHA` to this user: every call goes with the source.
+    private let digestRefused = Atomic<Bool>(false)
 
     package init(_ source: String) {
         self.source = source
@@ -29,19 +35,36 @@ package struct RedisScript: Sendable {
         RedisCommand("EVAL", arguments: [.string(source)] + arguments)
     }
 
-    /// Runs the script by its digest; again with its source when the server does not know it.
+    /// Whether calls go by digest (``call(_:)``); `false` once the server refused `EVALSHA` to this user.
+    package var byDigest: Bool { !digestRefused.load(ordering: .relaxed) }
+
+    /// Runs the script by its digest; again with its source when the server does not know it, or refuses
+    /// `EVALSHA` to this user (then always with the source).
     /// - Throws: ``RedisError`` as `send` does; never `NOSCRIPT`.
     package func run(_ arguments: [RedisArgument], on client: any RedisCommandSender) async throws(RedisError) -> RedisReply {
+        guard byDigest else { return try await client.send(loading(arguments)) }
         do {
             return try await client.send(call(arguments))
-        } catch where Self.isNoScript(error) {
+        } catch where mustSendSource(after: error) {
             // The script did not run: sending it with its source cannot run it twice.
             return try await client.send(loading(arguments))
         }
     }
 
-    /// Whether an error is the server's `NOSCRIPT` answer.
-    package static func isNoScript(_ error: RedisError) -> Bool {
-        error.code == .errorReply && error.serverMessage?.hasPrefix("NOSCRIPT") == true
+    /// Whether a call by digest that failed with `error` is to be sent again with the source: the server does
+    /// not know the script (`NOSCRIPT`), or refuses `EVALSHA` to this user (`NOPERM`, remembered).
+    package func mustSendSource(after error: RedisError) -> Bool {
+        guard error.code == .errorReply, let text = error.serverMessage else { return false }
+        return mustSendSource(afterReply: text)
+    }
+
+    /// ``mustSendSource(after:)`` for an error reply's text (a pipeline's reply).
+    package func mustSendSource(afterReply text: String) -> Bool {
+        if text.hasPrefix("NOSCRIPT") { return true }
+        if text.hasPrefix("NOPERM"), text.lowercased().contains("evalsha") {
+            digestRefused.store(true, ordering: .relaxed)
+            return true
+        }
+        return false
     }
 }

@@ -39,4 +39,22 @@ import Testing
         }
         await client.close()
     }
+
+    @Test func aUserWhoseACLRefusesEvalShaGetsTheSourceEveryTime() async throws {
+        let redis = try await RedisServer.start(password: "admin-password")
+        let admin = RedisClient(configuration: redis.configuration())
+        try await admin.send("ACL", "SETUSER", "old", "on", ">old-password", "~*", "+@read", "+@write", "+@connection", "+eval")
+        var configuration = redis.configuration()
+        configuration.username = "old"
+        configuration.password = "old-password"
+        let client = RedisClient(configuration: configuration)
+        let script = RedisScript("return redis.call('INCR', KEYS[1])")
+        #expect(script.byDigest)
+        #expect(try await script.run([1, "counter"], on: client).integer == 1)
+        #expect(!script.byDigest, "NOPERM on EVALSHA is remembered")
+        #expect(try await script.run([1, "counter"], on: client).integer == 2)
+        #expect(try await admin.send("GET", "counter").string == "2", "each call ran once")
+        await client.close()
+        await admin.close()
+    }
 }

@@ -7,18 +7,21 @@ import Testing
 /// least privileges SECURITY.md documents; a wrong password is one clear line and exit 1, never a retry storm.
 @Suite(.serialized) struct RedisAuthTests {
     /// The ACL rule SECURITY.md recommends for nodes and tools.
-    static let aclRule = ["on", ">node-password", "~asgi:*", "&asgi*", "+@pubsub", "+@read", "+@write", "+@connection", "+scan", "+ping", "+eval"]
+    static let aclRule = ["on", ">node-password", "~asgi:*", "&asgi*", "+@pubsub", "+@read", "+@write", "+@connection", "+scan", "+ping", "+eval", "+evalsha"]
+    /// The rule it gave before scripts ran by digest: deployments set up with it keep working.
+    static let aclRuleWithoutEvalSha = Array(aclRule.dropLast())
 
-    func withACLRedis(_ body: (RedisServer, String) async throws -> Void) async throws {
+    func withACLRedis(rule: [String] = aclRule, _ body: (RedisServer, String) async throws -> Void) async throws {
         let redis = try await RedisServer.start(password: "admin-password")
         let admin = try await RedisConnection.connect(configuration: redis.configuration())
-        _ = try await admin.send(RedisCommand("ACL", arguments: ["SETUSER", "channels"] + Self.aclRule.map { RedisArgument.string($0) }))
+        _ = try await admin.send(RedisCommand("ACL", arguments: ["SETUSER", "channels"] + rule.map { RedisArgument.string($0) }))
         await admin.close()
         try await body(redis, "redis://channels:node-password@127.0.0.1:\(redis.port)")
     }
 
-    @Test func nodeCtlAndBenchWorkAsALeastPrivilegeACLUser() async throws {
-        try await withACLRedis { redis, url in
+    @Test(arguments: [aclRule, aclRuleWithoutEvalSha])
+    func nodeCtlAndBenchWorkAsALeastPrivilegeACLUser(rule: [String]) async throws {
+        try await withACLRedis(rule: rule) { redis, url in
             let node = try await NodeProcess.start(redis: [url])
             let alice = try await ChatClient.connect(port: node.port, room: "acl")
             let bob = try await ChatClient.connect(port: node.port, room: "acl")

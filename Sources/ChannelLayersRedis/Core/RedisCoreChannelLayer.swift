@@ -322,13 +322,14 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
             let arguments: [RedisArgument] =
                 [.integer(2 * queueKeys.count)] + queueKeys.map { .string($0) } + queueKeys.map { .string(CoreWire.missedKey(queue: $0)) } + bodies
                 + capacities + [.string(String(now)), .integer(expirySeconds), .string(group)]
-            commands.append(CoreWire.groupSend.call(arguments))
+            let script = CoreWire.groupSend
+            commands.append(script.byDigest ? script.call(arguments) : script.loading(arguments))
             let full: Int
             do {
                 var replies = try await clients[host].pipeline(commands)
-                if case .error(let text) = replies.last, text.hasPrefix("NOSCRIPT") {
+                if case .error(let text) = replies.last, script.mustSendSource(afterReply: text) {
                     // The script did not run; the expiry trims before it did, and may run again.
-                    replies[replies.count - 1] = try await clients[host].send(CoreWire.groupSend.loading(arguments))
+                    replies[replies.count - 1] = try await clients[host].send(script.loading(arguments))
                 }
                 full = Int(try replies.checked("the group_send script").last?.integer ?? 0)
             } catch {
