@@ -19,8 +19,8 @@ package struct MessageEnvelope: Sendable {
 
     package func seal(_ message: Message) -> [UInt8] {
         var body: [UInt8] = []
-        // Only distinct, as channels_redis' own (Python's `random`): a system call per byte was a tenth of a
-        // node's CPU on the core layer.
+        // Only distinct, as channels_redis' own (Python's `random`): the system generator made a system call per
+        // byte, twelve per message.
         UniqueBits.append(randomPrefixLength, to: &body)
         if let crypter {
             body.append(contentsOf: crypter.encrypt(MessagePack.encode(message)))

@@ -167,6 +167,8 @@ import CryptoExtras
         (["CHANNELS_MAX_CONNECTIONS": "-1"], [String](), "--max-connections must be 0 or more"),
         (["CHANNELS_MESSAGE_BURST": "0"], [], "--message-burst positive"),
         (["CHANNELS_MAX_MESSAGES_PER_SECOND": "fast"], [], "is not a valid number"),
+        ([:], ["--flush-delay=-1"], "--flush-delay must be 0 to 10000 microseconds"),
+        (["CHANNELS_FLUSH_DELAY": "20000"], [], "--flush-delay must be 0 to 10000 microseconds"),
         ([:], ["--jwt-hs256-secret-file", "/nonexistent/secret"], "cannot read the HS256 secret file"),
     ])
     func invalidLimitsAndKeyFilesStopTheNodeWithAReason(environment: [String: String], arguments: [String], reason: String) async throws {

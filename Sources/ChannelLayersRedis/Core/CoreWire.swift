@@ -42,13 +42,13 @@ package enum CoreWire {
 
     package static func groupKey(prefix: String, group: String) -> String { "\(prefix):group:\(group)" }
 
-    /// Moves what a receiver popped but never handled back into its queue, with the original scores.
-    /// Keys: the queue, its in-flight set.
     /// The scripts run for each message, by their digests.
     package static let send = RedisScript(sendScript)
     package static let groupSend = RedisScript(groupSendScript)
     package static let takeBatch = RedisScript(takeBatchScript)
 
+    /// Moves what a receiver popped but never handled back into its queue, with the original scores.
+    /// Keys: the queue, its in-flight set.
     package static let restoreInflightScript = """
         local items = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
         for i = 1, #items, 2 do
