@@ -1,5 +1,3 @@
-import Synchronization
-
 /// Makes channel names like `asgispecific.0f3c...` (32 hex digits of a random version-4 UUID).
 package enum ChannelName {
     /// `prefix` and 32 hex digits in UUID version 4 form.
@@ -20,22 +18,13 @@ package enum ChannelName {
     /// system call.
     ///
     /// A history-keeping publish offers one each time (the script keeps it only when it starts a group's
-    /// history); drawn from the system generator it cost 7% of a node's CPU in 100 rooms over Redis. Here a
-    /// process-random seed plus a counter go through a 32-bit mix that is a bijection, so calls never repeat.
+    /// history); drawn from the system generator it cost 7% of a node's CPU in 100 rooms over Redis.
     package static func epochCandidate() -> String {
-        var x = epochSeed &+ UInt32(truncatingIfNeeded: epochCounter.add(1, ordering: .relaxed).newValue)
-        x ^= x >> 16
-        x &*= 0x7feb_352d
-        x ^= x >> 15
-        x &*= 0x846c_a68b
-        x ^= x >> 16
         var text = ""
-        appendHex(UInt64(x), digits: 8, to: &text)
+        appendHex(UInt64(UniqueBits.next32()), digits: 8, to: &text)
         return text
     }
 
-    private static let epochSeed = UInt32.random(in: .min ... .max)
-    private static let epochCounter = Atomic<UInt64>(0)
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
     private static func appendHex(_ value: UInt64, digits: Int, to text: inout String) {

@@ -13,6 +13,18 @@ package enum UniqueBits {
         return z ^ (z >> 31)
     }
 
+    /// 32 bits, different at each call for 2^32 calls of this or ``next()``: a 32-bit mix that is a
+    /// bijection, over the same seeded counter.
+    package static func next32() -> UInt32 {
+        var x = UInt32(truncatingIfNeeded: seed) &+ UInt32(truncatingIfNeeded: counter.add(1, ordering: .relaxed).newValue)
+        x ^= x >> 16
+        x &*= 0x7feb_352d
+        x ^= x >> 15
+        x &*= 0x846c_a68b
+        x ^= x >> 16
+        return x
+    }
+
     /// Appends `count` bytes of ``next()``.
     package static func append(_ count: Int, to bytes: inout [UInt8]) {
         var left = count

@@ -36,7 +36,7 @@ package final class RedisScript: Sendable {
     }
 
     /// Whether calls go by digest (``call(_:)``); `false` once the server refused `EVALSHA` to this user.
-    package var byDigest: Bool { !digestRefused.load(ordering: .relaxed) }
+    var byDigest: Bool { !digestRefused.load(ordering: .relaxed) }
 
     /// Runs the script by its digest; again with its source when the server does not know it, or refuses
     /// `EVALSHA` to this user (then always with the source).
@@ -51,15 +51,28 @@ package final class RedisScript: Sendable {
         }
     }
 
+    /// Sends `commands` and then the script in one pipeline, the script again with its source as ``run(_:on:)``
+    /// does. Returns every reply, the script's last; error replies stay replies, as a pipeline gives them.
+    package func run(after commands: [RedisCommand], _ arguments: [RedisArgument], on client: any RedisCommandSender) async throws(RedisError)
+        -> [RedisReply]
+    {
+        var replies = try await client.pipeline(commands + [byDigest ? call(arguments) : loading(arguments)])
+        if case .error(let text)? = replies.last, mustSendSource(afterReply: text) {
+            // The script did not run; the commands before it did, and are not sent again.
+            replies[replies.count - 1] = try await client.send(loading(arguments))
+        }
+        return replies
+    }
+
     /// Whether a call by digest that failed with `error` is to be sent again with the source: the server does
     /// not know the script (`NOSCRIPT`), or refuses `EVALSHA` to this user (`NOPERM`, remembered).
-    package func mustSendSource(after error: RedisError) -> Bool {
+    private func mustSendSource(after error: RedisError) -> Bool {
         guard error.code == .errorReply, let text = error.serverMessage else { return false }
         return mustSendSource(afterReply: text)
     }
 
     /// ``mustSendSource(after:)`` for an error reply's text (a pipeline's reply).
-    package func mustSendSource(afterReply text: String) -> Bool {
+    private func mustSendSource(afterReply text: String) -> Bool {
         if text.hasPrefix("NOSCRIPT") { return true }
         if text.hasPrefix("NOPERM"), text.lowercased().contains("evalsha") {
             digestRefused.store(true, ordering: .relaxed)

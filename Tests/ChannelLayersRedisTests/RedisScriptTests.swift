@@ -18,6 +18,12 @@ import Testing
         #expect(try await client.send("SCRIPT", "EXISTS", .string(script.digest)).array?.first?.integer == 1, "the source call loaded it")
         #expect(try await script.run([1, "counter"], on: client).integer == 2)
         #expect(try await client.send("GET", "counter").string == "2", "each call ran once")
+        // In a pipeline behind other commands: they run once, the script once, with its source when unknown.
+        try await client.send("SCRIPT", "FLUSH")
+        let replies = try await script.run(after: [RedisCommand("INCR", "before")], [1, "counter"], on: client)
+        #expect(replies.map(\.integer) == [1, 3])
+        #expect(try await client.send("GET", "before").string == "1", "the commands before the script are not sent again")
+        #expect(try await script.run(after: [], [1, "counter"], on: client).map(\.integer) == [4])
         // The publish script of history groups, by digest, on a server that never saw it.
         let reply = try await HistoryScript.publishScript.run(
             [2, "asgi:history:{g}:meta", "asgi:history:{g}:stream", "asgi__group__g", .bytes([0x81, 0xa4] + Array("type".utf8) + [0xa1, UInt8(ascii: "m")]), 1000, 300, 86400, "e1"],

@@ -322,15 +322,9 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
             let arguments: [RedisArgument] =
                 [.integer(2 * queueKeys.count)] + queueKeys.map { .string($0) } + queueKeys.map { .string(CoreWire.missedKey(queue: $0)) } + bodies
                 + capacities + [.string(String(now)), .integer(expirySeconds), .string(group)]
-            let script = CoreWire.groupSend
-            commands.append(script.byDigest ? script.call(arguments) : script.loading(arguments))
             let full: Int
             do {
-                var replies = try await clients[host].pipeline(commands)
-                if case .error(let text) = replies.last, script.mustSendSource(afterReply: text) {
-                    // The script did not run; the expiry trims before it did, and may run again.
-                    replies[replies.count - 1] = try await clients[host].send(script.loading(arguments))
-                }
+                let replies = try await CoreWire.groupSend.run(after: commands, arguments, on: clients[host])
                 full = Int(try replies.checked("the group_send script").last?.integer ?? 0)
             } catch {
                 throw ChannelLayerError(error, doing: "sending to the members of \(group)")

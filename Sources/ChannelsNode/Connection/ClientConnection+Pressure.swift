@@ -33,7 +33,7 @@ extension ClientConnection {
         guard lifecycle.isOpen, pressure.isEnabled, !memberGroups.isEmpty else { return }
         pressing = true
         pressure.fellBehind(memberGroups)
-        let grace = TimeAmount.nanoseconds(Int64(pressure.grace / .nanoseconds(1)))
+        let grace = TimeAmount(pressure.grace)
         // Past it the client is taken for one that stopped reading: its groups go on without it.
         graceTimer = eventLoop.scheduleTask(in: grace) { [self] in
             graceTimer = nil

@@ -29,8 +29,8 @@ final class ConnectionEnvironment: Sendable {
         self.logger = logger
         self.warnings = warnings
         self.pressure = pressure
-        self.pingInterval = .nanoseconds(Int64(pingInterval / .nanoseconds(1)))
-        self.flushDelay = .nanoseconds(Int64(flushDelay / .nanoseconds(1)))
+        self.pingInterval = TimeAmount(pingInterval)
+        self.flushDelay = TimeAmount(flushDelay)
         self.onClosed = onClosed
     }
 

@@ -12,7 +12,7 @@ import NIOCore
 ///
 /// Confined to its event loop.
 final class FlushCork: @unchecked Sendable {
-    let delay: TimeAmount
+    private let delay: TimeAmount
     private let eventLoop: any EventLoop
     private var waiting: [ClientConnection] = []
     /// The list being flushed, kept for its capacity.

@@ -242,7 +242,7 @@ public final class ChannelsNode: Service {
         }
         let ticket = ConnectionTicket(pending: pendingHandshakes, closing: channel)
         let http = HTTPRequestHandler(
-            headTimeout: .nanoseconds(Int64(configuration.handshakeTimeout / .nanoseconds(1))),
+            headTimeout: TimeAmount(configuration.handshakeTimeout),
             onTimeout: { [metrics] in metrics.handshakeTimeouts.increment() },
             onBadRequest: { [metrics] in metrics.badRequests.increment() },
             // A stream (the API's events) is a connection of its own kind, under its own limit.
