@@ -21,10 +21,20 @@ struct LocalMembership {
     /// The groups `channel` is a member of.
     func groups(of channel: String) -> [String] { groupsOfChannel[channel].map(Array.init) ?? [] }
 
-    mutating func addInbox(_ inbox: any ChannelInbox, for channel: String) { inboxes[channel] = inbox }
+    /// Changes whenever ``inboxes`` does: what was resolved against them holds while it stays.
+    private(set) var inboxGeneration: UInt64 = 0
+
+    mutating func addInbox(_ inbox: any ChannelInbox, for channel: String) {
+        inboxes[channel] = inbox
+        inboxGeneration &+= 1
+    }
 
     @discardableResult
-    mutating func removeInbox(of channel: String) -> (any ChannelInbox)? { inboxes.removeValue(forKey: channel) }
+    mutating func removeInbox(of channel: String) -> (any ChannelInbox)? {
+        guard let inbox = inboxes.removeValue(forKey: channel) else { return nil }
+        inboxGeneration &+= 1
+        return inbox
+    }
 
     /// Adds `channel` to `group`; returns whether it was not a member yet.
     mutating func join(_ group: String, channel: String, at joinedAt: Double) -> Bool {

@@ -30,31 +30,40 @@ package struct MessageEnvelope: Sendable {
         return body
     }
 
-    /// The message and the local channels it names (the core layer's `__asgi_channel__`, removed from it), as
-    /// listed: a channel may be named more than once.
-    package func open(_ body: [UInt8]) throws(MessageEnvelopeError) -> (message: Message, channels: [String]) {
+    /// The message, and the raw msgpack of the local channels it names (the core layer's `__asgi_channel__`,
+    /// removed from it; nil when it names none). ``channels(in:)`` reads that list.
+    package func open(_ body: [UInt8]) throws(MessageEnvelopeError) -> (message: Message, target: [UInt8]?) {
         guard body.count > randomPrefixLength || randomPrefixLength == 0 else { throw .undecodable("a body of \(body.count) bytes is shorter than its random prefix") }
         let payload = body[randomPrefixLength...]
-        var message: Message
         do {
-            if let crypter {
-                message = try MessagePack.decodeMessage(try crypter.decrypt(payload, ttl: ttl))
-            } else {
-                message = try MessagePack.decodeMessage(payload)
-            }
+            let decoded =
+                if let crypter {
+                    try MessagePack.decodeMessage(try crypter.decrypt(payload, ttl: ttl), settingAside: CoreWire.channelField)
+                } else {
+                    try MessagePack.decodeMessage(payload, settingAside: CoreWire.channelField)
+                }
+            return (decoded.message, decoded.setAside)
         } catch let error as FernetError {
             throw .undecryptable(error.reason)
         } catch {
             throw .undecodable("\(error)")
         }
-        let target = message.fields.removeValue(forKey: CoreWire.channelField)
-        let channels: [String]
-        switch target {
-        case .string(let channel)?: channels = [channel]
-        case .array(let list)?: channels = list.compactMap(\.string)
-        default: channels = []
+    }
+
+    /// The channels a message's `__asgi_channel__` names, as listed (a channel may be named more than once):
+    /// one name, or a list of them; entries that are not strings name nothing.
+    package static func channels(in target: [UInt8]) throws(MessageEnvelopeError) -> [String] {
+        let value: MessageValue
+        do {
+            value = try MessagePack.decode(target)
+        } catch {
+            throw .undecodable("its \(CoreWire.channelField): \(error)")
         }
-        return (message, channels)
+        switch value {
+        case .string(let channel): return [channel]
+        case .array(let list): return list.compactMap(\.string)
+        default: return []
+        }
     }
 }
 

@@ -162,28 +162,64 @@ public enum MessagePack {
         return Message(fields)
     }
 
+    /// Decodes a channel layer message, leaving out the value of `key`: that value is checked to be
+    /// well-formed msgpack and handed back as its raw bytes (nil when the map has no such key).
+    ///
+    /// The core layer's receiver keys what it resolved from a message's `__asgi_channel__` list by those
+    /// bytes, so a group's list of names is not decoded again for each message.
+    /// - Throws: ``ProtocolError`` as ``decodeMessage(_:limits:)``.
+    public static func decodeMessage(_ bytes: some Collection<UInt8>, settingAside key: String, limits: Limits = Limits()) throws(ProtocolError) -> (message: Message, setAside: [UInt8]?) {
+        let (value, setAside) = try decode(bytes, limits, settingAside: key)
+        guard case .map(let fields) = value else {
+            throw ProtocolError(.invalidMessage, "a channel layer message must be a msgpack map")
+        }
+        return (Message(fields), setAside)
+    }
+
     /// Decodes exactly one msgpack value that spans all of `bytes`.
     public static func decode(_ bytes: some Collection<UInt8>, limits: Limits = Limits()) throws(ProtocolError) -> MessageValue {
+        try decode(bytes, limits, settingAside: nil).value
+    }
+
+    private static func decode(
+        _ bytes: some Collection<UInt8>, _ limits: Limits, settingAside key: String?
+    ) throws(ProtocolError) -> (value: MessageValue, setAside: [UInt8]?) {
         guard bytes.count <= limits.maxSize else {
             throw ProtocolError(.invalidMessagePack, "msgpack payload of \(bytes.count) bytes exceeds the limit of \(limits.maxSize)")
         }
-        let result: Result<MessageValue, ProtocolError>
-        if let direct = bytes.withContiguousStorageIfAvailable({ buffer in Self.decodeAll(UnsafeRawBufferPointer(buffer), limits) }) {
+        let result: Result<(MessageValue, [UInt8]?), ProtocolError>
+        if let direct = bytes.withContiguousStorageIfAvailable({ buffer in Self.decodeAll(UnsafeRawBufferPointer(buffer), limits, settingAside: key) }) {
             result = direct
         } else {
-            result = Array(bytes).withUnsafeBytes { Self.decodeAll($0, limits) }
+            result = Array(bytes).withUnsafeBytes { Self.decodeAll($0, limits, settingAside: key) }
         }
         return try result.get()
     }
 
-    private static func decodeAll(_ buffer: UnsafeRawBufferPointer, _ limits: Limits) -> Result<MessageValue, ProtocolError> {
+    /// One value over all of `buffer`; with a `key`, the value of that key in a top-level map is stepped over
+    /// and handed back as its bytes.
+    private static func decodeAll(_ buffer: UnsafeRawBufferPointer, _ limits: Limits, settingAside key: String?) -> Result<(MessageValue, [UInt8]?), ProtocolError> {
         var reader = Reader(buffer: buffer, maxDepth: limits.maxDepth)
         do throws(ProtocolError) {
-            let value = try reader.readValue(depth: 0)
+            let value: MessageValue
+            var setAside: [UInt8]?
+            switch (key, try reader.peek()) {
+            case (let key?, 0x80...0x8f), (let key?, 0xde), (let key?, 0xdf):
+                let count = try reader.mapCount()
+                value = try reader.readMap(count, depth: 0) { field, reader throws(ProtocolError) in
+                    guard field == key else { return false }
+                    let start = reader.offset
+                    try reader.skipValue(depth: 1)
+                    setAside = Array(UnsafeRawBufferPointer(rebasing: buffer[start..<reader.offset]))
+                    return true
+                }
+            default:
+                value = try reader.readValue(depth: 0)
+            }
             guard reader.offset == buffer.count else {
                 throw ProtocolError(.invalidMessagePack, "\(buffer.count - reader.offset) extra bytes after the msgpack value")
             }
-            return .success(value)
+            return .success((value, setAside))
         } catch {
             return .failure(error)
         }
@@ -287,6 +323,14 @@ public enum MessagePack {
         }
 
         mutating func readMap(_ count: Int, depth: Int) throws(ProtocolError) -> MessageValue {
+            try readMap(count, depth: depth) { _, _ throws(ProtocolError) in false }
+        }
+
+        /// Reads a map's entries; `consume` may take an entry's value itself (returning true), which leaves
+        /// the entry out of the map.
+        mutating func readMap(
+            _ count: Int, depth: Int, consuming consume: (String, inout Reader) throws(ProtocolError) -> Bool
+        ) throws(ProtocolError) -> MessageValue {
             guard depth < maxDepth else { throw failure("nesting deeper than \(maxDepth)") }
             guard count <= remaining / 2 else { throw failure("a map of \(count) entries with \(remaining) bytes left") }
             var map = OrderedDictionary<String, MessageValue>(minimumCapacity: count)
@@ -294,9 +338,63 @@ public enum MessagePack {
                 guard case .string(let key) = try readValue(depth: depth + 1) else {
                     throw failure("a map key is not a string")
                 }
+                if try consume(key, &self) { continue }
                 map[key] = try readValue(depth: depth + 1)
             }
             return .map(map)
+        }
+
+        func peek() throws(ProtocolError) -> UInt8 {
+            guard offset < buffer.count else { throw failure("unexpected end of data") }
+            return buffer[offset]
+        }
+
+        /// Reads a map's header (the caller saw a map head with ``peek()``).
+        mutating func mapCount() throws(ProtocolError) -> Int {
+            let head = try byte()
+            switch head {
+            case 0xde: return Int(try integer(UInt16.self))
+            case 0xdf: return Int(try integer(UInt32.self))
+            default: return Int(head & 0x0f)
+            }
+        }
+
+        /// Steps over one value, checking its lengths, depth and types as ``readValue(depth:)`` does, without
+        /// building it. Strings are not checked for UTF-8 here: whoever uses the value decodes it in full.
+        mutating func skipValue(depth: Int) throws(ProtocolError) {
+            let head = try byte()
+            var elements = 0
+            switch head {
+            case 0x00...0x7f, 0xe0...0xff, 0xc0, 0xc2, 0xc3: return
+            case 0x80...0x8f: elements = 2 * Int(head & 0x0f)
+            case 0x90...0x9f: elements = Int(head & 0x0f)
+            case 0xa0...0xbf: _ = try raw(Int(head & 0x1f)); return
+            case 0xc4: _ = try raw(Int(try integer(UInt8.self))); return
+            case 0xc5: _ = try raw(Int(try integer(UInt16.self))); return
+            case 0xc6: _ = try raw(Int(try integer(UInt32.self))); return
+            case 0xca, 0xce, 0xd2: _ = try raw(4); return
+            case 0xcb, 0xd3: _ = try raw(8); return
+            case 0xcc, 0xd0: _ = try raw(1); return
+            case 0xcd, 0xd1: _ = try raw(2); return
+            case 0xcf:
+                let value = try integer(UInt64.self)
+                guard Int64(exactly: value) != nil else { throw failure("unsigned integer \(value) does not fit in 64-bit signed") }
+                return
+            case 0xd9: _ = try raw(Int(try integer(UInt8.self))); return
+            case 0xda: _ = try raw(Int(try integer(UInt16.self))); return
+            case 0xdb: _ = try raw(Int(try integer(UInt32.self))); return
+            case 0xdc: elements = Int(try integer(UInt16.self))
+            case 0xdd: elements = Int(try integer(UInt32.self))
+            case 0xde: elements = 2 * Int(try integer(UInt16.self))
+            case 0xdf: elements = 2 * Int(try integer(UInt32.self))
+            case 0xd4...0xd8, 0xc7...0xc9:
+                throw failure("msgpack extension types (0x\(String(head, radix: 16))) are not part of a channel layer message")
+            default:
+                throw failure("0xc1 is never used in msgpack")
+            }
+            guard depth < maxDepth else { throw failure("nesting deeper than \(maxDepth)") }
+            guard elements <= remaining else { throw failure("\(elements) elements with \(remaining) bytes left") }
+            for _ in 0..<elements { try skipValue(depth: depth + 1) }
         }
     }
 }

@@ -238,6 +238,39 @@ import Testing
         #expect(try await eventually { try await inspector.send("EXISTS", .string(queue + "$inflight")).integer == 0 })
     }
 
+    /// The receiver keeps what a group's list of names resolved to, but only while this process's inboxes
+    /// stay: a channel deleted between two messages with the same list does not get the second.
+    @Test func aListOfNamesResolvesAnewOnceAChannelIsGone() async throws {
+        let servers = try await Self.servers(1)
+        let layer = try RedisCoreChannelLayer(configuration: core(servers))
+        let staying = KeepingInbox()
+        let leaving = KeepingInbox()
+        let first = try await layer.newChannel(prefix: "specific.", inbox: staying)
+        let second = try await layer.newChannel(prefix: "specific.", inbox: leaving)
+        let queue = "asgi" + String(CoreWire.nonLocalName(first))
+        let envelope = MessageEnvelope(randomPrefixLength: 12, encryptionKeys: [], ttl: 70)
+        let inspector = try await servers[0].inspector()
+        func write(_ number: Int) async throws {
+            var message: Message = ["type": "group.message", "n": .int(Int64(number))]
+            message[CoreWire.channelField] = .array([.string(first), .string(second)])
+            let score = String(Date().timeIntervalSince1970 + Double(number) / 1000)
+            _ = try await inspector.send("ZADD", .string(queue), .string(score), .bytes(envelope.seal(message)))
+        }
+        func numbers(_ inbox: KeepingInbox) -> [Int] { inbox.received.withLock { $0.compactMap { $0["n"]?.int.map(Int.init) } } }
+        let runner = Task { try await layer.run() }
+        defer { runner.cancel() }
+
+        for number in 0..<20 { try await write(number) }
+        #expect(await eventually { numbers(staying).count >= 20 && numbers(leaving).count >= 20 })
+        #expect(numbers(staying) == Array(0..<20))
+        #expect(numbers(leaving) == Array(0..<20))
+        await layer.deleteChannel(second)
+        for number in 20..<40 { try await write(number) }
+        #expect(await eventually { numbers(staying).count >= 40 })
+        #expect(numbers(staying) == Array(0..<40))
+        #expect(numbers(leaving) == Array(0..<20))
+    }
+
     /// How many times Redis ran `command` since its statistics were reset (commands scripts call count too).
     static func calls(_ command: String, _ inspector: RedisConnection) async throws -> Int {
         let info = try await inspector.send("INFO", "commandstats").string ?? ""

@@ -123,12 +123,66 @@ func bytes(hex: String) -> [UInt8] {
         }
     }
 
+    /// A value set aside comes back as exactly the bytes that encode it, and the message is the rest.
+    @Test func aValueSetAsideComesBackAsItsBytes() throws {
+        let list: MessageValue = .array((0..<20).map { .string("specific.abc!\($0)") })
+        var message: Message = ["type": "chat.message", "text": "hi", "nested": ["deep": [1, ["k": .bytes([1, 2])]]]]
+        message["__asgi_channel__"] = list
+        let decoded = try MessagePack.decodeMessage(MessagePack.encode(message), settingAside: "__asgi_channel__")
+        #expect(decoded.setAside == MessagePack.encode(list))
+        #expect(decoded.message == ["type": "chat.message", "text": "hi", "nested": ["deep": [1, ["k": .bytes([1, 2])]]]])
+        #expect(try MessagePack.decode(try #require(decoded.setAside)) == list)
+
+        let bare: Message = ["type": "x"]
+        let without = try MessagePack.decodeMessage(MessagePack.encode(bare), settingAside: "__asgi_channel__")
+        #expect(without.setAside == nil)
+        #expect(without.message == ["type": "x"])
+    }
+
+    /// The value set aside is stepped over with every check but UTF-8 (its user decodes it in full): a value
+    /// that is not whole msgpack, or is too deep, fails the message as decoding it would.
+    @Test(arguments: [
+        // {"c": <value>} with a broken value, then what decoding says.
+        ("81a163", "unexpected end of data"),
+        ("81a163c1", "0xc1 is never used"),
+        ("81a163d6ff00000000", "extension types"),
+        ("81a16392a161", "unexpected end of data"),
+        ("81a163a5616263", "runs past the end"),
+        ("81a163ddffffffff", "4294967295 elements"),
+        ("81a163dfffffffff", "8589934590 elements"),
+        ("81a163cfffffffffffffffff", "does not fit in 64-bit signed"),
+        ("81a163c0c0", "extra bytes"),
+    ])
+    func aBrokenValueSetAsideFailsTheMessage(input: String, reason: String) {
+        #expect {
+            try MessagePack.decodeMessage(bytes(hex: input), settingAside: "c")
+        } throws: { error in
+            guard let error = error as? ProtocolError else { return false }
+            return error.code == .invalidMessagePack && error.message.contains(reason)
+        }
+    }
+
+    @Test func aValueSetAsideIsBoundedInDepthAndTheMessageMustBeAMap() {
+        let deep = [0x81, 0xa1, 0x63] + [UInt8](repeating: 0x91, count: 100_000) + [0xc0]
+        #expect {
+            try MessagePack.decodeMessage(deep, settingAside: "c")
+        } throws: { error in
+            (error as? ProtocolError)?.message.contains("nesting deeper than 64") == true
+        }
+        #expect {
+            try MessagePack.decodeMessage([0x91, 0x01], settingAside: "c")
+        } throws: { error in
+            (error as? ProtocolError)?.code == .invalidMessage
+        }
+    }
+
     @Test func randomBytesNeverCrash() {
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<20_000 {
             let count = Int.random(in: 0..<48, using: &generator)
             let input = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
             _ = try? MessagePack.decode(input)
+            _ = try? MessagePack.decodeMessage([0x81, 0xa1, 0x63] + input, settingAside: "c")
         }
     }
 }

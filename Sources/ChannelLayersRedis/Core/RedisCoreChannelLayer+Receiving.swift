@@ -17,6 +17,7 @@ extension RedisCoreChannelLayer {
         let missed = CoreWire.missedKey(queue: queueKey)
         let timeout = max(1, Int(configuration.receiveTimeout.components.seconds))
         var receiving = CoreReceiveState()
+        var targetCache = CoreTargetCache()
         let fatal: RedisError? = await withTaskCancellationHandler {
             while !Task.isCancelled {
                 do throws(RedisError) {
@@ -51,11 +52,13 @@ extension RedisCoreChannelLayer {
                         if !taken.missed.isEmpty { tellMembersOfMissed(taken.missed) }
                         guard !bodies.isEmpty else { continue }
                         var batch = InboxDispatcher.Batch()
-                        for body in bodies { deliver(body, into: &batch) }
+                        for body in bodies { deliver(body, into: &batch, cache: &targetCache) }
                         local.dispatcher.dispatch(batch)
                         // Messages wait in Redis, not here, while the event loops catch up.
                         await local.dispatcher.waitForRoom()
                     case .wait:
+                        // Lists resolved before a connection closed would keep its inbox until the next message.
+                        targetCache.update(to: local.withMembership { $0.inboxGeneration })
                         let popped = try await receiver.send(RedisCommand("BZPOPMIN", .string(queueKey), .integer(timeout)))
                         if let entry = popped.array, entry.count == 3, let body = entry[1].bytes, let score = entry[2].string {
                             receiving.waited(CoreReceiveState.Entry(body: body, score: score))
@@ -99,12 +102,24 @@ extension RedisCoreChannelLayer {
     /// How long the receive loop waits after Redis refused to read the queue: 100 ms, doubling to 5 s.
     static let refusalBackoff = RedisReconnectPolicy(initialDelay: .milliseconds(100), maximumDelay: .seconds(5), jitter: 0.1)
 
-    /// Hands one body from the queue to the local channels it names, decoding it once.
-    func deliver(_ body: [UInt8], into batch: inout InboxDispatcher.Batch) {
+    /// Hands one body from the queue to the local channels it names, decoding it once; `cache` keeps what
+    /// a group's list of names resolved to, for its next message.
+    func deliver(_ body: [UInt8], into batch: inout InboxDispatcher.Batch, cache: inout CoreTargetCache) {
         let message: Message
-        let channels: [String]
+        let targets: CoreTargets
         do {
-            (message, channels) = try envelope.open(body)
+            let target: [UInt8]?
+            (message, target) = try envelope.open(body)
+            guard let target else { return }
+            let generation = local.withMembership { $0.inboxGeneration }
+            if let cached = cache.targets(for: target, generation: generation) {
+                targets = cached
+            } else {
+                let channels = try MessageEnvelope.channels(in: target)
+                let (resolved, generation) = local.withMembership { (CoreTargets(channels: channels, inboxes: $0.inboxes), $0.inboxGeneration) }
+                cache.store(resolved, for: target, generation: generation)
+                targets = resolved
+            }
         } catch {
             switch error {
             case .undecryptable(let reason):
@@ -119,28 +134,14 @@ extension RedisCoreChannelLayer {
             }
             return
         }
-        // Each channel once, in order: a body that names one channel 100,000 times is delivered to it once. Inboxes
-        // are told apart by identity, cheaper than hashing every name again.
-        var inboxes: [any ChannelInbox] = []
-        var seen = Set<ObjectIdentifier>()
-        var queued: [String] = []
-        local.withMembership { membership in
-            for channel in channels {
-                if let inbox = membership.inboxes[channel] {
-                    if seen.insert(ObjectIdentifier(inbox)).inserted { inboxes.append(inbox) }
-                } else {
-                    queued.append(channel)
-                }
-            }
-        }
         // Channels that left meanwhile (or were never this process's) miss it: they are no members any more.
-        for channel in Set(queued) { _ = local.queues.put(message, on: channel, create: false) }
-        guard !inboxes.isEmpty else { return }
+        for channel in targets.queued { _ = local.queues.put(message, on: channel, create: false) }
+        guard !targets.pushed.isEmpty else { return }
         let delivery = Delivery(message)
-        if inboxes.count == 1 {
-            batch.add(delivery, to: inboxes[0])
+        if targets.pushed.count == 1, targets.pushed[0].inboxes.count == 1 {
+            batch.add(delivery, to: targets.pushed[0].inboxes[0])
         } else {
-            batch.add(delivery, to: GroupIndex.byEventLoop(inboxes))
+            batch.add(delivery, to: targets.pushed)
         }
     }
 }

@@ -318,7 +318,7 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
                 bodies.append(.bytes(envelope.seal(body)))
                 capacities.append(.integer(configuration.capacities.capacity(of: members[0])))
             }
-            var commands = queueKeys.map { RedisCommand("ZREMRANGEBYSCORE", .string($0), 0, .integer(floorNow - expirySeconds)) }
+            let commands = queueKeys.map { RedisCommand("ZREMRANGEBYSCORE", .string($0), 0, .integer(floorNow - expirySeconds)) }
             let arguments: [RedisArgument] =
                 [.integer(2 * queueKeys.count)] + queueKeys.map { .string($0) } + queueKeys.map { .string(CoreWire.missedKey(queue: $0)) } + bodies
                 + capacities + [.string(String(now)), .integer(expirySeconds), .string(group)]
