@@ -39,10 +39,17 @@ READERS = r"""
   window.readers.sse = sse;
   window.readers.sseClient = client;
 
-  // A WebSocket that never opens, as behind a proxy that refuses the upgrade.
+  // A WebSocket to the room that never opens, as behind a proxy that refuses the upgrade. The demo page's own
+  // chat socket (another room) stays real: counted here, its reconnects after the node kill were taken for
+  // the fallback reader's.
   const RealWebSocket = window.WebSocket;
   window.WebSocket = class {
-    constructor() { window.refusedSockets = (window.refusedSockets || 0) + 1; setTimeout(() => this.onclose && this.onclose({ code: 1006, reason: "" }), 5); }
+    static CONNECTING = 0; static OPEN = 1; static CLOSING = 2; static CLOSED = 3;
+    constructor(url, protocols) {
+      if (!new URL(url).pathname.startsWith(path)) return new RealWebSocket(url, protocols);
+      window.refusedSockets = (window.refusedSockets || 0) + 1;
+      setTimeout(() => this.onclose && this.onclose({ code: 1006, reason: "" }), 5);
+    }
     close() {}
     send() {}
   };
