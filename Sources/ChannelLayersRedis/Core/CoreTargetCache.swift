@@ -1,5 +1,13 @@
 import ChannelLayers
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Where the core layer's receiver hands a message, resolved from its `__asgi_channel__` list.
 struct CoreTargets {
     /// The inboxes it names, each once, by event loop.
@@ -38,7 +46,23 @@ struct CoreTargetCache {
     /// The most lists kept: a node's busiest groups.
     let capacity: Int
     private var generation: UInt64 = 0
-    private var entries: [[UInt8]: CoreTargets] = [:]
+    private var entries: [Key: CoreTargets] = [:]
+
+    /// A list's bytes, hashed and compared as one block: `[UInt8]`'s own hashing takes a byte at a time,
+    /// which cost more than the decoding it saved.
+    private struct Key: Hashable {
+        let bytes: [UInt8]
+
+        func hash(into hasher: inout Hasher) {
+            bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+        }
+
+        static func == (lhs: Key, rhs: Key) -> Bool {
+            lhs.bytes.count == rhs.bytes.count
+                && (lhs.bytes.isEmpty
+                    || lhs.bytes.withUnsafeBytes { left in rhs.bytes.withUnsafeBytes { right in memcmp(left.baseAddress!, right.baseAddress!, left.count) == 0 } })
+        }
+    }
 
     init(capacity: Int = 256) {
         self.capacity = capacity
@@ -49,14 +73,14 @@ struct CoreTargetCache {
     /// The targets resolved for `list` while the inboxes were at `generation`, if any.
     mutating func targets(for list: [UInt8], generation: UInt64) -> CoreTargets? {
         update(to: generation)
-        return entries[list]
+        return entries[Key(bytes: list)]
     }
 
     /// Keeps `targets` for `list`, resolved while the inboxes were at `generation`.
     mutating func store(_ targets: CoreTargets, for list: [UInt8], generation: UInt64) {
         update(to: generation)
         if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
-        entries[list] = targets
+        entries[Key(bytes: list)] = targets
     }
 
     /// Drops what was resolved before the inboxes changed to `generation`.

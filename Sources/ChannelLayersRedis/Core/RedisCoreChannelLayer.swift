@@ -284,24 +284,28 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
             throw ChannelLayerError(error, doing: "reading the members of \(group)")
         }
         // One body per receiving process, naming its members; processes bucketed by host.
-        // A process's members mostly follow one another (they joined together): a member whose process is the
-        // previous one's is bucketed without hashing its name.
+        // A process's members mostly follow one another (they joined together): a run of members of one process
+        // is gathered without hashing anything, and added to its bucket when the run ends.
         var buckets: [String: [String]] = [:]
         var order: [String] = []
-        var previous: (nonLocal: String, queue: String)?
+        var run: (nonLocal: String, queue: String) = ("", "")
+        var runMembers: [String] = []
+        func endRun() {
+            guard !runMembers.isEmpty else { return }
+            if buckets[run.queue] == nil { order.append(run.queue) }
+            buckets[run.queue, default: []].append(contentsOf: runMembers)
+            runMembers.removeAll(keepingCapacity: true)
+        }
         for member in replies[1].array ?? [] {
             guard let channel = member.string else { continue }
-            let queue: String
-            if let previous, CoreWire.isLocal(channel, of: previous.nonLocal) {
-                queue = previous.queue
-            } else {
+            if runMembers.isEmpty || !CoreWire.isLocal(channel, of: run.nonLocal) {
+                endRun()
                 let nonLocal = String(CoreWire.nonLocalName(channel))
-                queue = configuration.prefix + nonLocal
-                previous = (nonLocal, queue)
-                if buckets[queue] == nil { order.append(queue) }
+                run = (nonLocal, configuration.prefix + nonLocal)
             }
-            buckets[queue, default: []].append(channel)
+            runMembers.append(channel)
         }
+        endRun()
         var byHost: [Int: [String]] = [:]
         for queue in order {
             let nonLocal = String(queue.dropFirst(configuration.prefix.count))
