@@ -56,7 +56,9 @@ import Testing
 
         var arguments: [String] { ["--webhook-url", "http://127.0.0.1:\(port)/hooks", "--webhook-secret-file", secretFile] }
 
-        func stop() { process.terminate() }
+        /// SIGKILL: the receiver keeps nothing to finish, and a child spawned from a pool thread inherits its
+        /// blocked signals, SIGTERM among them (receivers outlived the test run).
+        func stop() { process.kill() }
     }
 
     static func token(_ user: String) async throws -> String {
