@@ -16,6 +16,16 @@ package final class RedisScript: Sendable {
     package let digest: String
     /// The server refused `EVALSHA` to this user: every call goes with the source.
     private let digestRefused = Atomic<Bool>(false)
+    /// The server ran an `EVALSHA` of this user's, or answered one with `NOSCRIPT` rather than `NOPERM`.
+    private let digestPermitted = Atomic<Bool>(false)
+
+    /// The connection the script last ran on with its source, for ``enqueue(_:on:onReply:)``; weak, so that a
+    /// new connection at the same address is never taken for it.
+    private let loadedOn = Mutex(LoadedOn())
+
+    private struct LoadedOn {
+        weak var connection: RedisConnection?
+    }
 
     package init(_ source: String) {
         self.source = source
@@ -44,7 +54,9 @@ package final class RedisScript: Sendable {
     package func run(_ arguments: [RedisArgument], on client: any RedisCommandSender) async throws(RedisError) -> RedisReply {
         guard byDigest else { return try await client.send(loading(arguments)) }
         do {
-            return try await client.send(call(arguments))
+            let reply = try await client.send(call(arguments))
+            digestPermitted.store(true, ordering: .relaxed)
+            return reply
         } catch where mustSendSource(after: error) {
             // The script did not run: sending it with its source cannot run it twice.
             return try await client.send(loading(arguments))
@@ -62,6 +74,44 @@ package final class RedisScript: Sendable {
             replies[replies.count - 1] = try await client.send(loading(arguments))
         }
         return replies
+    }
+
+    /// Queues the script on `connection` in order with what was queued before it, without waiting: by digest
+    /// once it ran with its source on this very connection and the user may send `EVALSHA`, with its source
+    /// until then. `onReply` runs on the connection's event loop. Returns the error when nothing could be queued.
+    ///
+    /// A call queued so cannot be sent again when the server answers `NOSCRIPT` (after `SCRIPT FLUSH` on a live
+    /// connection): calls queued behind it would overtake it. It fails with that error, and the connection goes
+    /// back to sending the source. Whether the user may send `EVALSHA` is asked once, with a call of a digest
+    /// no script has (`NOSCRIPT`: it may; `NOPERM`: it may not, and every call goes with the source).
+    package func enqueue(
+        _ arguments: [RedisArgument], on connection: RedisConnection, onReply: @escaping @Sendable (Result<RedisReply, RedisError>) -> Void
+    ) -> RedisError? {
+        let known = byDigest && digestPermitted.load(ordering: .relaxed) && loadedOn.withLock { $0.connection === connection }
+        return connection.enqueue(known ? call(arguments) : loading(arguments)) { [self] result in
+            if case .success(let reply) = result {
+                if case .error(let text) = reply {
+                    if known, mustSendSource(afterReply: text) { loadedOn.withLock { $0.connection = nil } }
+                } else if !known {
+                    loadedOn.withLock { $0.connection = connection }
+                    if byDigest, !digestPermitted.load(ordering: .relaxed) { askWhetherDigestIsPermitted(on: connection) }
+                }
+            }
+            onReply(result)
+        }
+    }
+
+    /// `EVALSHA` of a digest no script has: Redis checks the ACL first, so `NOPERM` says the user may not, and
+    /// `NOSCRIPT` that it may.
+    private func askWhetherDigestIsPermitted(on connection: RedisConnection) {
+        _ = connection.enqueue(RedisCommand("EVALSHA", .string(String(repeating: "0", count: 40)), 0)) { [self] result in
+            guard case .success(.error(let text)) = result else { return }
+            if text.hasPrefix("NOSCRIPT") {
+                digestPermitted.store(true, ordering: .relaxed)
+            } else {
+                _ = mustSendSource(afterReply: text)
+            }
+        }
     }
 
     /// Whether a call by digest that failed with `error` is to be sent again with the source: the server does

@@ -55,6 +55,10 @@ public final class ChatConsumer: WebSocketConsumer {
             context.refuse(.invalidFrame, detail: #"a chat frame is {"message": "<text>"}"#)
             return
         }
-        try await context.groupSend(["type": "chat.message", "message": .string(message), "sent_at": .double(WallClock.now())], to: roomGroupName)
+        // Deferred: a room's messages go to Redis back to back, not a round trip apart; a refusal still reaches
+        // the client as an error frame naming its message.
+        try await context.groupSend(
+            ["type": "chat.message", "message": .string(message), "sent_at": .double(WallClock.now())], to: roomGroupName, confirmation: .deferred
+        )
     }
 }

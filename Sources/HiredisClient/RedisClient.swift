@@ -82,6 +82,14 @@ public final class RedisClient: Sendable {
         }
     }
 
+    /// The connection when one is up, without connecting or waiting: for ``RedisConnection/enqueue(_:onReply:)``.
+    public var liveConnection: RedisConnection? {
+        state.withLock { state in
+            if case .connected(let connection) = state, !connection.isClosed { return connection }
+            return nil
+        }
+    }
+
     /// Closes the connection; later calls fail with ``RedisError/Code/clientClosed``.
     public func close() async {
         let previous = state.withLock { state in

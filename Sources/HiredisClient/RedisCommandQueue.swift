@@ -11,6 +11,7 @@ import Synchronization
 final class RedisCommandQueue: Sendable {
     typealias SingleContinuation = UnsafeContinuation<Result<RedisReply, RedisError>, Never>
     typealias BatchContinuation = UnsafeContinuation<Result<[RedisReply], RedisError>, Never>
+    typealias ReplyHandler = @Sendable (Result<RedisReply, RedisError>) -> Void
 
     /// Replies collected for a pipelined batch; mutated only while the queue's lock is held.
     final class Batch: @unchecked Sendable {
@@ -27,12 +28,14 @@ final class RedisCommandQueue: Sendable {
     enum Waiter {
         case single(SingleContinuation, deadline: NIODeadline?)
         case batch(Batch, deadline: NIODeadline?)
+        /// A caller that did not wait: its handler runs on the event loop when the reply comes.
+        case handler(ReplyHandler, deadline: NIODeadline?)
         /// Timed out: its remaining replies are read and dropped so later callers stay matched.
         case abandoned(remaining: Int)
 
         var deadline: NIODeadline? {
             switch self {
-            case .single(_, let deadline), .batch(_, let deadline): deadline
+            case .single(_, let deadline), .batch(_, let deadline), .handler(_, let deadline): deadline
             case .abandoned: nil
             }
         }
@@ -109,6 +112,7 @@ final class RedisCommandQueue: Sendable {
         enum Resume {
             case single(SingleContinuation)
             case batch(BatchContinuation, [RedisReply])
+            case handler(ReplyHandler)
             case none
             case unexpected
         }
@@ -118,6 +122,9 @@ final class RedisCommandQueue: Sendable {
             case .single(let continuation, _):
                 state.waiters.removeFirst()
                 return .single(continuation)
+            case .handler(let handler, _):
+                state.waiters.removeFirst()
+                return .handler(handler)
             case .batch(let batch, _):
                 batch.replies.append(reply)
                 guard batch.replies.count == batch.expected else { return .none }
@@ -135,6 +142,7 @@ final class RedisCommandQueue: Sendable {
         switch resume {
         case .single(let continuation): continuation.resume(returning: .success(reply))
         case .batch(let continuation, let replies): continuation.resume(returning: .success(replies))
+        case .handler(let handler): handler(.success(reply))
         case .none: break
         case .unexpected: return false
         }
@@ -157,7 +165,7 @@ final class RedisCommandQueue: Sendable {
                 guard deadline <= now else { break }
                 expired.append(waiter)
                 switch waiter {
-                case .single: state.waiters[index] = .abandoned(remaining: 1)
+                case .single, .handler: state.waiters[index] = .abandoned(remaining: 1)
                 case .batch(let batch, _): state.waiters[index] = .abandoned(remaining: batch.expected - batch.replies.count)
                 case .abandoned: break
                 }
@@ -198,6 +206,7 @@ final class RedisCommandQueue: Sendable {
             switch waiter {
             case .single(let continuation, _): continuation.resume(returning: .failure(error))
             case .batch(let batch, _): batch.continuation.resume(returning: .failure(error))
+            case .handler(let handler, _): handler(.failure(error))
             case .abandoned: break
             }
         }

@@ -111,6 +111,27 @@ public final class RedisConnection: Sendable {
         try await pipeline(commands, deadline: configuration.commandTimeout.map { .now() + .nanoseconds($0.timeAmount) })
     }
 
+    /// Writes one command in order with the commands sent before it, without waiting for its reply:
+    /// `onReply` runs on the connection's event loop with the reply (an error reply as ``RedisReply/error(_:)``)
+    /// or with the connection's failure. Returns the error instead when the command could not be queued (the
+    /// connection is closed; `onReply` is not called).
+    ///
+    /// For callers that must keep their commands in order across calls without a round trip each, such as a
+    /// consumer's group sends.
+    public func enqueue(_ command: RedisCommand, onReply: @escaping @Sendable (Result<RedisReply, RedisError>) -> Void) -> RedisError? {
+        let deadline = configuration.commandTimeout.map { NIODeadline.now() + .nanoseconds($0.timeAmount) }
+        let handler: @Sendable (Result<RedisReply, RedisError>) -> Void = { [self] result in
+            if case .success(.error(let text)) = result { noteErrorReply(text) }
+            onReply(result)
+        }
+        switch queue.enqueue(command.encoded, waiter: .handler(handler, deadline: deadline)) {
+        case .failed(let error): return error
+        case .scheduleFlush: scheduleFlush()
+        case .queued: break
+        }
+        return nil
+    }
+
     /// Whether the connection is closed (by either side).
     public var isClosed: Bool { queue.isClosed || !channel.isActive }
 

@@ -112,8 +112,9 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
 }
 
 extension RedisError {
-    /// Maps an error reply to an error, recognising authentication failures by their prefix.
-    static func fromErrorReply(_ text: String, command: String) -> RedisError {
+    /// Maps an error reply to an error, recognising authentication failures by their prefix: what `send` throws
+    /// for it, for callers that get replies without waiting (``RedisConnection/enqueue(_:onReply:)``).
+    public static func fromErrorReply(_ text: String, command: String) -> RedisError {
         if text.hasPrefix("NOAUTH") {
             return RedisError(
                 .authenticationRequired,

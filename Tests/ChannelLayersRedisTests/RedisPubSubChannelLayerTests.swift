@@ -3,6 +3,7 @@ import ChannelLayersRedis
 import ChannelsProtocol
 import ChannelsTestSupport
 import HiredisClient
+import Synchronization
 import Testing
 
 @Suite struct RedisPubSubChannelLayerTests {
@@ -31,6 +32,61 @@ import Testing
             // Exactly once: nothing else is queued for anyone.
             let delivered = layers[0].statistics.deliveries + layers[1].statistics.deliveries
             #expect(delivered == 50)
+        }
+    }
+
+    /// Group sends started without waiting reach every member on every process in the order they were
+    /// started, through the history script and through a plain `PUBLISH`; each receipt confirms, and the
+    /// history numbers them in that order. With Redis gone a send is not started, or its receipt fails.
+    @Test func startedGroupSendsArriveInOrderAndAreConfirmed() async throws {
+        let server = try await RedisServer.start()
+        var configurations = [server.layerConfiguration(nodeID: "node-a"), server.layerConfiguration(nodeID: "node-b")]
+        for index in configurations.indices { configurations[index].history = HistoryConfiguration(patterns: ["chat_*"]) }
+        try await withRedisLayers(configurations) { layers in
+            var inboxes: [KeepingInbox] = []
+            for index in 0..<4 {
+                let inbox = KeepingInbox()
+                let channel = try await layers[index % 2].newChannel(prefix: "specific.", inbox: inbox)
+                try await layers[index % 2].groupAdd("chat_room", channel: channel)
+                try await layers[index % 2].groupAdd("plain", channel: channel)
+                inboxes.append(inbox)
+            }
+            // Started from a task with a live connection: the first send connects it.
+            try await layers[0].groupSend(["type": "warm.up"], to: "plain")
+            var receipts: [GroupSendReceipt] = []
+            for number in 0..<500 {
+                for group in ["chat_room", "plain"] {
+                    let receipt = try #require(try layers[0].startGroupSend(["type": "numbered", "n": .int(Int64(number)), "g": .string(group)], to: group))
+                    receipts.append(receipt)
+                }
+            }
+            for receipt in receipts { try await receipt.confirmed() }
+            func numbers(_ inbox: KeepingInbox, _ group: String) -> [Int] {
+                inbox.received.withLock { $0.filter { $0["g"]?.string == group }.compactMap { $0["n"]?.int.map(Int.init) } }
+            }
+            #expect(await eventually { inboxes.allSatisfy { numbers($0, "chat_room").count >= 500 && numbers($0, "plain").count >= 500 } })
+            for inbox in inboxes {
+                #expect(numbers(inbox, "chat_room") == Array(0..<500))
+                #expect(numbers(inbox, "plain") == Array(0..<500))
+            }
+            let history = try #require(try await layers[1].history(of: "chat_room", after: nil, limit: 1000))
+            #expect(history.messages.map { $0.message["n"]?.int } == (0..<500).map { Int64($0) })
+            #expect(history.messages.map(\.offset) == (1...500).map { Int64($0) })
+
+            server.kill()
+            let failed: Bool
+            if let receipt = try layers[0].startGroupSend(["type": "too.late"], to: "plain") {
+                do {
+                    try await receipt.confirmed()
+                    failed = false
+                } catch {
+                    failed = (error as? ChannelLayerError)?.code == .unavailable
+                }
+            } else {
+                failed = true
+            }
+            #expect(failed, "a send started on a dead Redis is refused or fails as unavailable")
+            #expect(throws: ChannelLayerError.self) { try layers[0].startGroupSend(["type": "x"], to: "bad group name") }
         }
     }
 

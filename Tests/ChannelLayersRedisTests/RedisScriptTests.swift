@@ -33,6 +33,75 @@ import Testing
         await client.close()
     }
 
+    /// Queued without waiting, a script goes with its source until it ran so on that very connection, then by
+    /// digest; `SCRIPT FLUSH` under it fails the call queued by digest (a call queued behind it would overtake a
+    /// second try), and the connection goes back to the source. A new connection starts with the source again.
+    @Test func aQueuedScriptGoesWithItsSourceUntilItRanOnThatConnection() async throws {
+        let redis = try await RedisServer.start()
+        let connection = try await RedisConnection.connect(configuration: redis.configuration())
+        let inspector = try await RedisConnection.connect(configuration: redis.configuration())
+        let script = RedisScript("return redis.call('INCR', KEYS[1])")
+        func queue() async -> Result<RedisReply, RedisError> {
+            await withCheckedContinuation { continuation in
+                let error = script.enqueue([1, "counter"], on: connection) { continuation.resume(returning: $0) }
+                if let error { continuation.resume(returning: .failure(error)) }
+            }
+        }
+        func calls(_ command: String) async throws -> Int { try await RedisCoreChannelLayerTests.calls(command, inspector) }
+        try await inspector.send("CONFIG", "RESETSTAT")
+
+        #expect(try await queue().get() == .integer(1))
+        #expect(try await calls("eval") == 1)
+        // Then it asks, once, whether this user may send EVALSHA (an unknown digest: NOSCRIPT).
+        #expect(await eventually { (try? await calls("evalsha")) == 1 })
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(try await queue().get() == .integer(2))
+        #expect(try await calls("evalsha") == 2, "by digest once it ran with its source here")
+        #expect(try await calls("eval") == 1)
+        try await inspector.send("SCRIPT", "FLUSH")
+        guard case .success(.error(let text)) = await queue() else {
+            Issue.record("a call by digest after SCRIPT FLUSH did not answer NOSCRIPT")
+            return
+        }
+        #expect(text.hasPrefix("NOSCRIPT"))
+        #expect(try await queue().get() == .integer(3), "the source again")
+        #expect(try await calls("eval") == 2)
+
+        let other = try await RedisConnection.connect(configuration: redis.configuration())
+        let onOther: Result<RedisReply, RedisError> = await withCheckedContinuation { continuation in
+            _ = script.enqueue([1, "counter"], on: other) { continuation.resume(returning: $0) }
+        }
+        #expect(try onOther.get() == .integer(4))
+        #expect(try await calls("eval") == 3, "a new connection starts with the source")
+        await connection.close()
+        await other.close()
+        await inspector.close()
+    }
+
+    /// A user whose ACL refuses `EVALSHA`: queued calls go with the source, every one runs, none fails.
+    @Test func queuedCallsOfAUserWithoutEvalShaAllGoWithTheSource() async throws {
+        let redis = try await RedisServer.start(password: "admin-password")
+        let admin = RedisClient(configuration: redis.configuration())
+        try await admin.send("ACL", "SETUSER", "old", "on", ">old-password", "~*", "+@read", "+@write", "+@connection", "+eval")
+        var configuration = redis.configuration()
+        configuration.username = "old"
+        configuration.password = "old-password"
+        let connection = try await RedisConnection.connect(configuration: configuration)
+        let script = RedisScript("return redis.call('INCR', KEYS[1])")
+        var replies: [RedisReply] = []
+        for _ in 0..<5 {
+            let result: Result<RedisReply, RedisError> = await withCheckedContinuation { continuation in
+                _ = script.enqueue([1, "counter"], on: connection) { continuation.resume(returning: $0) }
+            }
+            replies.append(try result.get())
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(replies == (1...5).map { .integer($0) })
+        #expect(!script.byDigest, "the NOPERM answer to the question is remembered")
+        await connection.close()
+        await admin.close()
+    }
+
     @Test func anErrorOtherThanNoScriptIsThrownAsItCame() async throws {
         let redis = try await RedisServer.start()
         let client = RedisClient(configuration: redis.configuration())

@@ -1,5 +1,6 @@
 import ChannelsTestSupport
 import HiredisClient
+import Synchronization
 import Testing
 
 @Suite struct RedisConnectionTests {
@@ -60,6 +61,57 @@ import Testing
         for task in [0, 57, 99] {
             #expect(try await connection.send("GET", .string("counter-\(task)")).integer == 100)
         }
+    }
+
+    /// Commands queued without waiting run in the order they were queued, each handler gets its own reply
+    /// (error replies as replies), and awaited commands sent between them keep their place.
+    @Test func queuedCommandsRunInOrderAndEachHandlerGetsItsReply() async throws {
+        let server = try await RedisServer.start()
+        let connection = try await RedisConnection.connect(configuration: server.configuration())
+        defer { Task { await connection.close() } }
+        let replies = Mutex<[Int: RedisReply]>([:])
+        for number in 0..<2000 {
+            let command = number == 1000 ? RedisCommand("LPUSH", "counter", "x") : RedisCommand("INCR", "counter")
+            let error = connection.enqueue(command) { result in
+                replies.withLock { $0[number] = try? result.get() }
+            }
+            #expect(error == nil)
+        }
+        // An awaited command sent now runs after every queued one.
+        #expect(try await connection.send("GET", "counter") == .bulkString(Array("1999".utf8)))
+        let received = replies.withLock { $0 }
+        #expect(received.count == 2000)
+        #expect((0..<1000).allSatisfy { received[$0] == .integer(Int64($0 + 1)) })
+        guard case .error(let text)? = received[1000] else {
+            Issue.record("the LPUSH on a string answered \(String(describing: received[1000]))")
+            return
+        }
+        #expect(text.hasPrefix("WRONGTYPE"))
+        #expect((1001..<2000).allSatisfy { received[$0] == .integer(Int64($0)) })
+    }
+
+    /// A connection that dies fails the handlers still waiting, saying the command may have run; a closed one
+    /// refuses to queue at once, and the handler is never called.
+    @Test func queuedCommandsFailWithTheConnection() async throws {
+        let server = try await RedisServer.start()
+        let connection = try await RedisConnection.connect(configuration: server.configuration())
+        let outcome = Mutex<Result<RedisReply, RedisError>?>(nil)
+        #expect(connection.enqueue(RedisCommand("BLPOP", "nothing", 0)) { result in outcome.withLock { $0 = result } } == nil)
+        let inspector = try await RedisConnection.connect(configuration: server.configuration())
+        #expect(await eventually { (try? await inspector.send("INFO", "clients").string?.contains("blocked_clients:1")) == true })
+        server.kill()
+        #expect(await eventually { outcome.withLock { $0 } != nil })
+        guard case .failure(let error)? = outcome.withLock({ $0 }) else {
+            Issue.record("expected a failure")
+            return
+        }
+        #expect(error.code == .connectionClosed)
+        #expect(error.mayHaveRun)
+        let called = Mutex(false)
+        let refused = connection.enqueue(RedisCommand("PING")) { _ in called.withLock { $0 = true } }
+        #expect(refused?.mayHaveRun == false)
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(!called.withLock { $0 })
     }
 
     @Test func pipelinesABatchAndKeepsErrorsInPlace() async throws {

@@ -40,6 +40,27 @@ import Testing
         }
     }
 
+    /// The chat consumer's sends are deferred (queued behind each other, confirmed later): a burst of 300
+    /// frames from one client reaches members on its own node and on the others, each once, in the order sent,
+    /// through the history script (`chat_*` keeps history), and its history numbers them in that order.
+    @Test func aBurstFromOneClientArrivesInOrderOnEveryNode() async throws {
+        try await withCluster { cluster in
+            var clients: [ChatClient] = []
+            for index in 0..<6 {
+                clients.append(try await ChatClient.connect(port: cluster.nodes[index % 3].port, room: "burst"))
+            }
+            let sent = (0..<300).map { "b\($0)" }
+            for text in sent { clients[0].say(text) }
+            for client in clients { #expect(await client.waitForFrames(300)) }
+            try await Task.sleep(for: .milliseconds(300))
+            for client in clients { #expect(client.messages == sent) }
+            let redis = try await RedisConnection.connect(configuration: cluster.redis.configuration())
+            let stream = try await redis.send("XRANGE", "asgi:history:{chat_burst}:stream", "-", "+").array ?? []
+            #expect(stream.count == 300)
+            #expect(stream.compactMap { $0.array?.first?.string } == (1...300).map { "\($0)-0" })
+        }
+    }
+
     @Test func aDisconnectRemovesTheMembership() async throws {
         try await withCluster(nodes: 1) { cluster in
             let node = cluster.nodes[0]

@@ -77,25 +77,28 @@ extension RedisPubSubChannelLayer {
         return (stripped, HistoryPosition(offset: offset, epoch: epoch))
     }
 
+    /// The history publish script's keys and arguments for `payload` (a message's msgpack) in `group`.
+    func historyPublishArguments(group: String, payload: [UInt8]) -> [RedisArgument] {
+        let history = configuration.history
+        let seconds = Int(history.ttl.components.seconds)
+        return [
+            2,
+            .string(HistoryScript.metaKey(prefix: configuration.prefix, group: group)),
+            .string(HistoryScript.streamKey(prefix: configuration.prefix, group: group)),
+            .string(groupChannel(group)), .bytes(payload), .integer(history.size),
+            .integer(max(1, seconds)), .integer(max(HistoryScript.metaTTLSeconds, seconds)),
+            .string(ChannelName.epochCandidate()), .string(publishCommand), .integer(history.maxBytes),
+        ]
+    }
+
     /// One script call: the message goes into the group's history with the next offset, then is published
     /// with its offset and epoch.
     func publishWithHistory(_ message: Message, group: String) async throws(ChannelLayerError) -> HistoryPosition? {
         let channel = groupChannel(group)
-        let history = configuration.history
         let payload = MessagePack.encode(message)
         let reply: RedisReply
         do {
-            reply = try await HistoryScript.publishScript.run(
-                [
-                    2,
-                    .string(HistoryScript.metaKey(prefix: configuration.prefix, group: group)),
-                    .string(HistoryScript.streamKey(prefix: configuration.prefix, group: group)),
-                    .string(channel), .bytes(payload), .integer(history.size),
-                    .integer(max(1, Int(history.ttl.components.seconds))), .integer(max(HistoryScript.metaTTLSeconds, Int(history.ttl.components.seconds))),
-                    .string(ChannelName.epochCandidate()), .string(publishCommand), .integer(history.maxBytes),
-                ],
-                on: shard(for: channel).client
-            )
+            reply = try await HistoryScript.publishScript.run(historyPublishArguments(group: group, payload: payload), on: shard(for: channel).client)
         } catch {
             throw ChannelLayerError(error, doing: "publishing to \(channel) with history")
         }

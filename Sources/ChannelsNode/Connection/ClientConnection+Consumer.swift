@@ -85,29 +85,36 @@ extension ClientConnection {
 
     /// Runs consumer code; `frame` is the number of the client frame it handles, if it handles one.
     private func run(frame number: Int? = nil, _ body: () async throws -> Void) async {
+        handlingFrame = number
+        defer { handlingFrame = nil }
         do {
             try await body()
         } catch let error as ChannelLayerError where error.code == .unavailable {
-            // Redis unreachable is not the client's fault nor the consumer's: keep the connection (the layer
-            // reconnects by itself), count it, and tell the client the truth about its message: not delivered
-            // (sending it again cannot duplicate it), or handed to Redis without a confirmation.
-            warnings.warn("the channel layer could not take a message", metadata: ["error": "\(error.message)"])
-            let about = number.map { "message \($0) of this connection" } ?? "a message"
-            let text: String
-            if error.mayHaveTakenEffect {
-                metrics.publishUnconfirmed.increment()
-                text = ClientFrame.error(
-                    .unconfirmed, detail: "the channel layer did not confirm \(about) in time; it may or may not have been delivered", frame: number
-                )
-            } else {
-                metrics.publishFailures.increment()
-                text = ClientFrame.error(.unavailable, detail: "the channel layer is unavailable; \(about) was not delivered", frame: number)
-            }
-            post(ServerFrame.text(text))
+            reportUnavailable(error, frame: number)
         } catch {
             logger.error("consumer failed; closing the connection with 1011", metadata: ["error": "\(error)", "path": "\(scope.path)"])
             requestClose(code: CloseCode.internalError, reason: "internal error")
         }
+    }
+
+    /// Redis unreachable is not the client's fault nor the consumer's: keep the connection (the layer
+    /// reconnects by itself), count it, and tell the client the truth about its message: not delivered
+    /// (sending it again cannot duplicate it), or handed to Redis without a confirmation. From any thread: a
+    /// deferred group send reports its failure when Redis answers.
+    func reportUnavailable(_ error: ChannelLayerError, frame number: Int?) {
+        warnings.warn("the channel layer could not take a message", metadata: ["error": "\(error.message)"])
+        let about = number.map { "message \($0) of this connection" } ?? "a message"
+        let text: String
+        if error.mayHaveTakenEffect {
+            metrics.publishUnconfirmed.increment()
+            text = ClientFrame.error(
+                .unconfirmed, detail: "the channel layer did not confirm \(about) in time; it may or may not have been delivered", frame: number
+            )
+        } else {
+            metrics.publishFailures.increment()
+            text = ClientFrame.error(.unavailable, detail: "the channel layer is unavailable; \(about) was not delivered", frame: number)
+        }
+        post(ServerFrame.text(text))
     }
 
     func observeLatency(_ message: Message) {

@@ -135,6 +135,8 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     private var lastRule: (name: String, rule: ForwardRule?)?
     /// Client frames read so far.
     var clientFrames = 0
+    /// The number of the client frame the consumer's code handles now, if it handles one (its task only).
+    var handlingFrame: Int?
     /// For ``outboundBacklog()``: what NIO said when it was last asked.
     private var lastBacklog = 0
     /// The groups the consumer joined, for ``pressure``.

@@ -109,9 +109,50 @@ public final class ConsumerContext {
     /// While members of the group fell behind reading, here or on another node, this first waits until they
     /// caught up, for ``ConnectionLimits/slowReaderGrace`` at most: publishers slow before readers are closed.
     public func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError) {
+        try await groupSend(message, to: group, confirmation: .awaited)
+    }
+
+    /// Sends a message to every member of a group; with ``GroupSendConfirmation/deferred``, returns once it is
+    /// queued behind this connection's earlier sends to the group, without waiting for the layer to confirm it.
+    ///
+    /// A deferred send that the layer then refuses is reported as an awaited one whose error the consumer did
+    /// not catch: the client gets an `unavailable` (or `unconfirmed`) error frame naming its frame, and the
+    /// connection stays. At most ``deferredWindow`` sends wait for their confirmation; one more waits for the
+    /// oldest. Layers that cannot queue a send at once (in memory, the core layer, Redis Cluster, a shard
+    /// reconnecting) send it as ``GroupSendConfirmation/awaited``.
+    public func groupSend(_ message: Message, to group: String, confirmation: GroupSendConfirmation) async throws(ChannelLayerError) {
         await connection.pressure.admit(group)
+        if confirmation == .deferred, let layer = layer as? any PipelinedGroupSendLayer {
+            while let first = unconfirmed.first, first.isComplete { unconfirmed.removeFirst() }
+            if unconfirmed.count >= Self.deferredWindow {
+                // Its failure, if any, is reported by the handler below.
+                try? await unconfirmed.removeFirst().confirmed()
+            }
+            if let receipt = try layer.startGroupSend(message, to: group) {
+                let frame = connection.handlingFrame
+                let connection = connection
+                receipt.onFailure { error in
+                    if error.code == .unavailable { connection.reportUnavailable(error, frame: frame) }
+                }
+                unconfirmed.append(receipt)
+                return
+            }
+        }
         try await layer.groupSend(message, to: group)
     }
+
+    /// How many deferred group sends of one connection wait for their confirmation at most.
+    public static let deferredWindow = 16
+    /// (An array: empty, it takes no storage on an idle connection; it holds 16 at most.)
+    private var unconfirmed: [GroupSendReceipt] = []
+}
+
+/// When ``ConsumerContext/groupSend(_:to:confirmation:)`` returns.
+public enum GroupSendConfirmation: Sendable, Hashable {
+    /// Once the layer took the message, as Channels' `await group_send`: Redis answered.
+    case awaited
+    /// Once the message is queued in order behind the connection's earlier sends; the layer confirms it later.
+    case deferred
 }
 
 /// Limits and policies every connection of a node follows.

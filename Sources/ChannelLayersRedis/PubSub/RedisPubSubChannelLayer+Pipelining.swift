@@ -1,0 +1,51 @@
+import ChannelLayers
+import ChannelsProtocol
+import HiredisClient
+import Synchronization
+
+extension RedisPubSubChannelLayer: PipelinedGroupSendLayer {
+    /// Queues the group's `PUBLISH`, or its history script, on the shard's live connection in call order.
+    /// Nil (send it with ``groupSend(_:to:)``) while the shard is reconnecting, and on Redis Cluster, whose
+    /// client picks a node per call.
+    public func startGroupSend(_ message: Message, to group: String) throws(ChannelLayerError) -> GroupSendReceipt? {
+        try LayerValidation.group(group)
+        try LayerValidation.message(message)
+        let channel = groupChannel(group)
+        guard let connection = (shard(for: channel).client as? RedisClient)?.liveConnection else { return nil }
+        // Offsets and epochs come from the history script only: a sender's own are never passed on.
+        let message = Self.stripHistoryKeys(message).message
+        let receipt = GroupSendReceipt()
+        let failure: RedisError?
+        if configuration.history.keepsHistory(group) {
+            let payload = MessagePack.encode(message)
+            failure = HistoryScript.publishScript.enqueue(historyPublishArguments(group: group, payload: payload), on: connection) { [self] result in
+                if Self.confirm(receipt, result, doing: "publishing to \(channel) with history") {
+                    state.withLock { $0.historyBytesWritten += payload.count + 30 }
+                }
+            }
+        } else {
+            failure = connection.enqueue(RedisCommand(publishCommand, .string(channel), .bytes(envelope.seal(message)))) { result in
+                _ = Self.confirm(receipt, result, doing: "publishing to \(channel)")
+            }
+        }
+        // Not queued (the connection closed just now): nothing was sent, so the caller's own send is no repeat.
+        if failure != nil { return nil }
+        state.withLock { $0.groupSends += 1 }
+        return receipt
+    }
+
+    /// Completes `receipt` with a reply; returns whether Redis took the message.
+    private static func confirm(_ receipt: GroupSendReceipt, _ result: Result<RedisReply, RedisError>, doing what: String) -> Bool {
+        switch result {
+        case .success(.error(let text)):
+            receipt.complete(ChannelLayerError(RedisError.fromErrorReply(text, command: "PUBLISH"), doing: what))
+            return false
+        case .success:
+            receipt.complete(nil)
+            return true
+        case .failure(let error):
+            receipt.complete(ChannelLayerError(error, doing: what))
+            return false
+        }
+    }
+}
