@@ -18,10 +18,12 @@ package final class RedisScript: Sendable {
     private let digestRefused = Atomic<Bool>(false)
     /// The server ran an `EVALSHA` of this user's, or answered one with `NOSCRIPT` rather than `NOPERM`.
     private let digestPermitted = Atomic<Bool>(false)
+    /// Whether the question of ``askWhetherDigestIsPermitted(on:)`` was sent.
+    private let digestAsked = Atomic<Bool>(false)
 
-    /// The connection the script last ran on with its source, for ``enqueue(_:on:onReply:)``; weak, so that a
-    /// new connection at the same address is never taken for it.
-    private let loadedOn = Mutex(LoadedOn())
+    /// The connections the script ran on with its source, for ``enqueue(_:on:onReply:)``: one per shard. Weak,
+    /// so that a new connection at the same address is never taken for one of them.
+    private let loadedOn = Mutex<[LoadedOn]>([])
 
     private struct LoadedOn {
         weak var connection: RedisConnection?
@@ -87,14 +89,19 @@ package final class RedisScript: Sendable {
     package func enqueue(
         _ arguments: [RedisArgument], on connection: RedisConnection, onReply: @escaping @Sendable (Result<RedisReply, RedisError>) -> Void
     ) -> RedisError? {
-        let known = byDigest && digestPermitted.load(ordering: .relaxed) && loadedOn.withLock { $0.connection === connection }
+        let known = byDigest && digestPermitted.load(ordering: .relaxed) && loadedOn.withLock { $0.contains { $0.connection === connection } }
         return connection.enqueue(known ? call(arguments) : loading(arguments)) { [self] result in
             if case .success(let reply) = result {
                 if case .error(let text) = reply {
-                    if known, mustSendSource(afterReply: text) { loadedOn.withLock { $0.connection = nil } }
+                    if known, mustSendSource(afterReply: text) { loadedOn.withLock { $0.removeAll { $0.connection === connection || $0.connection == nil } } }
                 } else if !known {
-                    loadedOn.withLock { $0.connection = connection }
-                    if byDigest, !digestPermitted.load(ordering: .relaxed) { askWhetherDigestIsPermitted(on: connection) }
+                    loadedOn.withLock { loaded in
+                        loaded.removeAll { $0.connection == nil }
+                        if !loaded.contains(where: { $0.connection === connection }) { loaded.append(LoadedOn(connection: connection)) }
+                    }
+                    if byDigest, !digestPermitted.load(ordering: .relaxed), !digestAsked.exchange(true, ordering: .relaxed) {
+                        askWhetherDigestIsPermitted(on: connection)
+                    }
                 }
             }
             onReply(result)
@@ -105,7 +112,11 @@ package final class RedisScript: Sendable {
     /// `NOSCRIPT` that it may.
     private func askWhetherDigestIsPermitted(on connection: RedisConnection) {
         _ = connection.enqueue(RedisCommand("EVALSHA", .string(String(repeating: "0", count: 40)), 0)) { [self] result in
-            guard case .success(.error(let text)) = result else { return }
+            guard case .success(.error(let text)) = result else {
+                // No answer (the connection failed): the next call to load the script asks again.
+                if case .failure = result { digestAsked.store(false, ordering: .relaxed) }
+                return
+            }
             if text.hasPrefix("NOSCRIPT") {
                 digestPermitted.store(true, ordering: .relaxed)
             } else {

@@ -28,7 +28,8 @@ final class RedisCommandQueue: Sendable {
     enum Waiter {
         case single(SingleContinuation, deadline: NIODeadline?)
         case batch(Batch, deadline: NIODeadline?)
-        /// A caller that did not wait: its handler runs on the event loop when the reply comes.
+        /// A caller that did not wait: its handler runs on the event loop when the reply comes (on a failure, on
+        /// the thread that fails the queue).
         case handler(ReplyHandler, deadline: NIODeadline?)
         /// Timed out: its remaining replies are read and dropped so later callers stay matched.
         case abandoned(remaining: Int)

@@ -73,6 +73,14 @@ import Testing
         }
         #expect(try onOther.get() == .integer(4))
         #expect(try await calls("eval") == 3, "a new connection starts with the source")
+        // Each connection keeps its own mark (one per shard): both go by digest now, and the question was asked once.
+        #expect(try await queue().get() == .integer(5))
+        let onOtherAgain: Result<RedisReply, RedisError> = await withCheckedContinuation { continuation in
+            _ = script.enqueue([1, "counter"], on: other) { continuation.resume(returning: $0) }
+        }
+        #expect(try onOtherAgain.get() == .integer(6))
+        #expect(try await calls("eval") == 3)
+        #expect(try await calls("evalsha") == 5, "the question, two calls, the NOSCRIPT one, and these two")
         await connection.close()
         await other.close()
         await inspector.close()

@@ -64,7 +64,7 @@ import Testing
     }
 
     /// Commands queued without waiting run in the order they were queued, each handler gets its own reply
-    /// (error replies as replies), and awaited commands sent between them keep their place.
+    /// (error replies as replies), and an awaited command sent after them runs after every one.
     @Test func queuedCommandsRunInOrderAndEachHandlerGetsItsReply() async throws {
         let server = try await RedisServer.start()
         let connection = try await RedisConnection.connect(configuration: server.configuration())
