@@ -123,10 +123,9 @@ public final class ConsumerContext {
     public func groupSend(_ message: Message, to group: String, confirmation: GroupSendConfirmation) async throws(ChannelLayerError) {
         await connection.pressure.admit(group)
         if confirmation == .deferred, let layer = layer as? any PipelinedGroupSendLayer {
-            while let first = unconfirmed.first, first.isComplete { unconfirmed.removeFirst() }
-            if unconfirmed.count >= Self.deferredWindow {
+            if let oldest = deferred.receiptToAwait() {
                 // Its failure, if any, is reported by the handler below.
-                try? await unconfirmed.removeFirst().confirmed()
+                try? await oldest.confirmed()
             }
             if let receipt = try layer.startGroupSend(message, to: group) {
                 let frame = connection.handlingFrame
@@ -134,7 +133,7 @@ public final class ConsumerContext {
                 receipt.onFailure { error in
                     if error.code == .unavailable { connection.reportUnavailable(error, frame: frame) }
                 }
-                unconfirmed.append(receipt)
+                deferred.started(receipt)
                 return
             }
         }
@@ -142,9 +141,8 @@ public final class ConsumerContext {
     }
 
     /// How many deferred group sends of one connection wait for their confirmation at most.
-    public static let deferredWindow = 16
-    /// (An array: empty, it takes no storage on an idle connection; it holds 16 at most.)
-    private var unconfirmed: [GroupSendReceipt] = []
+    public static var deferredWindow: Int { DeferredSends.limit }
+    private var deferred = DeferredSends()
 }
 
 /// When ``ConsumerContext/groupSend(_:to:confirmation:)`` returns.
