@@ -17,59 +17,57 @@ public protocol PipelinedGroupSendLayer: ChannelLayer {
 /// The confirmation of a group send started with ``PipelinedGroupSendLayer/startGroupSend(_:to:)``.
 public final class GroupSendReceipt: Sendable {
     private enum State {
-        case pending(waiters: [CheckedContinuation<ChannelLayerError?, Never>], onFailure: [@Sendable (ChannelLayerError) -> Void])
+        /// Who waits for the outcome: ``confirmed()``'s continuations and ``onFailure(_:)``'s handlers alike.
+        case pending([@Sendable (ChannelLayerError?) -> Void])
         case done(ChannelLayerError?)
     }
 
-    private let state = Mutex(State.pending(waiters: [], onFailure: []))
+    private let state = Mutex(State.pending([]))
 
     package init() {}
 
-    /// Records the outcome: nil when the layer took the message.
+    /// Records the outcome: nil when the layer took the message. Only the first outcome counts.
     package func complete(_ error: ChannelLayerError?) {
-        let (waiters, handlers): ([CheckedContinuation<ChannelLayerError?, Never>], [@Sendable (ChannelLayerError) -> Void]) = state.withLock { state in
-            guard case .pending(let waiters, let handlers) = state else { return ([], []) }
+        let waiting: [@Sendable (ChannelLayerError?) -> Void] = state.withLock { state in
+            guard case .pending(let waiting) = state else { return [] }
             state = .done(error)
-            return (waiters, handlers)
+            return waiting
         }
-        for waiter in waiters { waiter.resume(returning: error) }
-        if let error { for handler in handlers { handler(error) } }
+        for handler in waiting { handler(error) }
     }
 
     /// Waits until the layer took the message.
     /// - Throws: the error the send failed with.
     public func confirmed() async throws(ChannelLayerError) {
         let outcome: ChannelLayerError? = await withCheckedContinuation { continuation in
-            let done: ChannelLayerError?? = state.withLock { state in
-                switch state {
-                case .done(let error): return .some(error)
-                case .pending(var waiters, let handlers):
-                    waiters.append(continuation)
-                    state = .pending(waiters: waiters, onFailure: handlers)
-                    return .none
-                }
-            }
-            if case .some(let error) = done { continuation.resume(returning: error) }
+            whenDone { continuation.resume(returning: $0) }
         }
         if let outcome { throw outcome }
     }
 
     /// Runs `handler` if the send fails (at once when it failed already); never when it succeeds.
     public func onFailure(_ handler: @escaping @Sendable (ChannelLayerError) -> Void) {
-        let failed: ChannelLayerError?? = state.withLock { state in
-            switch state {
-            case .done(let error): return .some(error)
-            case .pending(let waiters, var handlers):
-                handlers.append(handler)
-                state = .pending(waiters: waiters, onFailure: handlers)
-                return .none
-            }
+        whenDone { error in
+            if let error { handler(error) }
         }
-        if case .some(let error?) = failed { handler(error) }
     }
 
     /// Whether the outcome is known.
     public var isComplete: Bool {
         state.withLock { if case .done = $0 { return true } else { return false } }
+    }
+
+    /// Runs `handler` with the outcome: once it is known, or at once when it is already.
+    private func whenDone(_ handler: @escaping @Sendable (ChannelLayerError?) -> Void) {
+        let known: ChannelLayerError?? = state.withLock { state in
+            switch state {
+            case .done(let error): return .some(error)
+            case .pending(var waiting):
+                waiting.append(handler)
+                state = .pending(waiting)
+                return .none
+            }
+        }
+        if case .some(let error) = known { handler(error) }
     }
 }

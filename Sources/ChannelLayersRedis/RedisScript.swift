@@ -80,7 +80,8 @@ package final class RedisScript: Sendable {
 
     /// Queues the script on `connection` in order with what was queued before it, without waiting: by digest
     /// once it ran with its source on this very connection and the user may send `EVALSHA`, with its source
-    /// until then. `onReply` runs on the connection's event loop. Returns the error when nothing could be queued.
+    /// until then. `onReply` runs as ``RedisConnection/enqueue(_:onReply:)`` says. Returns the error when nothing
+    /// could be queued.
     ///
     /// A call queued so cannot be sent again when the server answers `NOSCRIPT` (after `SCRIPT FLUSH` on a live
     /// connection): calls queued behind it would overtake it. It fails with that error, and the connection goes

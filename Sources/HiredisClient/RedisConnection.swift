@@ -112,9 +112,9 @@ public final class RedisConnection: Sendable {
     }
 
     /// Writes one command in order with the commands sent before it, without waiting for its reply:
-    /// `onReply` runs with the reply (an error reply as ``RedisReply/error(_:)``) on the connection's event loop,
-    /// or with the connection's failure there or on the thread that closes the connection. Returns the error instead when the command could not be queued (the
-    /// connection is closed; `onReply` is not called).
+    /// `onReply` runs with the reply (an error reply as ``RedisReply/error(_:)``) on the connection's event
+    /// loop, or with the connection's failure there or on the thread that closes the connection. Returns the
+    /// error instead when the command could not be queued (the connection is closed; `onReply` is not called).
     ///
     /// For callers that must keep their commands in order across calls without a round trip each, such as a
     /// consumer's group sends.
