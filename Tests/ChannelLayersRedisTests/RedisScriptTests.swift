@@ -7,6 +7,24 @@ import Testing
 /// Scripts run by digest on a real Redis: the digest is Redis' own, and a server that does not know the
 /// script (new, flushed) gets its source once, with no second run.
 @Suite struct RedisScriptTests {
+    /// Queues `script` on `connection` and waits for its handler.
+    static func queued(_ script: RedisScript, _ arguments: [RedisArgument], on connection: RedisConnection) async -> Result<RedisReply, RedisError> {
+        await withCheckedContinuation { continuation in
+            let error = script.enqueue(arguments, on: connection) { continuation.resume(returning: $0) }
+            if let error { continuation.resume(returning: .failure(error)) }
+        }
+    }
+
+    /// A user set up with SECURITY.md's earlier ACL rule (`+eval`, no `+evalsha`), and the admin that made it.
+    static func userWithoutEvalSha(on redis: RedisServer) async throws -> (admin: RedisClient, configuration: RedisConfiguration) {
+        let admin = RedisClient(configuration: redis.configuration())
+        try await admin.send("ACL", "SETUSER", "old", "on", ">old-password", "~*", "+@read", "+@write", "+@connection", "+eval")
+        var configuration = redis.configuration()
+        configuration.username = "old"
+        configuration.password = "old-password"
+        return (admin, configuration)
+    }
+
     @Test func theDigestIsTheOneRedisGivesAndAnUnknownScriptIsLoadedOnce() async throws {
         let redis = try await RedisServer.start()
         let client = RedisClient(configuration: redis.configuration())
@@ -41,12 +59,7 @@ import Testing
         let connection = try await RedisConnection.connect(configuration: redis.configuration())
         let inspector = try await RedisConnection.connect(configuration: redis.configuration())
         let script = RedisScript("return redis.call('INCR', KEYS[1])")
-        func queue() async -> Result<RedisReply, RedisError> {
-            await withCheckedContinuation { continuation in
-                let error = script.enqueue([1, "counter"], on: connection) { continuation.resume(returning: $0) }
-                if let error { continuation.resume(returning: .failure(error)) }
-            }
-        }
+        func queue() async -> Result<RedisReply, RedisError> { await Self.queued(script, [1, "counter"], on: connection) }
         func calls(_ command: String) async throws -> Int { try await RedisCoreChannelLayerTests.calls(command, inspector) }
         try await inspector.send("CONFIG", "RESETSTAT")
 
@@ -68,17 +81,11 @@ import Testing
         #expect(try await calls("eval") == 2)
 
         let other = try await RedisConnection.connect(configuration: redis.configuration())
-        let onOther: Result<RedisReply, RedisError> = await withCheckedContinuation { continuation in
-            _ = script.enqueue([1, "counter"], on: other) { continuation.resume(returning: $0) }
-        }
-        #expect(try onOther.get() == .integer(4))
+        #expect(try await Self.queued(script, [1, "counter"], on: other).get() == .integer(4))
         #expect(try await calls("eval") == 3, "a new connection starts with the source")
         // Each connection keeps its own mark (one per shard): both go by digest now, and the question was asked once.
         #expect(try await queue().get() == .integer(5))
-        let onOtherAgain: Result<RedisReply, RedisError> = await withCheckedContinuation { continuation in
-            _ = script.enqueue([1, "counter"], on: other) { continuation.resume(returning: $0) }
-        }
-        #expect(try onOtherAgain.get() == .integer(6))
+        #expect(try await Self.queued(script, [1, "counter"], on: other).get() == .integer(6))
         #expect(try await calls("eval") == 3)
         #expect(try await calls("evalsha") == 5, "the question, two calls, the NOSCRIPT one, and these two")
         await connection.close()
@@ -89,19 +96,12 @@ import Testing
     /// A user whose ACL refuses `EVALSHA`: queued calls go with the source, every one runs, none fails.
     @Test func queuedCallsOfAUserWithoutEvalShaAllGoWithTheSource() async throws {
         let redis = try await RedisServer.start(password: "admin-password")
-        let admin = RedisClient(configuration: redis.configuration())
-        try await admin.send("ACL", "SETUSER", "old", "on", ">old-password", "~*", "+@read", "+@write", "+@connection", "+eval")
-        var configuration = redis.configuration()
-        configuration.username = "old"
-        configuration.password = "old-password"
+        let (admin, configuration) = try await Self.userWithoutEvalSha(on: redis)
         let connection = try await RedisConnection.connect(configuration: configuration)
         let script = RedisScript("return redis.call('INCR', KEYS[1])")
         var replies: [RedisReply] = []
         for _ in 0..<5 {
-            let result: Result<RedisReply, RedisError> = await withCheckedContinuation { continuation in
-                _ = script.enqueue([1, "counter"], on: connection) { continuation.resume(returning: $0) }
-            }
-            replies.append(try result.get())
+            replies.append(try await Self.queued(script, [1, "counter"], on: connection).get())
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(replies == (1...5).map { .integer($0) })
@@ -125,11 +125,7 @@ import Testing
 
     @Test func aUserWhoseACLRefusesEvalShaGetsTheSourceEveryTime() async throws {
         let redis = try await RedisServer.start(password: "admin-password")
-        let admin = RedisClient(configuration: redis.configuration())
-        try await admin.send("ACL", "SETUSER", "old", "on", ">old-password", "~*", "+@read", "+@write", "+@connection", "+eval")
-        var configuration = redis.configuration()
-        configuration.username = "old"
-        configuration.password = "old-password"
+        let (admin, configuration) = try await Self.userWithoutEvalSha(on: redis)
         let client = RedisClient(configuration: configuration)
         let script = RedisScript("return redis.call('INCR', KEYS[1])")
         #expect(script.byDigest)
