@@ -327,9 +327,11 @@ import Testing
         _ = try await inspector.send(RedisCommand("ZADD", arguments: [.string(queue)] + Self.queueEntries(500..<550, channel: channel)))
         #expect(await eventually { numbers().count >= 550 })
         #expect(numbers() == Array(0..<550))
+        // BZPOPMIN first again: the script that finds the queue empty, and the BZPOPMIN after it, may run between reads.
+        let blockingAfter = try await Self.calls("bzpopmin", inspector) - blockingBefore
         let scripts = try await Self.calls("zpopmin", inspector) - scriptsBefore
         #expect((1...2).contains(scripts), "the 49 entries behind the one that woke it took \(scripts) scripts")
-        #expect(try await Self.calls("bzpopmin", inspector) - blockingBefore <= scripts - 1)
+        #expect(blockingAfter <= scripts - 1)
         // The last batch is acknowledged by the script that found the queue empty.
         #expect(try await eventually { try await inspector.send("EXISTS", .string(queue + "$inflight")).integer == 0 })
         #expect(try await inspector.send("EXISTS", .string(queue)).integer == 0)
