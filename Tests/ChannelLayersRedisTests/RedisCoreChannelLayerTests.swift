@@ -144,6 +144,80 @@ import Testing
         }
     }
 
+    /// Group sends started without waiting: every Swift member and a Django consumer in the group get them in
+    /// the order they were started, each receipt confirms; a full queue is counted as
+    /// the awaited send counts it; several hosts, a bad name or a dead Redis refuse or fail them.
+    @Test func startedGroupSendsArriveInOrderAndAreConfirmed() async throws {
+        let servers = try await Self.servers(1)
+        let small = ChannelCapacities(patterns: [.init(glob: "specific.*", capacity: 10_000)])
+        try await withCoreLayers([core(servers, capacities: small), core(servers, capacities: small)]) { layers in
+            let count = 300
+            let receiver = try django("receive-group", servers[0].url, "chat_started", String(count))
+            _ = try await Interop.ready(receiver)
+            var members: [(RedisCoreChannelLayer, KeepingInbox)] = []
+            for layer in layers {
+                for _ in 0..<3 {
+                    let inbox = KeepingInbox()
+                    try await layer.groupAdd("chat_started", channel: try await layer.newChannel(prefix: "specific.", inbox: inbox))
+                    members.append((layer, inbox))
+                }
+            }
+            // A first awaited send connects the connection the started ones are queued on.
+            try await layers[0].groupSend(["type": "warm.up"], to: "chat_other")
+            var receipts: [GroupSendReceipt] = []
+            for number in 0..<count {
+                receipts.append(try #require(try layers[0].startGroupSend(["type": "chat.message", "n": .int(Int64(number))], to: "chat_started")))
+            }
+            for receipt in receipts { try await receipt.confirmed() }
+            #expect(layers[0].statistics.groupSends == count + 1)
+            #expect(await eventually { members.allSatisfy { $0.1.received.withLock { $0.count } >= count } })
+            for (_, inbox) in members {
+                #expect(inbox.received.withLock { $0.compactMap { $0["n"]?.int } } == (0..<count).map { Int64($0) })
+            }
+            for number in 0..<count {
+                #expect(try await receiver.nextLine() == #"{"type": "chat.message", "n": \#(number)}"#)
+            }
+            #expect(throws: ChannelLayerError.self) { try layers[0].startGroupSend(["type": "x"], to: "bad group name") }
+            #expect(throws: ChannelLayerError.self) { try layers[0].startGroupSend(["type": "x", "__asgi_channel__": "y"], to: "chat_started") }
+
+            servers[0].kill()
+            let failed: Bool
+            if let receipt = try layers[0].startGroupSend(["type": "too.late"], to: "chat_started") {
+                do {
+                    try await receipt.confirmed()
+                    failed = false
+                } catch {
+                    failed = (error as? ChannelLayerError)?.code == .unavailable
+                }
+            } else {
+                failed = true
+            }
+            #expect(failed, "a send started on a dead Redis is refused or fails as unavailable")
+        }
+        // With two hosts the group and the queues live on different connections: sends are not started.
+        let two = try await Self.servers(2)
+        try await withCoreLayers([core(two)]) { layers in
+            try await layers[0].groupSend(["type": "warm.up"], to: "chat_two")
+            #expect(try layers[0].startGroupSend(["type": "x"], to: "chat_two") == nil)
+        }
+    }
+
+    /// A started send into a full process queue is counted and reported as the awaited one is.
+    @Test func aStartedGroupSendIntoAFullQueueIsCounted() async throws {
+        let servers = try await Self.servers(1)
+        try await withCoreLayers([core(servers, capacities: ChannelCapacities(defaultCapacity: 2, processQueueCapacity: nil))]) { layers in
+            // A Django process that joined and stopped reading.
+            let receiver = try django("receive-group", servers[0].url, "chat_full", "0")
+            _ = try await Interop.ready(receiver)
+            #expect(await receiver.wait() == 0)
+            try await layers[0].groupSend(["type": "warm.up"], to: "chat_other")
+            for number in 0..<4 {
+                try await #require(try layers[0].startGroupSend(["type": "x.group", "n": .int(Int64(number))], to: "chat_full")).confirmed()
+            }
+            #expect(layers[0].coreStatistics.overCapacity == 2 && layers[0].statistics.dropped == 2)
+        }
+    }
+
     @Test func aFullQueueRefusesSendAndCountsGroupDrops() async throws {
         let servers = try await Self.servers(1)
         // Django's rule: one capacity for every channel, process queues too.

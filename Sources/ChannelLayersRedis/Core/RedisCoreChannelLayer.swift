@@ -267,25 +267,49 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
     }
 
     public func groupSend(_ message: Message, to group: String) async throws(ChannelLayerError) {
+        try Self.checkGroupSend(message, to: group)
+        let key = CoreWire.groupKey(prefix: configuration.prefix, group: group)
+        let now = WallClock.now()
+        let replies: [RedisReply]
+        do {
+            replies = try await groupClient(group).pipeline(membersCommands(key: key, now: now)).checked("reading \(key)")
+        } catch {
+            throw ChannelLayerError(error, doing: "reading the members of \(group)")
+        }
+        for write in queueWrites(of: message, to: group, members: replies[1].array ?? [], now: now) {
+            let full: Int
+            do {
+                let replies = try await CoreWire.groupSend.run(after: write.cleanup, write.arguments, on: clients[write.host])
+                full = Int(try replies.checked("the group_send script").last?.integer ?? 0)
+            } catch {
+                throw ChannelLayerError(error, doing: "sending to the members of \(group)")
+            }
+            noteFull(full, group: group)
+        }
+        state.withLock { $0.groupSends += 1 }
+    }
+
+    static func checkGroupSend(_ message: Message, to group: String) throws(ChannelLayerError) {
         try LayerValidation.group(group)
         try LayerValidation.message(message)
         guard message[CoreWire.channelField] == nil else {
             throw ChannelLayerError(.invalidMessage, "a message may not carry the reserved key '\(CoreWire.channelField)'")
         }
-        let key = CoreWire.groupKey(prefix: configuration.prefix, group: group)
-        let now = WallClock.now()
-        let replies: [RedisReply]
-        do {
-            replies = try await groupClient(group).pipeline([
-                RedisCommand("ZREMRANGEBYSCORE", .string(key), 0, .integer(Int(now) - groupExpirySeconds)),
-                RedisCommand("ZRANGE", .string(key), 0, -1),
-            ]).checked("reading \(key)")
-        } catch {
-            throw ChannelLayerError(error, doing: "reading the members of \(group)")
-        }
-        // One body per receiving process, naming its members; processes bucketed by host.
-        // A process's members mostly follow one another (they joined together): a run of members of one process
-        // is gathered without hashing anything, and added to its bucket when the run ends.
+    }
+
+    /// Django's first step of `group_send`: expire old memberships, then list the group (the second reply).
+    func membersCommands(key: String, now: Double) -> [RedisCommand] {
+        [
+            RedisCommand("ZREMRANGEBYSCORE", .string(key), 0, .integer(Int(now) - groupExpirySeconds)),
+            RedisCommand("ZRANGE", .string(key), 0, -1),
+        ]
+    }
+
+    /// One group_send script call per host holding receiving processes' queues, in host order: `cleanup` expires
+    /// old entries of those queues first, `arguments` carry one body per process, naming its members.
+    func queueWrites(of message: Message, to group: String, members: [RedisReply], now: Double) -> [(host: Int, cleanup: [RedisCommand], arguments: [RedisArgument])] {
+        // Processes bucketed by host. A process's members mostly follow one another (they joined together): a run
+        // of members of one process is gathered without hashing anything, and added to its bucket when it ends.
         var buckets: [String: [String]] = [:]
         var order: [String] = []
         var run: (nonLocal: String, queue: String) = ("", "")
@@ -296,7 +320,7 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
             buckets[run.queue, default: []].append(contentsOf: runMembers)
             runMembers.removeAll(keepingCapacity: true)
         }
-        for member in replies[1].array ?? [] {
+        for member in members {
             guard let channel = member.string else { continue }
             if runMembers.isEmpty || !CoreWire.isLocal(channel, of: run.nonLocal) {
                 endRun()
@@ -312,7 +336,7 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
             byHost[ShardRing.index(of: nonLocal, hostCount: clients.count), default: []].append(queue)
         }
         let floorNow = Int(now)
-        for (host, queueKeys) in byHost.sorted(by: { $0.key < $1.key }) {
+        return byHost.sorted(by: { $0.key < $1.key }).map { host, queueKeys in
             var bodies: [RedisArgument] = []
             var capacities: [RedisArgument] = []
             for queue in queueKeys {
@@ -322,26 +346,22 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
                 bodies.append(.bytes(envelope.seal(body)))
                 capacities.append(.integer(configuration.capacities.capacity(of: members[0])))
             }
-            let commands = queueKeys.map { RedisCommand("ZREMRANGEBYSCORE", .string($0), 0, .integer(floorNow - expirySeconds)) }
+            let cleanup = queueKeys.map { RedisCommand("ZREMRANGEBYSCORE", .string($0), 0, .integer(floorNow - expirySeconds)) }
             let arguments: [RedisArgument] =
                 [.integer(2 * queueKeys.count)] + queueKeys.map { .string($0) } + queueKeys.map { .string(CoreWire.missedKey(queue: $0)) } + bodies
                 + capacities + [.string(String(now)), .integer(expirySeconds), .string(group)]
-            let full: Int
-            do {
-                let replies = try await CoreWire.groupSend.run(after: commands, arguments, on: clients[host])
-                full = Int(try replies.checked("the group_send script").last?.integer ?? 0)
-            } catch {
-                throw ChannelLayerError(error, doing: "sending to the members of \(group)")
-            }
-            if full > 0 {
-                state.withLock { $0.overCapacity += full }
-                warnings.warn(
-                    "a group message was not written to processes whose queue is full; their members miss it and are told so (Swift nodes)",
-                    metadata: ["group": "\(group)", "processes": "\(full)"]
-                )
-            }
+            return (host, cleanup, arguments)
         }
-        state.withLock { $0.groupSends += 1 }
+    }
+
+    /// Counts and reports the processes whose full queue a group message was not written to (the script's reply).
+    func noteFull(_ full: Int, group: String) {
+        guard full > 0 else { return }
+        state.withLock { $0.overCapacity += full }
+        warnings.warn(
+            "a group message was not written to processes whose queue is full; their members miss it and are told so (Swift nodes)",
+            metadata: ["group": "\(group)", "processes": "\(full)"]
+        )
     }
 
     public func deleteChannel(_ channel: String) async {
