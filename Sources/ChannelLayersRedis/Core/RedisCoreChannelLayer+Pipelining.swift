@@ -20,37 +20,19 @@ extension RedisCoreChannelLayer: PipelinedGroupSendLayer {
         // The expiry's reply says nothing the listing's does not: an error there fails the listing too.
         guard connection.enqueue(commands[0], onReply: { _ in }) == nil else { return nil }
         let failure = connection.enqueue(commands[1]) { [self] result in
-            let members: [RedisReply]
-            switch result {
-            case .success(.error(let text)):
-                receipt.complete(ChannelLayerError(RedisError.fromErrorReply(text, command: "ZRANGE"), doing: "reading the members of \(group)"))
-                return
-            case .failure(let error):
-                receipt.complete(ChannelLayerError(error, doing: "reading the members of \(group)"))
-                return
-            case .success(let reply):
-                members = reply.array ?? []
-            }
+            guard let listing = receipt.failUnlessTaken(result, command: "ZRANGE", doing: "reading the members of \(group)") else { return }
             // One host: at most one script call.
-            guard let write = queueWrites(of: message, to: group, members: members, now: now).first else {
+            guard let write = queueWrites(of: message, to: group, members: listing.array ?? [], now: now).first else {
                 state.withLock { $0.groupSends += 1 }
                 receipt.complete(nil)
                 return
             }
             for command in write.cleanup { _ = connection.enqueue(command, onReply: { _ in }) }
             let notQueued = CoreWire.groupSend.enqueue(write.arguments, on: connection) { [self] result in
-                switch result {
-                case .success(.error(let text)):
-                    receipt.complete(
-                        ChannelLayerError(RedisError.fromErrorReply(text, command: "EVALSHA"), doing: "sending to the members of \(group)")
-                    )
-                case .failure(let error):
-                    receipt.complete(ChannelLayerError(error, doing: "sending to the members of \(group)"))
-                case .success(let reply):
-                    noteFull(Int(reply.integer ?? 0), group: group)
-                    state.withLock { $0.groupSends += 1 }
-                    receipt.complete(nil)
-                }
+                guard let reply = receipt.failUnlessTaken(result, command: "EVALSHA", doing: "sending to the members of \(group)") else { return }
+                noteFull(Int(reply.integer ?? 0), group: group)
+                state.withLock { $0.groupSends += 1 }
+                receipt.complete(nil)
             }
             if let notQueued { receipt.complete(ChannelLayerError(notQueued, doing: "sending to the members of \(group)")) }
         }

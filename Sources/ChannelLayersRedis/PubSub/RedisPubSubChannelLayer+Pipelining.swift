@@ -19,35 +19,22 @@ extension RedisPubSubChannelLayer: PipelinedGroupSendLayer {
         if configuration.history.keepsHistory(group) {
             let payload = MessagePack.encode(message)
             failure = HistoryScript.publishScript.enqueue(historyPublishArguments(group: group, payload: payload), on: connection) { [self] result in
-                if Self.confirm(receipt, result, command: "EVALSHA", doing: "publishing to \(channel) with history") {
-                    state.withLock {
-                        $0.historyBytesWritten += payload.count + 30
-                        $0.groupSends += 1
-                    }
+                guard receipt.failUnlessTaken(result, command: "EVALSHA", doing: "publishing to \(channel) with history") != nil else { return }
+                state.withLock {
+                    $0.historyBytesWritten += payload.count + 30
+                    $0.groupSends += 1
                 }
+                receipt.complete(nil)
             }
         } else {
             failure = connection.enqueue(RedisCommand(publishCommand, .string(channel), .bytes(envelope.seal(message)))) { [self, publishCommand] result in
-                if Self.confirm(receipt, result, command: publishCommand, doing: "publishing to \(channel)") { state.withLock { $0.groupSends += 1 } }
+                guard receipt.failUnlessTaken(result, command: publishCommand, doing: "publishing to \(channel)") != nil else { return }
+                state.withLock { $0.groupSends += 1 }
+                receipt.complete(nil)
             }
         }
         // Not queued (the connection closed just now): nothing was sent, so the caller's own send is no repeat.
         if failure != nil { return nil }
         return receipt
-    }
-
-    /// Completes `receipt` with a reply; returns whether Redis took the message.
-    private static func confirm(_ receipt: GroupSendReceipt, _ result: Result<RedisReply, RedisError>, command: String, doing what: String) -> Bool {
-        switch result {
-        case .success(.error(let text)):
-            receipt.complete(ChannelLayerError(RedisError.fromErrorReply(text, command: command), doing: what))
-            return false
-        case .success:
-            receipt.complete(nil)
-            return true
-        case .failure(let error):
-            receipt.complete(ChannelLayerError(error, doing: what))
-            return false
-        }
     }
 }
