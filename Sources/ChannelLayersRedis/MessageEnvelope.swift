@@ -30,6 +30,22 @@ package struct MessageEnvelope: Sendable {
         return body
     }
 
+    /// ``seal(_:)`` of `message` with `key` added, whose value is msgpack already (see
+    /// `MessagePack.encode(_:adding:encodedValue:into:)`).
+    package func seal(_ message: Message, adding key: String, encodedValue: [UInt8]) -> [UInt8] {
+        var body: [UInt8] = []
+        body.reserveCapacity(randomPrefixLength + encodedValue.count + 64)
+        UniqueBits.append(randomPrefixLength, to: &body)
+        if let crypter {
+            var plain: [UInt8] = []
+            MessagePack.encode(message, adding: key, encodedValue: encodedValue, into: &plain)
+            body.append(contentsOf: crypter.encrypt(plain))
+        } else {
+            MessagePack.encode(message, adding: key, encodedValue: encodedValue, into: &body)
+        }
+        return body
+    }
+
     /// The message, and the raw msgpack of the local channels it names (the core layer's `__asgi_channel__`,
     /// removed from it; nil when it names none). ``channels(in:)`` reads that list.
     package func open(_ body: [UInt8]) throws(MessageEnvelopeError) -> (message: Message, target: [UInt8]?) {

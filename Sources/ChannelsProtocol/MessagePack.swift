@@ -37,6 +37,15 @@ public enum MessagePack {
         encode(map: message.fields, into: &output)
     }
 
+    /// Encodes a message with one more field whose value is already msgpack (`encodedValue`), at the end of
+    /// the map: for a value many messages share, encoded once. `message` must not hold `key`.
+    public static func encode(_ message: Message, adding key: String, encodedValue: [UInt8], into output: inout [UInt8]) {
+        encode(mapHeader: message.fields.count + 1, into: &output)
+        encode(fields: message.fields, into: &output)
+        encode(.string(key), into: &output)
+        output.append(contentsOf: encodedValue)
+    }
+
     /// Encodes any value.
     public static func encode(_ value: MessageValue) -> [UInt8] {
         var output: [UInt8] = []
@@ -96,15 +105,23 @@ public enum MessagePack {
     }
 
     private static func encode(map: OrderedDictionary<String, MessageValue>, into output: inout [UInt8]) {
-        if map.count < 16 {
-            output.append(0x80 | UInt8(map.count))
-        } else if map.count <= 0xffff {
+        encode(mapHeader: map.count, into: &output)
+        encode(fields: map, into: &output)
+    }
+
+    private static func encode(mapHeader count: Int, into output: inout [UInt8]) {
+        if count < 16 {
+            output.append(0x80 | UInt8(count))
+        } else if count <= 0xffff {
             output.append(0xde)
-            append(UInt16(map.count), into: &output)
+            append(UInt16(count), into: &output)
         } else {
             output.append(0xdf)
-            append(UInt32(truncatingIfNeeded: map.count), into: &output)
+            append(UInt32(truncatingIfNeeded: count), into: &output)
         }
+    }
+
+    private static func encode(fields map: OrderedDictionary<String, MessageValue>, into output: inout [UInt8]) {
         for (key, value) in map {
             encode(.string(key), into: &output)
             encode(value, into: &output)

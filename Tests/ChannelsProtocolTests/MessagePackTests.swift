@@ -74,6 +74,21 @@ func bytes(hex: String) -> [UInt8] {
         }
     }
 
+    /// A field whose value was encoded once is the same bytes as the message encoded with it, also where the
+    /// added field moves the map past 15 entries (a longer header).
+    @Test(arguments: [2, 15, 16])
+    func aFieldAddedAlreadyEncodedIsTheSameAsEncodingItWithTheMessage(fieldCount: Int) throws {
+        var message = Message()
+        for index in 0..<(fieldCount - 1) { message["k\(index)"] = .string("v\(index)") }
+        let channels: MessageValue = .array([.string("specific.a!1"), .string("specific.a!2")])
+        var output: [UInt8] = [0xff]
+        MessagePack.encode(message, adding: "__asgi_channel__", encodedValue: MessagePack.encode(channels), into: &output)
+        var whole = message
+        whole["__asgi_channel__"] = channels
+        #expect(Array(output.dropFirst()) == MessagePack.encode(whole))
+        #expect(output.first == 0xff, "appended after what the output held")
+    }
+
     @Test func decodesFloat32AsDouble() throws {
         #expect(try MessagePack.decode(bytes(hex: "ca3fc00000")) == .double(1.5))
     }

@@ -58,6 +58,8 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
     let local: LocalChannels
     let registry: MembershipRegistry?
     let state = Mutex(State())
+    /// Where each group's messages go, while its member listing stays the same.
+    let groupPlans = CoreGroupPlans()
     let sendRotation = Atomic<Int>(0)
     let connectionCount: @Sendable () -> Int?
     let logger: Logger
@@ -308,49 +310,20 @@ public final class RedisCoreChannelLayer: InboxChannelLayer, PresenceChannelLaye
     /// One group_send script call per host holding receiving processes' queues, in host order: `cleanup` expires
     /// old entries of those queues first, `arguments` carry one body per process, naming its members.
     func queueWrites(of message: Message, to group: String, members: [RedisReply], now: Double) -> [(host: Int, cleanup: [RedisCommand], arguments: [RedisArgument])] {
-        // Processes bucketed by host. A process's members mostly follow one another (they joined together): a run
-        // of members of one process is gathered without hashing anything, and added to its bucket when it ends.
-        var buckets: [String: [String]] = [:]
-        var order: [String] = []
-        var run: (nonLocal: String, queue: String) = ("", "")
-        var runMembers: [String] = []
-        func endRun() {
-            guard !runMembers.isEmpty else { return }
-            if buckets[run.queue] == nil { order.append(run.queue) }
-            buckets[run.queue, default: []].append(contentsOf: runMembers)
-            runMembers.removeAll(keepingCapacity: true)
-        }
-        for member in members {
-            guard let channel = member.string else { continue }
-            if runMembers.isEmpty || !CoreWire.isLocal(channel, of: run.nonLocal) {
-                endRun()
-                let nonLocal = String(CoreWire.nonLocalName(channel))
-                run = (nonLocal, configuration.prefix + nonLocal)
-            }
-            runMembers.append(channel)
-        }
-        endRun()
-        var byHost: [Int: [String]] = [:]
-        for queue in order {
-            let nonLocal = String(queue.dropFirst(configuration.prefix.count))
-            byHost[ShardRing.index(of: nonLocal, hostCount: clients.count), default: []].append(queue)
+        let plan = groupPlans.plan(for: group, members: members) {
+            CoreGroupPlan(members: members, prefix: configuration.prefix, hostCount: clients.count, capacity: configuration.capacities.capacity(of:))
         }
         let floorNow = Int(now)
-        return byHost.sorted(by: { $0.key < $1.key }).map { host, queueKeys in
-            var bodies: [RedisArgument] = []
-            var capacities: [RedisArgument] = []
-            for queue in queueKeys {
-                var body = message
-                let members = buckets[queue]!
-                body[CoreWire.channelField] = .array(members.map { .string($0) })
-                bodies.append(.bytes(envelope.seal(body)))
-                capacities.append(.integer(configuration.capacities.capacity(of: members[0])))
-            }
-            let cleanup = queueKeys.map { RedisCommand("ZREMRANGEBYSCORE", .string($0), 0, .integer(floorNow - expirySeconds)) }
-            let arguments: [RedisArgument] =
-                [.integer(2 * queueKeys.count)] + queueKeys.map { .string($0) } + queueKeys.map { .string(CoreWire.missedKey(queue: $0)) } + bodies
-                + capacities + [.string(String(now)), .integer(expirySeconds), .string(group)]
-            return (host, cleanup, arguments)
+        return plan.writes.map { write in
+            let cleanup = write.queueKeys.map { RedisCommand("ZREMRANGEBYSCORE", .string($0), 0, .integer(floorNow - expirySeconds)) }
+            var arguments: [RedisArgument] = [.integer(2 * write.queueKeys.count)]
+            arguments.reserveCapacity(4 + 4 * write.queueKeys.count)
+            for key in write.queueKeys { arguments.append(.string(key)) }
+            for key in write.missedKeys { arguments.append(.string(key)) }
+            for list in write.channelLists { arguments.append(.bytes(envelope.seal(message, adding: CoreWire.channelField, encodedValue: list))) }
+            for capacity in write.capacities { arguments.append(.integer(capacity)) }
+            arguments += [.string(String(now)), .integer(expirySeconds), .string(group)]
+            return (write.host, cleanup, arguments)
         }
     }
 
