@@ -21,24 +21,79 @@ public struct RedisCommand: Sendable {
     /// Creates a command from its name and an array of arguments.
     public init(_ name: String, arguments: [RedisArgument]) {
         self.name = name
-        var size = 16 + name.utf8.count
+        // Every header is a marker, at most ten digits and CRLF, and every bulk string ends in CRLF: 16 covers each.
+        var size = 16 + 16 + name.utf8.count
         for argument in arguments { size += argument.count + 16 }
         var buffer = ByteBufferAllocator().buffer(capacity: size)
-        buffer.writeStaticString("*")
-        buffer.writeDecimal(arguments.count + 1)
-        buffer.writeStaticString("\r\n$")
-        buffer.writeDecimal(name.utf8.count)
-        buffer.writeStaticString("\r\n")
-        buffer.writeString(name)
-        buffer.writeStaticString("\r\n")
-        for argument in arguments {
-            buffer.writeStaticString("$")
-            buffer.writeDecimal(argument.count)
-            buffer.writeStaticString("\r\n")
-            argument.write(into: &buffer)
-            buffer.writeStaticString("\r\n")
+        // Written through one pointer: a ByteBuffer write per marker and CRLF was most of the cost of a command.
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { output in
+            var writer = RESPWriter(output: output)
+            writer.header(UInt8(ascii: "*"), arguments.count + 1)
+            writer.header(UInt8(ascii: "$"), name.utf8.count)
+            writer.bytes(name.utf8)
+            writer.crlf()
+            for argument in arguments {
+                writer.header(UInt8(ascii: "$"), argument.count)
+                argument.write(into: &writer)
+                writer.crlf()
+            }
+            return writer.written
         }
         self.encoded = buffer
+    }
+}
+
+/// Writes RESP into memory sized for it beforehand (``RedisCommand/init(_:arguments:)`` counts it).
+struct RESPWriter {
+    let output: UnsafeMutableRawBufferPointer
+    private(set) var written = 0
+
+    init(output: UnsafeMutableRawBufferPointer) {
+        self.output = output
+    }
+
+    mutating func byte(_ value: UInt8) {
+        output[written] = value
+        written += 1
+    }
+
+    mutating func crlf() {
+        byte(UInt8(ascii: "\r"))
+        byte(UInt8(ascii: "\n"))
+    }
+
+    /// A marker, a non-negative decimal and CRLF: `*3\r\n`, `$5\r\n`.
+    mutating func header(_ marker: UInt8, _ value: Int) {
+        byte(marker)
+        if value < 10 {
+            byte(UInt8(ascii: "0") &+ UInt8(value))
+        } else {
+            var digits = 0
+            var rest = value
+            while rest > 0 {
+                digits += 1
+                rest /= 10
+            }
+            rest = value
+            for position in stride(from: written + digits - 1, through: written, by: -1) {
+                output[position] = UInt8(ascii: "0") &+ UInt8(rest % 10)
+                rest /= 10
+            }
+            written += digits
+        }
+        crlf()
+    }
+
+    mutating func bytes(_ source: UnsafeRawBufferPointer) {
+        guard source.count > 0 else { return }
+        UnsafeMutableRawBufferPointer(rebasing: output[written..<(written + source.count)]).copyMemory(from: source)
+        written += source.count
+    }
+
+    mutating func bytes(_ text: String.UTF8View) {
+        if text.withContiguousStorageIfAvailable({ bytes(UnsafeRawBufferPointer($0)) }) == nil {
+            for unit in text { byte(unit) }
+        }
     }
 }
 
@@ -117,23 +172,12 @@ public struct RedisArgument: Sendable, ExpressibleByStringLiteral, ExpressibleBy
         }
     }
 
-    func write(into buffer: inout ByteBuffer) {
+    func write(into writer: inout RESPWriter) {
         switch storage {
-        case .string(let text): buffer.writeString(text)
-        case .bytes(let bytes): buffer.writeBytes(bytes)
-        case .buffer(let source): buffer.writeImmutableBuffer(source)
+        case .string(let text): writer.bytes(text.utf8)
+        case .bytes(let bytes): bytes.withUnsafeBytes { writer.bytes($0) }
+        case .buffer(let source): source.withUnsafeReadableBytes { writer.bytes($0) }
         }
     }
 }
 
-extension ByteBuffer {
-    @inline(__always)
-    mutating func writeDecimal(_ value: Int) {
-        // Small non-negative values are by far the most common (argument counts, lengths).
-        if value >= 0 && value < 10 {
-            writeInteger(UInt8(ascii: "0") &+ UInt8(value))
-        } else {
-            writeString(String(value))
-        }
-    }
-}
