@@ -118,8 +118,8 @@ public final class ConsumerContext {
     /// A deferred send that the layer then refuses is reported as an awaited one whose error the consumer did
     /// not catch: the client gets an `unavailable` (or `unconfirmed`) error frame naming its frame, and the
     /// connection stays. At most ``deferredWindow`` sends wait for their confirmation; one more waits for the
-    /// oldest. Layers that cannot queue a send at once (in memory, the core layer, Redis Cluster, a shard
-    /// reconnecting) send it as ``GroupSendConfirmation/awaited``.
+    /// oldest. Layers that cannot queue a send at once (in memory, the core layer on several hosts, Redis
+    /// Cluster, a shard reconnecting) send it as ``GroupSendConfirmation/awaited``.
     public func groupSend(_ message: Message, to group: String, confirmation: GroupSendConfirmation) async throws(ChannelLayerError) {
         await connection.pressure.admit(group)
         if confirmation == .deferred, let layer = layer as? any PipelinedGroupSendLayer {
