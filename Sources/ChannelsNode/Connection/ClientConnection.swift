@@ -78,6 +78,8 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     let channel: any Channel
     let route: ConsumerRouter.Route?
     let scope: Scope
+    /// `?presence=1`. Read once: every member of a room is asked at each join and leave of another.
+    let wantsPresence: Bool
     /// What the node's connections share.
     let environment: ConnectionEnvironment
     var layer: any InboxChannelLayer { environment.layer }
@@ -185,6 +187,7 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         self.channel = channel
         self.route = route
         self.scope = scope
+        self.wantsPresence = scope.query["presence"] == "1"
         self.eventStream = scope.transport == .eventStream
         self.rateLimiter = MessageRateLimiter(perSecond: limits.maxMessagesPerSecond, burst: limits.messageBurst)
         // Forwarded frames are shared with every member on the node, so a client's own cost is small; the bound
@@ -391,8 +394,6 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     }
 
     // MARK: - Frames of layer messages
-
-    var wantsPresence: Bool { scope.query["presence"] == "1" }
 
     /// The rule for a handler name; the last answer is kept, since a connection mostly gets one type.
     func rule(for name: String) -> ForwardRule? {
