@@ -1,5 +1,6 @@
 import ChannelLayers
 import ChannelLayersRedis
+import ChannelsProtocol
 import ChannelsTestSupport
 import Foundation
 import HiredisClient
@@ -62,6 +63,17 @@ extension RedisServer {
 func numberOfSubscribers(_ connection: RedisConnection, _ channel: String) async throws -> Int64 {
     let reply = try await connection.send("PUBSUB", "NUMSUB", .string(channel))
     return reply.array?.last?.integer ?? -1
+}
+
+/// Whether a group send started on `layer` is refused (nil: not started) or its receipt fails as unavailable.
+func isRefusedOrUnavailable(_ layer: any PipelinedGroupSendLayer, _ message: Message, to group: String) async throws -> Bool {
+    guard let receipt = try layer.startGroupSend(message, to: group) else { return true }
+    do {
+        try await receipt.confirmed()
+        return false
+    } catch {
+        return error.code == .unavailable
+    }
 }
 
 func publishCalls(_ connection: RedisConnection) async throws -> Int {
