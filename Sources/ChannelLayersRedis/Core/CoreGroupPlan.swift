@@ -34,16 +34,12 @@ struct CoreGroupPlan: Sendable {
         // A process's members mostly follow one another (they joined together): a run of members of one process
         // is gathered without hashing anything, and added to its bucket when it ends.
         var buckets: [String: [MessageValue]] = [:]
-        var firstMember: [String: String] = [:]
         var order: [String] = []
         var run: (nonLocal: String, queue: String) = ("", "")
         var runMembers: [MessageValue] = []
         func endRun() {
-            guard let first = runMembers.first?.string else { return }
-            if buckets[run.queue] == nil {
-                order.append(run.queue)
-                firstMember[run.queue] = first
-            }
+            guard !runMembers.isEmpty else { return }
+            if buckets[run.queue] == nil { order.append(run.queue) }
             buckets[run.queue, default: []].append(contentsOf: runMembers)
             runMembers.removeAll(keepingCapacity: true)
         }
@@ -65,7 +61,7 @@ struct CoreGroupPlan: Sendable {
             HostWrite(
                 host: host, queueKeys: queueKeys, missedKeys: queueKeys.map { CoreWire.missedKey(queue: $0) },
                 channelLists: queueKeys.map { MessagePack.encode(.array(buckets[$0]!)) },
-                capacities: queueKeys.map { capacity(firstMember[$0]!) }
+                capacities: queueKeys.map { capacity(buckets[$0]![0].string!) }
             )
         }
     }
