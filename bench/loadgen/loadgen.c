@@ -8,6 +8,10 @@
 // Build: cc -O2 -o loadgen loadgen.c
 // Usage: loadgen --node HOST:PORT [--node ...] [--rooms 1] [--clients 100] [--publishers 10] [--window 4]
 //                [--payload 64] [--duration 10] [--drain 2] [--path /ws/chat/{room}/] [--pause-us 1000]
+//                [--rate 0] [--origin URL]
+// --rate N sends N messages per second in all, spread evenly over the publishers, whatever comes back (0, the
+// default, is flat out within --window); --origin sends that Origin header (Channels' AllowedHostsOriginValidator
+// refuses an upgrade without one).
 // Prints one JSON object.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -42,6 +46,8 @@ static client_t *clients;
 static int client_count, rooms = 1, per_room = 100, publishers = 10, window = 4, payload = 64;
 static double duration = 10, drain = 2;
 static int pause_us = 1000;
+static double rate = 0;
+static const char *origin = NULL;
 static const char *path_template = "/ws/chat/{room}/";
 static char *hosts[16];
 static int ports[16], node_count;
@@ -182,7 +188,7 @@ static void received_text(client_t *c, const unsigned char *data, size_t len) {
     record_latency(arrived > stamp ? arrived - stamp : 0);
     if (c == &clients[p]) {
         echoed[p]++;
-        if (now_ns() < end_ns && sent[p] - echoed[p] < window) publish((int)p);
+        if (rate == 0 && now_ns() < end_ns && sent[p] - echoed[p] < window) publish((int)p);
     }
 }
 
@@ -277,15 +283,16 @@ static void open_client(int index) {
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl");
     c->want_out = 1;
-    char path[512], room[32], request[1024];
+    char path[512], room[32], request[1024], origin_header[600] = "";
     snprintf(room, sizeof room, "bench%d", c->room);
     const char *mark = strstr(path_template, "{room}");
     if (mark) snprintf(path, sizeof path, "%.*s%s%s", (int)(mark - path_template), path_template, room, mark + 6);
     else snprintf(path, sizeof path, "%s", path_template);
+    if (origin) snprintf(origin_header, sizeof origin_header, "Origin: %s\r\n", origin);
     int n = snprintf(request, sizeof request,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     path, hosts[node], ports[node]);
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+                     path, hosts[node], ports[node], origin_header);
     queue(c, request, (size_t)n);
 }
 
@@ -326,13 +333,18 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--drain")) drain = atof(v);
         else if (!strcmp(a, "--path")) path_template = v;
         else if (!strcmp(a, "--pause-us")) pause_us = atoi(v);
+        else if (!strcmp(a, "--rate")) rate = atof(v);
+        else if (!strcmp(a, "--origin")) {
+            if (strlen(v) > 500) { fprintf(stderr, "loadgen: --origin is at most 500 characters\n"); return 2; }
+            origin = v;
+        }
         else { fprintf(stderr, "loadgen: unknown option %s\n", a); return 2; }
         i++;
     }
     if (node_count == 0) { hosts[0] = "127.0.0.1"; ports[0] = 8000; node_count = 1; }
     client_count = rooms * per_room;
-    if (rooms < 1 || per_room < 1 || publishers < 1 || publishers > client_count || window < 1 || payload < 32 || payload > 60000) {
-        fprintf(stderr, "loadgen: rooms, clients, publishers, window positive; publishers <= rooms x clients; 32 <= payload <= 60000\n");
+    if (rooms < 1 || per_room < 1 || publishers < 1 || publishers > client_count || window < 1 || payload < 32 || payload > 60000 || rate < 0) {
+        fprintf(stderr, "loadgen: rooms, clients, publishers, window positive; publishers <= rooms x clients; 32 <= payload <= 60000; rate >= 0\n");
         return 2;
     }
     memset(padding, 'x', (size_t)payload - 32);
@@ -369,11 +381,22 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &before);
     uint64_t begin = now_ns();
     end_ns = begin + (uint64_t)(duration * 1e9);
-    for (int p = 0; p < publishers; p++) for (int k = 0; k < window; k++) publish(p);
+    if (rate == 0) for (int p = 0; p < publishers; p++) for (int k = 0; k < window; k++) publish(p);
     // A short pause between rounds lets each socket gather several messages, so that one recv takes them all: a
     // server that writes every message on its own would otherwise cost the generator a system call per delivery.
-    while (now_ns() < end_ns) {
-        loop_once(5);
+    // At a fixed rate each publisher sends what its schedule says is due by now (publisher p's first message at
+    // p / rate, so the sends are spread, not in bursts of --publishers).
+    double per_publisher = rate / publishers;
+    for (uint64_t now = now_ns(); now < end_ns; now = now_ns()) {
+        if (rate > 0) {
+            double elapsed = (double)(now - begin) / 1e9;
+            for (int p = 0; p < publishers; p++) {
+                double slots = (elapsed - (double)p / rate) * per_publisher;
+                int64_t due = slots < 0 ? 0 : (int64_t)slots + 1;
+                while (sent[p] < due && clients[p].state == OPEN) publish(p);
+            }
+        }
+        loop_once(rate > 0 ? 1 : 5);
         if (pause_us > 0) usleep((useconds_t)pause_us);
     }
     uint64_t send_end = now_ns();
@@ -401,10 +424,13 @@ int main(int argc, char **argv) {
         for (int p = 0; p < publishers; p++) if (p % rooms == c->room) lost += sent[p] > c->next[p] ? sent[p] - c->next[p] : 0;
     }
     double seconds = (double)(finished - begin) / 1e9;
-    printf("{\"generator\":\"loadgen\",\"nodes\":%d,\"rooms\":%d,\"clients_per_room\":%d,\"publishers\":%d,\"window\":%d,\"payload\":%d,"
+    char rate_text[64];
+    if (rate > 0) snprintf(rate_text, sizeof rate_text, "%.0f/s", rate);
+    else snprintf(rate_text, sizeof rate_text, "flat out (window %d)", window);
+    printf("{\"generator\":\"loadgen\",\"nodes\":%d,\"rooms\":%d,\"clients_per_room\":%d,\"publishers\":%d,\"rate\":\"%s\",\"payload\":%d,"
            "\"connected\":%d,\"connect_failures\":%ld,\"messages_sent\":%ld,\"messages_per_second\":%.1f,\"deliveries\":%ld,"
            "\"deliveries_per_second\":%.1f,\"expected_deliveries\":%ld,\"lost\":%ld,\"duplicates\":%ld,\"closed_by_server\":%ld,\"close_codes\":{",
-           node_count, rooms, per_room, publishers, window, payload, connected, connect_failures, messages, (double)messages / ((double)(send_end - begin) / 1e9),
+           node_count, rooms, per_room, publishers, rate_text, payload, connected, connect_failures, messages, (double)messages / ((double)(send_end - begin) / 1e9),
            delivered, (double)delivered / seconds, expected, lost, dups, closed_by_server);
     int first = 1;
     for (int code = 0; code < 5000; code++) if (close_codes[code]) { printf("%s\"%d\":%ld", first ? "" : ",", code, close_codes[code]); first = 0; }
