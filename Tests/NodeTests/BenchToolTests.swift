@@ -105,6 +105,32 @@ import Testing
         #expect((closed["close_codes"] as? [String: Int]) == ["1001": 3], "\(closed)")
     }
 
+    /// loadgen at a fixed rate, with the Origin a node behind `--allowed-origin` wants (the Django bridge's runs need
+    /// both); clients sent with another Origin are closed 4403, counted by code.
+    @Test func theCLoadGeneratorSendsAtARateWithAnOrigin() async throws {
+        let root = ScriptedCluster.packageRoot.path
+        let binary = NSTemporaryDirectory() + "loadgen-\(UUID().uuidString)"
+        let built = try await run("/usr/bin/env", ["cc", "-O2", "-o", binary, root + "/bench/loadgen/loadgen.c"], environment: [:])
+        try #require(built.status == 0, "\(built.output)")
+        let node = try await NodeProcess.start(arguments: ["--allowed-origin", "http://chat.example"])
+        let shape = ["--node", "127.0.0.1:\(node.port)", "--rooms", "2", "--clients", "5", "--publishers", "2", "--duration", "2"]
+        let result = try await run(binary, shape + ["--rate", "50", "--origin", "http://chat.example"], environment: [:])
+        #expect(result.status == 0, "\(result.output)")
+        let figures = try Self.json(result.output)
+        let sent = try #require(figures["messages_sent"] as? Int)
+        #expect(figures["connected"] as? Int == 10)
+        #expect(figures["rate"] as? String == "50/s")
+        // 50 a second for 2 s, on each publisher's schedule (a flat-out run of this shape sends thousands).
+        #expect((95...101).contains(sent), "\(sent)")
+        #expect(figures["deliveries"] as? Int == sent * 5)
+        #expect(figures["lost"] as? Int == 0 && figures["duplicates"] as? Int == 0)
+
+        let refused = try Self.json(try await run(binary, shape + ["--rate", "50", "--origin", "http://evil.example"], environment: [:]).output)
+        #expect((refused["close_codes"] as? [String: Int]) == ["4403": 10], "\(refused)")
+        let bad = try await run(binary, shape + ["--rate", "-1"], environment: [:])
+        #expect(bad.status == 2 && bad.output.contains("rate >= 0"), "\(bad.output)")
+    }
+
     @Test func noReachableNodeIsAnErrorNotAZeroFigure() async throws {
         let port = try freePort()
         for command in [["fanout", "--clients", "3", "--publishers", "1", "--duration", "1"], ["idle", "--connections", "3", "--duration", "1"]] {
