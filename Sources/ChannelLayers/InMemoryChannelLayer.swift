@@ -130,7 +130,7 @@ public final class InMemoryChannelLayer: InboxChannelLayer, PresenceChannelLayer
             state.presence[group, default: [:]][channel] = (presence, now)
             return true
         }
-        if isNew { await fanOut(PresenceEvent.message("join", channel: channel, presence: presence, node: nil, at: now), to: group, history: false) }
+        if isNew { await fanOut(PresenceEvent.message("join", channel: channel, presence: presence, node: nil, at: now), to: group, history: false, presence: true) }
     }
 
     public func presence(of group: String) async throws(ChannelLayerError) -> [PresenceMember] {
@@ -151,7 +151,7 @@ public final class InMemoryChannelLayer: InboxChannelLayer, PresenceChannelLayer
                 if state.presence[group]?.isEmpty == true { state.presence[group] = nil }
                 return entry.info
             }
-            if let left { await fanOut(PresenceEvent.message("leave", channel: channel, presence: left, node: nil, at: now), to: group, history: false) }
+            if let left { await fanOut(PresenceEvent.message("leave", channel: channel, presence: left, node: nil, at: now), to: group, history: false, presence: true) }
         }
     }
 
@@ -179,8 +179,9 @@ public final class InMemoryChannelLayer: InboxChannelLayer, PresenceChannelLayer
         return await fanOut(message, to: group, history: configuration.history.keepsHistory(group))
     }
 
+    /// `presence`: a presence event, for the inboxes that take them (and every queue).
     @discardableResult
-    private func fanOut(_ message: Message, to group: String, history keepsHistory: Bool) async -> HistoryPosition? {
+    private func fanOut(_ message: Message, to group: String, history keepsHistory: Bool, presence: Bool = false) async -> HistoryPosition? {
         // A publisher that outruns the event loops waits here instead of anyone losing the message.
         await dispatcher.waitForRoom()
         let now = ContinuousClock.now
@@ -200,7 +201,7 @@ public final class InMemoryChannelLayer: InboxChannelLayer, PresenceChannelLayer
                 state.queued[group] = members.isEmpty ? nil : members
                 queued = Array(members.keys)
             }
-            let members = state.pushed.members(of: group)
+            let members = presence ? state.pushed.presenceListeners(of: group) : state.pushed.members(of: group)
             if let position, !members.isEmpty {
                 // Handed to the loops in offset order too: a recovering member takes a lower offset after a
                 // higher one for a copy it already had, so two publishers must not pass each other here.

@@ -14,6 +14,9 @@ final class KeepingInbox: ChannelInbox {
     let eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
     let received = Mutex<[Message]>([])
     let lost = Mutex<[String]>([])
+    let takesPresenceEvents: Bool
+
+    init(takesPresenceEvents: Bool = true) { self.takesPresenceEvents = takesPresenceEvents }
 
     func receive(_ delivery: Delivery) -> Bool {
         received.withLock { $0.append(delivery.message) }

@@ -35,6 +35,44 @@ import Testing
         }
     }
 
+    /// A join or leave with presence reaches, on every process, the inboxes that take presence events, and no
+    /// other: a room's members that did not ask for presence are not called for each join.
+    @Test func presenceEventsReachOnlyTheInboxesThatTakeThem() async throws {
+        let server = try await RedisServer.start()
+        let inspector = try await server.inspector()
+        try await withRedisLayers([server.layerConfiguration(nodeID: "node-a"), server.layerConfiguration(nodeID: "node-b")]) { layers in
+            var listening: [KeepingInbox] = []
+            var declining: [KeepingInbox] = []
+            for layer in layers {
+                // A member with presence makes its process listen to the group's presence events.
+                let resident = try await layer.newChannel(prefix: "specific.", inbox: KeepingInbox(takesPresenceEvents: false))
+                try await layer.groupAdd("room", channel: resident, presence: PresenceInfo())
+            }
+            #expect(await eventually { (try? await numberOfSubscribers(inspector, "asgi__presence__room")) == 2 })
+            for layer in layers {
+                for takes in [true, false] {
+                    let inbox = KeepingInbox(takesPresenceEvents: takes)
+                    try await layer.groupAdd("room", channel: try await layer.newChannel(prefix: "specific.", inbox: inbox))
+                    if takes { listening.append(inbox) } else { declining.append(inbox) }
+                }
+            }
+            let joining = try await layers[0].newChannel(prefix: "specific.", inbox: KeepingInbox(takesPresenceEvents: false))
+            try await layers[0].groupAdd("room", channel: joining, presence: PresenceInfo(user: "ann"))
+            try await layers[0].groupSend(["type": "chat.message", "message": "hi"], to: "room")
+            try await layers[0].groupDiscard("room", channel: joining)
+            try await layers[1].groupSend(["type": "chat.message", "message": "after"], to: "room")
+            func seen(_ inbox: KeepingInbox) -> Set<String> {
+                Set(inbox.received.withLock { $0.map { [$0.type ?? "?", $0["event"]?.string, $0["user"]?.string, $0["message"]?.string].compactMap { $0 }.joined(separator: " ") } })
+            }
+            let everything: Set = ["channels.presence join ann", "channels.presence leave ann", "chat.message hi", "chat.message after"]
+            #expect(await eventually { listening.allSatisfy { seen($0) == everything } && declining.allSatisfy { seen($0).count == 2 } })
+            // What a declining inbox would have been handed comes with what the listening ones got; give it time anyway.
+            try await Task.sleep(for: .milliseconds(200))
+            for inbox in declining { #expect(seen(inbox) == ["chat.message hi", "chat.message after"]) }
+            for inbox in listening { #expect(inbox.received.withLock { $0.count } == 4) }
+        }
+    }
+
     /// Group sends started without waiting reach every member on every process in the order they were
     /// started, through the history script and through a plain `PUBLISH`; each receipt confirms, and the
     /// history numbers them in that order. With Redis gone a send is not started, or its receipt fails.

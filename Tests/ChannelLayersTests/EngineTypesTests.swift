@@ -11,9 +11,13 @@ final class RecordingInbox: ChannelInbox {
     let eventLoop: any EventLoop
     let received = Mutex<[Message]>([])
     let batches = Atomic<Int>(0)
+    let takesPresenceEvents: Bool
     private let inBatch = Atomic<Bool>(false)
 
-    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+    init(eventLoop: any EventLoop, takesPresenceEvents: Bool = true) {
+        self.eventLoop = eventLoop
+        self.takesPresenceEvents = takesPresenceEvents
+    }
 
     func receive(_ delivery: Delivery) -> Bool {
         received.withLock { $0.append(delivery.message) }
@@ -73,6 +77,30 @@ struct EngineTypesTests {
         // Every one left can still be removed (their positions followed the swaps).
         for position in [1, 2, 4, 6, 7, 8] { index.remove(inboxes[position], from: "g") }
         #expect(index.count(of: "g") == 0)
+    }
+
+    /// Presence events go to the members that take them: a join in a room of n costs its listeners, not n calls.
+    @Test func presenceListenersAreTheMembersThatTakePresenceEvents() {
+        let loops = [EmbeddedEventLoop(), EmbeddedEventLoop()]
+        let inboxes = (0..<10).map { RecordingInbox(eventLoop: loops[$0 % 2], takesPresenceEvents: $0 < 3) }
+        var index = GroupIndex()
+        for inbox in inboxes { index.add(inbox, to: "g") }
+        index.add(inboxes[0], to: "g")  // a member already: listed once
+        func listeners() -> Set<ObjectIdentifier> { Set(index.presenceListeners(of: "g").flatMap(\.inboxes).map { ObjectIdentifier($0) }) }
+        #expect(index.count(of: "g") == 10)
+        #expect(listeners() == Set(inboxes[0..<3].map { ObjectIdentifier($0) }))
+        #expect(index.presenceListeners(of: "g").reduce(0) { $0 + $1.inboxes.count } == 3)
+        #expect(index.presenceListeners(of: "g").count == 2, "one entry per event loop")
+        index.remove(inboxes[1], from: "g")
+        index.remove(inboxes[5], from: "g")
+        #expect(listeners() == Set([0, 2].map { ObjectIdentifier(inboxes[$0]) }))
+        #expect(index.count(of: "g") == 8)
+        #expect(index.presenceListeners(of: "other").isEmpty)
+        for inbox in inboxes { index.remove(inbox, from: "g") }
+        #expect(index.presenceListeners(of: "g").isEmpty && index.members(of: "g").isEmpty)
+        index.add(inboxes[2], to: "g")
+        index.removeAll()
+        #expect(index.presenceListeners(of: "g").isEmpty)
     }
 
     @Test func aDeliveryMakesEachShapeOnceWhateverTheThreads() async {

@@ -47,6 +47,29 @@ final class OffsetInbox: ChannelInbox {
 
     let chat: Message = ["type": "chat.message", "message": "hi"]
 
+    /// Joins and leaves with presence reach the inboxes that take presence events; group messages reach all.
+    @Test func presenceEventsReachOnlyTheInboxesThatTakeThem() async throws {
+        let layer = InMemoryChannelLayer()
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let listening = RecordingInbox(eventLoop: loop)
+        let declining = RecordingInbox(eventLoop: loop, takesPresenceEvents: false)
+        for inbox in [listening, declining] {
+            try await layer.groupAdd("room", channel: try await layer.newChannel(prefix: "specific.", inbox: inbox))
+        }
+        let joining = try await layer.newChannel(prefix: "specific.", inbox: RecordingInbox(eventLoop: loop, takesPresenceEvents: false))
+        try await layer.groupAdd("room", channel: joining, presence: PresenceInfo(user: "ann"))
+        try await layer.groupSend(chat, to: "room")
+        try await layer.groupDiscard("room", channel: joining)
+        try await layer.groupSend(["type": "chat.message", "message": "after"], to: "room")
+        func types(_ inbox: RecordingInbox) -> [String] {
+            inbox.received.withLock { $0.map { [$0.type ?? "?", $0["event"]?.string, $0["message"]?.string].compactMap { $0 }.joined(separator: " ") } }
+        }
+        for _ in 0..<200 where types(listening).count < 4 || types(declining).count < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(types(listening) == ["channels.presence join", "chat.message hi", "channels.presence leave", "chat.message after"])
+        #expect(types(declining) == ["chat.message hi", "chat.message after"])
+        #expect(try await layer.presence(of: "room").isEmpty)
+    }
+
     @Test func sendAndReceive() async throws {
         let layer = InMemoryChannelLayer()
         let channel = try await layer.newChannel()

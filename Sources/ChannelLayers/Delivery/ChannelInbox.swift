@@ -19,4 +19,13 @@ public protocol ChannelInbox: AnyObject, Sendable {
 
     /// Messages for this inbox were lost on the way (the layer lost Redis): tell the client.
     func messagesLost(reason: String)
+
+    /// Whether the inbox wants its groups' presence events (``PresenceEvent``); an inbox that declines is not
+    /// called for them. Must stay the same for the inbox's life (layers read it under their own locks, from
+    /// any thread). `true` unless an inbox says otherwise.
+    var takesPresenceEvents: Bool { get }
+}
+
+extension ChannelInbox {
+    public var takesPresenceEvents: Bool { true }
 }

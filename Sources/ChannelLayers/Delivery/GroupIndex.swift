@@ -22,36 +22,63 @@ package struct GroupIndex: Sendable {
 
     /// Per group, its members on each event loop (a handful of loops: found by a short scan).
     private var groups: [String: [LoopMembers]] = [:]
+    /// The same for the members that take presence events (``ChannelInbox/takesPresenceEvents``), so that a
+    /// join or leave costs what its listeners cost, not a call on every member: a room of 10,000 filling up
+    /// was 50 million calls that each declined the event.
+    private var presenceListeners: [String: [LoopMembers]] = [:]
 
     package init() {}
 
     /// The group's local inboxes by event loop (empty when none).
     package func members(of group: String) -> [LoopMembers] { groups[group] ?? [] }
 
+    /// The group's local inboxes that take presence events, by event loop (empty when none).
+    package func presenceListeners(of group: String) -> [LoopMembers] { presenceListeners[group] ?? [] }
+
     /// How many local inboxes a group has.
     package func count(of group: String) -> Int { groups[group]?.reduce(0) { $0 + $1.inboxes.count } ?? 0 }
 
     /// Adds an inbox to a group; does nothing when it is a member already.
     package mutating func add(_ inbox: any ChannelInbox, to group: String) {
+        guard Self.add(inbox, to: group, in: &groups) else { return }
+        if inbox.takesPresenceEvents { Self.add(inbox, to: group, in: &presenceListeners) }
+    }
+
+    /// Removes an inbox from a group (the order of the others may change).
+    package mutating func remove(_ inbox: any ChannelInbox, from group: String) {
+        guard Self.remove(inbox, from: group, in: &groups) else { return }
+        if inbox.takesPresenceEvents { Self.remove(inbox, from: group, in: &presenceListeners) }
+    }
+
+    package mutating func removeAll() {
+        groups = [:]
+        presenceListeners = [:]
+    }
+
+    /// Whether the inbox was not in the group yet.
+    @discardableResult
+    private static func add(_ inbox: any ChannelInbox, to group: String, in groups: inout [String: [LoopMembers]]) -> Bool {
         let loop = ObjectIdentifier(inbox.eventLoop)
         let key = ObjectIdentifier(inbox)
         // Mutated in place: copying a 10,000-member array on each join or leave made a room's teardown quadratic.
         if let index = groups[group]?.firstIndex(where: { ObjectIdentifier($0.eventLoop) == loop }) {
-            guard groups[group]![index].positions[key] == nil else { return }
+            guard groups[group]![index].positions[key] == nil else { return false }
             groups[group]![index].positions[key] = groups[group]![index].inboxes.count
             groups[group]![index].inboxes.append(inbox)
         } else {
             groups[group, default: []].append(LoopMembers(eventLoop: inbox.eventLoop, inboxes: [inbox]))
         }
+        return true
     }
 
-    /// Removes an inbox from a group (the order of the others may change).
-    package mutating func remove(_ inbox: any ChannelInbox, from group: String) {
+    /// Whether the inbox was in the group.
+    @discardableResult
+    private static func remove(_ inbox: any ChannelInbox, from group: String, in groups: inout [String: [LoopMembers]]) -> Bool {
         let loop = ObjectIdentifier(inbox.eventLoop)
         let key = ObjectIdentifier(inbox)
         guard let index = groups[group]?.firstIndex(where: { ObjectIdentifier($0.eventLoop) == loop }),
             let position = groups[group]![index].positions.removeValue(forKey: key)
-        else { return }
+        else { return false }
         let last = groups[group]![index].inboxes.count - 1
         if position != last {
             groups[group]![index].inboxes.swapAt(position, last)
@@ -62,9 +89,8 @@ package struct GroupIndex: Sendable {
             groups[group]!.remove(at: index)
             if groups[group]!.isEmpty { groups[group] = nil }
         }
+        return true
     }
-
-    package mutating func removeAll() { groups = [:] }
 
     /// Inboxes grouped by the event loop they live on, for one dispatch.
     package static func byEventLoop(_ inboxes: [any ChannelInbox]) -> [LoopMembers] {

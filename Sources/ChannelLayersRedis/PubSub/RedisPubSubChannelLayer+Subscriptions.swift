@@ -36,7 +36,7 @@ extension RedisPubSubChannelLayer {
                 }
                 if let check { verify(check.position, payload: check.payload, group: group) }
             } else if let group = group(in: message.channel, after: presencePrefix) {
-                let pushed = local.withMembership { $0.pushed.members(of: group) }
+                let pushed = local.withMembership { $0.pushed.presenceListeners(of: group) }
                 guard !pushed.isEmpty, let decoded = decode(message) else { continue }
                 local.dispatcher.dispatch(Delivery(decoded, group: group), to: pushed)
             } else if let inbox = local.inbox(of: message.channel) {

@@ -78,8 +78,9 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     let channel: any Channel
     let route: ConsumerRouter.Route?
     let scope: Scope
-    /// `?presence=1`. Read once: every member of a room is asked at each join and leave of another.
+    /// `?presence=1`: only such connections are handed their rooms' joins and leaves (`takesPresenceEvents`).
     let wantsPresence: Bool
+    var takesPresenceEvents: Bool { wantsPresence }
     /// What the node's connections share.
     let environment: ConnectionEnvironment
     var layer: any InboxChannelLayer { environment.layer }
