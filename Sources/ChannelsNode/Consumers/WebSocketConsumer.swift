@@ -21,7 +21,10 @@ import ChannelsProtocol
 ///     func echo(_ message: Message) async throws { try await context.send(text: message["text"]?.string ?? "") }
 /// }
 /// ```
-public protocol WebSocketConsumer: AnyObject {
+///
+/// A consumer type is used from the event loop its connection runs on, so its metatype is `Sendable`
+/// (`SendableMetatype`: no conformance isolated to an actor).
+public protocol WebSocketConsumer: AnyObject, SendableMetatype {
     /// A handler for a layer message.
     typealias Handler = (Self) -> (Message) async throws -> Void
 
