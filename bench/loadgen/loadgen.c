@@ -283,7 +283,7 @@ static void open_client(int index) {
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl");
     c->want_out = 1;
-    char path[512], room[32], request[1024], origin_header[600] = "";
+    char path[512], room[32], request[2048], origin_header[600] = "";
     snprintf(room, sizeof room, "bench%d", c->room);
     const char *mark = strstr(path_template, "{room}");
     if (mark) snprintf(path, sizeof path, "%.*s%s%s", (int)(mark - path_template), path_template, room, mark + 6);
@@ -293,6 +293,9 @@ static void open_client(int index) {
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
                      path, hosts[node], ports[node], origin_header);
+    // The parts are bounded (path 511, host, origin 500), so the request always fits; a cut one would be sent
+    // malformed.
+    if (n < 0 || (size_t)n >= sizeof request) { fprintf(stderr, "loadgen: the upgrade request is too long\n"); exit(2); }
     queue(c, request, (size_t)n);
 }
 
