@@ -42,7 +42,7 @@ extension ClientConnection {
             connectionRules = context.forwardRules
             handshakeHeaders = context.handshakeHeaders
         }
-        if accepted, wantsPresence, let group = context.presenceGroups.sorted().first {
+        if accepted, takesPresenceEvents, let group = context.presenceGroups.sorted().first {
             await sendPresence(of: group)
         }
         // An event stream always recovers: its browser sends `Last-Event-ID` by itself.

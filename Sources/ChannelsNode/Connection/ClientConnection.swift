@@ -78,9 +78,8 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
     let channel: any Channel
     let route: ConsumerRouter.Route?
     let scope: Scope
-    /// `?presence=1`: only such connections are handed their rooms' joins and leaves (`takesPresenceEvents`).
-    let wantsPresence: Bool
-    var takesPresenceEvents: Bool { wantsPresence }
+    /// `?presence=1`: only such connections are handed their rooms' joins and leaves.
+    let takesPresenceEvents: Bool
     /// What the node's connections share.
     let environment: ConnectionEnvironment
     var layer: any InboxChannelLayer { environment.layer }
@@ -188,7 +187,7 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         self.channel = channel
         self.route = route
         self.scope = scope
-        self.wantsPresence = scope.query["presence"] == "1"
+        self.takesPresenceEvents = scope.query["presence"] == "1"
         self.eventStream = scope.transport == .eventStream
         self.rateLimiter = MessageRateLimiter(perSecond: limits.maxMessagesPerSecond, burst: limits.messageBurst)
         // Forwarded frames are shared with every member on the node, so a client's own cost is small; the bound
@@ -255,7 +254,8 @@ final class ClientConnection: ChannelInboundHandler, ChannelInbox, @unchecked Se
         guard lifecycle.isOpen else { return false }
         if delivery.handlerName == PresenceEvent.handlerName {
             // The node's own event: to clients that asked for presence, a frame made once for all of them.
-            guard wantsPresence, let plain = delivery.prepared(for: ObjectIdentifier(ServerFrame.presenceShape), { ServerFrame.presenceEvent(delivery.message) })
+            // Layers outside this package may not honour `takesPresenceEvents`.
+            guard takesPresenceEvents, let plain = delivery.prepared(for: ObjectIdentifier(ServerFrame.presenceShape), { ServerFrame.presenceEvent(delivery.message) })
             else { return false }
             let frame = asSent(plain, as: ServerFrame.presenceShape, event: "presence", in: delivery)
             if mailbox.isIdle, handlerContext != nil { write(frame) } else { enqueue(.frame(frame)) }
