@@ -376,8 +376,13 @@ int main(int argc, char **argv) {
         loop_once(10);
     }
     int members[4096] = {0};
+    // Connected: the upgrade succeeded, even if the server closed the client since (counted by close code, such as a
+    // refused Origin's 4403, whether that close came before or after this point); only open ones expect deliveries.
     int connected = 0;
-    for (int i = 0; i < client_count; i++) if (clients[i].state == OPEN) { connected++; if (clients[i].room < 4096) members[clients[i].room]++; }
+    for (int i = 0; i < client_count; i++) {
+        if (clients[i].opened) connected++;
+        if (clients[i].state == OPEN && clients[i].room < 4096) members[clients[i].room]++;
+    }
     if (connected == 0) { fprintf(stderr, "loadgen: no client could connect\n"); return 1; }
 
     struct rusage before;
